@@ -1,0 +1,1 @@
+"""One module per ``taghead`` subcommand (see :mod:`taghead.cli`)."""

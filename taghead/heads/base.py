@@ -1,0 +1,101 @@
+"""What every taghead head shares: input checks, timm classifier conventions and a rebuildable config."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["VideoHead", "check_feature_map"]
+
+
+def check_feature_map(x: Any, in_channels: int, owner: str = "head") -> tuple[int, int, int]:
+    """Validate a backbone feature map ``[B, C, T, H, W]`` and return its grid ``(T, H, W)``."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{owner} expects a torch.Tensor feature map [B, C, T, H, W], got {type(x).__name__}")
+    if x.dim() != 5:
+        hint = ""
+        if x.dim() == 3:
+            hint = (" A 3-D input looks like tokens [B, N, C]; pass the feature map before flattening, or "
+                    "reshape tokens to [B, C, T, H, W].")
+        elif x.dim() == 4:
+            hint = " A 4-D input looks like an image feature map [B, C, H, W]; add the time axis: x.unsqueeze(2)."
+        raise ValueError(
+            f"{owner} expects a 5-D feature map [B, C, T, H, W] with C={in_channels}; "
+            f"got a {x.dim()}-D tensor of shape {tuple(x.shape)}.{hint}"
+        )
+    if not x.is_floating_point():
+        raise ValueError(f"{owner} expects a floating-point feature map, got dtype {x.dtype}")
+    if x.shape[1] != in_channels:
+        hint = ""
+        if x.shape[2] == in_channels:
+            hint = " It looks like [B, T, C, H, W]; use x.permute(0, 2, 1, 3, 4)."
+        elif x.shape[-1] == in_channels:
+            hint = " It looks channels-last [B, T, H, W, C]; use x.permute(0, 4, 1, 2, 3)."
+        raise ValueError(
+            f"{owner} expects {in_channels} channels at dim 1 of [B, C, T, H, W]; "
+            f"got shape {tuple(x.shape)} with {x.shape[1]} channels.{hint}"
+        )
+    return int(x.shape[2]), int(x.shape[3]), int(x.shape[4])
+
+
+class VideoHead(nn.Module):
+    """Base class of the heads: feature map ``[B, C, T, H, W]`` in, logits ``[B, num_classes]`` out.
+
+    Subclasses build ``self.fc`` (the final classifier, ``nn.Identity`` when ``num_classes == 0``),
+    set ``num_features`` (width of the pooled representation) and implement ``forward_features``
+    and ``forward_head``. They call ``_record_config`` with their constructor arguments so that
+    ``get_config()`` can rebuild them (``type(head)(**head.get_config())``).
+    """
+
+    head_name: str = ""
+    num_classes: int
+    num_features: int
+    fc: nn.Module
+
+    def __init__(self, in_channels: int, t: int, h: int, w: int) -> None:
+        super().__init__()
+        for name, value in (("in_channels", in_channels), ("t", t), ("h", h), ("w", w)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        self.in_channels = in_channels
+        self.grid = (t, h, w)
+        self._config: dict[str, Any] = {}
+
+    def _record_config(self, **kwargs: Any) -> None:
+        self._config = dict(in_channels=self.in_channels, t=self.grid[0], h=self.grid[1], w=self.grid[2], **kwargs)
+
+    def get_config(self) -> dict[str, Any]:
+        """Constructor arguments that rebuild this head (``num_classes`` follows ``reset_classifier``)."""
+        return dict(self._config, num_classes=self.num_classes)
+
+    def check_input(self, x: torch.Tensor) -> tuple[int, int, int]:
+        return check_feature_map(x, self.in_channels, type(self).__name__)
+
+    def _make_classifier(self, num_classes: int) -> nn.Module:
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
+            raise ValueError(f"num_classes must be a non-negative int (0 = no classifier), got {num_classes!r}")
+        self.num_classes = num_classes
+        return nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+
+    def get_classifier(self) -> nn.Module:
+        return self.fc
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the final linear layer by a freshly initialised one (``0`` removes it)."""
+        device = next(self.parameters()).device
+        self.fc = self._make_classifier(num_classes).to(device)
+
+    def losses(self, logits: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Auxiliary training losses by name, from the last forward pass (none for this head)."""
+        return {}
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))

@@ -1,0 +1,38 @@
+"""The mean-pool + linear baseline head (what most video classifiers end with)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .base import VideoHead
+from .registry import register_head
+
+__all__ = ["MeanPoolHead"]
+
+
+@register_head("meanpool")
+class MeanPoolHead(VideoHead):
+    """Global average over ``T, H, W``, optional dropout, Linear. Any grid is accepted.
+
+    ``forward_features`` returns the tokens ``[B, N, C]`` unchanged so that the interface matches
+    :class:`~taghead.TAGHead`.
+    """
+
+    head_name = "meanpool"
+
+    def __init__(self, in_channels: int, t: int, h: int, w: int, *, num_classes: int = 99,
+                 drop_rate: float = 0.0) -> None:
+        super().__init__(in_channels, t, h, w)
+        self._record_config(drop_rate=drop_rate)
+        self.num_features = in_channels
+        self.head_drop = nn.Dropout(drop_rate)
+        self.fc = self._make_classifier(num_classes)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
+        return x.flatten(2).transpose(1, 2)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = self.head_drop(x.mean(dim=1))
+        return x if pre_logits else self.fc(x)

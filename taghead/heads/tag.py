@@ -1,0 +1,159 @@
+"""TAG-Head: Transformer + time-aligned graph refinement on a video backbone's feature map."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..layers import PositionalEmbedding3d
+from ..ops import time_aligned_appnp
+from .base import VideoHead
+from .registry import register_head
+
+__all__ = ["TAGHead", "TAG_PRESETS"]
+
+#: The reference configurations (R(2+1)D-34 at 112x112, a 7x7 map, 512 channels).
+#: ``num_frames`` is the clip length fed to the backbone; ``t`` the temporal size of its feature map.
+TAG_PRESETS: dict[str, dict[str, Any]] = {
+    "haa500": dict(num_classes=500, num_frames=32, t=4, h=7, w=7, mlp_dim=512),
+    "gym99": dict(num_classes=99, num_frames=64, t=8, h=7, w=7, mlp_dim=1024),
+    "gym288": dict(num_classes=288, num_frames=64, t=8, h=7, w=7, mlp_dim=2048),
+}
+
+
+@register_head("tag")
+class TAGHead(VideoHead):
+    r"""Time-Aligned Graph Head.
+
+    ``[B, C, T, H, W]`` -> tokens ``[B, N, C]`` (``N = T*H*W``, t-major) -> optional linear projection
+    to ``embed_dim`` -> + learnable 3D positional embedding -> Transformer encoder (global space-time
+    context) -> APPNP on the time-aligned graph (complete graph inside each frame, same-position
+    edges between consecutive frames; :func:`taghead.ops.time_aligned_appnp`) -> mean over the N
+    nodes -> LayerNorm -> Linear.
+
+    The defaults are the reference configuration (512-d tokens, no projection, 2 post-norm layers of
+    8 heads, dropout 0.5, ReLU, K=2, alpha=0.1) with the Gym99 feed-forward width and class count;
+    :meth:`from_preset` gives the HAA500, Gym99 and Gym288 presets exactly.
+
+    Args:
+        in_channels: channels ``C`` of the backbone's feature map.
+        t, h, w: grid of the feature map the head is built for.
+        num_classes: classifier outputs; ``0`` returns the pooled, normalised features.
+        embed_dim: token width; ``None`` keeps ``in_channels`` (no projection).
+        depth: Transformer layers (``0`` = graph only).
+        num_heads: attention heads.
+        mlp_dim: feed-forward width of each layer.
+        dropout: dropout inside the Transformer layers.
+        norm_first: pre-norm layers (with a final LayerNorm) instead of the reference post-norm.
+        activation: ``"relu"`` (reference) or ``"gelu"``.
+        use_graph: apply the graph propagation (``False`` = Transformer only).
+        k: APPNP steps (``None`` = the personalised-PageRank limit).
+        alpha: APPNP teleport probability.
+        intra, temporal: the two edge sets (for ablations).
+        pos_embed: add the learnable positional embedding.
+        drop_rate: dropout before the classifier.
+        dynamic_size: accept feature maps on another grid (positional embedding resampled
+            trilinearly, graph built on the actual grid); otherwise such input is an error.
+    """
+
+    head_name = "tag"
+
+    def __init__(
+        self,
+        in_channels: int,
+        t: int,
+        h: int,
+        w: int,
+        *,
+        num_classes: int = 99,
+        embed_dim: int | None = None,
+        depth: int = 2,
+        num_heads: int = 8,
+        mlp_dim: int = 1024,
+        dropout: float = 0.5,
+        norm_first: bool = False,
+        activation: str = "relu",
+        use_graph: bool = True,
+        k: int | None = 2,
+        alpha: float = 0.1,
+        intra: bool = True,
+        temporal: bool = True,
+        pos_embed: bool = True,
+        drop_rate: float = 0.0,
+        dynamic_size: bool = False,
+    ) -> None:
+        super().__init__(in_channels, t, h, w)
+        embed_dim = in_channels if embed_dim is None else embed_dim
+        if embed_dim % num_heads != 0 and depth > 0:
+            raise ValueError(f"embed_dim ({embed_dim}) must be divisible by num_heads ({num_heads})")
+        if activation not in ("relu", "gelu"):
+            raise ValueError(f"activation must be 'relu' or 'gelu', got {activation!r}")
+        if depth < 0:
+            raise ValueError(f"depth must be >= 0, got {depth}")
+        # Validate the graph settings once, here, rather than on the first forward pass.
+        time_aligned_appnp(torch.zeros(t * h * w, 1), t, h, w, k, alpha, intra=intra, temporal=temporal)
+        self._record_config(
+            embed_dim=embed_dim, depth=depth, num_heads=num_heads, mlp_dim=mlp_dim, dropout=dropout,
+            norm_first=norm_first, activation=activation, use_graph=use_graph, k=k, alpha=alpha,
+            intra=intra, temporal=temporal, pos_embed=pos_embed, drop_rate=drop_rate, dynamic_size=dynamic_size,
+        )
+        self.embed_dim = self.num_features = embed_dim
+        self.use_graph, self.k, self.alpha = use_graph, k, alpha
+        self.intra, self.temporal = intra, temporal
+        self.dynamic_size = dynamic_size
+
+        self.proj = nn.Linear(in_channels, embed_dim) if embed_dim != in_channels else nn.Identity()
+        self.pos_embed = PositionalEmbedding3d(t, h, w, embed_dim) if pos_embed else None
+        if depth > 0:
+            layer = nn.TransformerEncoderLayer(
+                embed_dim, num_heads, dim_feedforward=mlp_dim, dropout=dropout, activation=activation,
+                batch_first=True, norm_first=norm_first,
+            )
+            final_norm = nn.LayerNorm(embed_dim) if norm_first else None
+            self.transformer = nn.TransformerEncoder(layer, depth, norm=final_norm, enable_nested_tensor=False)
+        else:
+            self.transformer = None
+        self.norm = nn.LayerNorm(embed_dim)
+        self.head_drop = nn.Dropout(drop_rate)
+        self.fc = self._make_classifier(num_classes)
+
+    @classmethod
+    def from_preset(cls, preset: str, in_channels: int = 512, **overrides: Any) -> TAGHead:
+        """The reference head for ``"haa500"``, ``"gym99"`` or ``"gym288"`` (keyword overrides allowed)."""
+        if preset not in TAG_PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(TAG_PRESETS)}")
+        cfg = {key: v for key, v in TAG_PRESETS[preset].items() if key != "num_frames"}
+        cfg.update(overrides)
+        t, h, w = cfg.pop("t"), cfg.pop("h"), cfg.pop("w")
+        return cls(in_channels, t, h, w, **cfg)
+
+    def _grid_for(self, x: torch.Tensor) -> tuple[int, int, int]:
+        grid = self.check_input(x)
+        if grid != self.grid and not self.dynamic_size:
+            t, h, w = self.grid
+            raise ValueError(
+                f"TAGHead was built for a feature map grid (T, H, W) = {self.grid}, i.e. input "
+                f"[B, {self.in_channels}, {t}, {h}, {w}], but got {tuple(x.shape)}. Build the head for this "
+                "grid, or pass dynamic_size=True to resample the positional embedding."
+            )
+        return grid
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Refined tokens ``[B, N, embed_dim]`` (after the Transformer and the graph propagation)."""
+        grid = self._grid_for(x)
+        tokens = self.proj(x.flatten(2).transpose(1, 2))
+        if self.pos_embed is not None:
+            tokens = self.pos_embed(tokens, grid)
+        if self.transformer is not None:
+            tokens = self.transformer(tokens)
+        if self.use_graph:
+            tokens = time_aligned_appnp(tokens, *grid, k=self.k, alpha=self.alpha,
+                                        intra=self.intra, temporal=self.temporal)
+        return tokens
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Mean over nodes, LayerNorm, then the classifier (skipped when ``pre_logits``)."""
+        x = self.head_drop(self.norm(x.mean(dim=1)))
+        return x if pre_logits else self.fc(x)

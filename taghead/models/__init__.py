@@ -1,0 +1,1 @@
+"""Model registry, the wrapped-model container and Hub I/O."""

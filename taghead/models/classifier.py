@@ -1,0 +1,92 @@
+"""``VideoClassifier``: a feature-extracting backbone joined to a head."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..config import DataConfig
+
+__all__ = ["VideoClassifier"]
+
+
+class VideoClassifier(nn.Module):
+    """``video -> backbone -> feature map [B, C, T, H, W] -> head -> logits``.
+
+    Built by :func:`taghead.wrap_backbone` and :func:`taghead.create_model`; rarely by hand.
+
+    Attributes:
+        backbone: the feature extractor (returns the last spatio-temporal feature map).
+        head: a head (``TAGHead``, ``MeanPoolHead``, ...).
+        data_config: the :class:`~taghead.DataConfig` the backbone expects.
+        spec: the recipe that rebuilds this model (backbone name and arguments, adapter arguments,
+            head name and config); ``spec["backbone"]`` is ``None`` for a user-supplied backbone
+            module, which must then be passed again when loading saved weights.
+        label_names: class names, when known.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        head: nn.Module,
+        data_config: DataConfig,
+        spec: dict[str, Any] | None = None,
+        label_names: list[str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self.data_config = data_config
+        self.spec = dict(spec or {})
+        self.label_names = list(label_names) if label_names is not None else None
+
+    @property
+    def num_classes(self) -> int:
+        return self.head.num_classes
+
+    @property
+    def num_features(self) -> int:
+        return self.head.num_features
+
+    def forward_features(self, video: Any) -> torch.Tensor:
+        """The feature map ``[B, C, T, H, W]`` the head sees."""
+        return self.backbone(video)
+
+    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        return self.head.forward_head(self.head.forward_features(features), pre_logits=pre_logits)
+
+    def forward(self, video: Any) -> torch.Tensor:
+        return self.head(self.backbone(video))
+
+    def get_classifier(self) -> nn.Module:
+        return self.head.get_classifier()
+
+    def reset_classifier(self, num_classes: int, label_names: list[str] | None = None) -> None:
+        """New classifier with ``num_classes`` outputs (labels dropped unless new ones are given)."""
+        self.head.reset_classifier(num_classes)
+        if label_names is not None and len(label_names) != num_classes:
+            raise ValueError(f"got {len(label_names)} label names for {num_classes} classes")
+        self.label_names = list(label_names) if label_names is not None else None
+
+    def losses(self, logits: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Auxiliary training losses of the head, by name (``{}`` for heads without any).
+
+        Add them to your own criterion: ``loss = ce(logits, y) + sum(model.losses(logits, y).values())``.
+        """
+        fn = getattr(self.head, "losses", None)
+        return fn(logits, target) if fn is not None else {}
+
+    def param_groups(self, lr: float, backbone_lr_scale: float = 0.1, weight_decay: float = 0.0) -> list[dict[str, Any]]:
+        """Optimizer parameter groups: the backbone at ``lr * backbone_lr_scale``, the head at ``lr``.
+
+        Frozen parameters (``requires_grad=False``) are left out; empty groups are dropped.
+        """
+        groups = [
+            dict(name="backbone", params=[p for p in self.backbone.parameters() if p.requires_grad],
+                 lr=lr * backbone_lr_scale, weight_decay=weight_decay),
+            dict(name="head", params=[p for p in self.head.parameters() if p.requires_grad],
+                 lr=lr, weight_decay=weight_decay),
+        ]
+        return [g for g in groups if g["params"]]

@@ -1,0 +1,257 @@
+r"""APPNP propagation on the time-aligned space-time graph, without building the graph.
+
+The graph of one clip has ``N = t * h * w`` nodes, node ``(τ, p)`` being the spatial position
+``p = i * w + j`` of frame ``τ`` (t-major order, what ``feat.flatten(2).transpose(1, 2)`` gives for a
+``[B, C, T, H, W]`` map). Its edges are
+
+* **intra-frame**: every ordered pair of distinct nodes of the same frame (a complete graph per frame);
+* **temporal**: ``(τ, p) <-> (τ + 1, p)``, both directions (a chain through time per position).
+
+APPNP (Gasteiger et al., 2019), as in ``torch_geometric.nn.APPNP`` with its defaults, propagates
+
+.. math::
+    \mathbf{H}^{(0)} = \mathbf{X}, \qquad
+    \mathbf{H}^{(k+1)} = (1 - \alpha)\, \hat{\mathbf{A}} \mathbf{H}^{(k)} + \alpha \mathbf{X},
+    \qquad \hat{\mathbf{A}} = \mathbf{D}^{-1/2} (\mathbf{A} + \mathbf{I}) \mathbf{D}^{-1/2},
+
+and returns :math:`\mathbf{H}^{(K)}`.
+
+**Why no graph is needed.** With self-loops the degree of a node depends only on its frame:
+:math:`d_\tau = 1 + (P - 1)[\text{intra}] + |\{\tau \pm 1\} \cap [0, t)|\,[\text{temporal}]`,
+``P = h * w``. Split every frame into its mean over positions, :math:`m_\tau`, and the rest,
+:math:`r_{\tau p} = x_{\tau p} - m_\tau` (zero-mean over ``p``). Both parts are invariant under
+:math:`\hat{\mathbf{A}}`, which acts on each as a ``t x t`` tridiagonal matrix over time:
+
+.. math::
+    M^{mean}_{\tau\tau} = \frac{1 + (P - 1)[\text{intra}]}{d_\tau}, \quad
+    M^{res}_{\tau\tau} = \frac{1 - [\text{intra}]}{d_\tau}, \quad
+    M_{\tau,\tau\pm1} = \frac{[\text{temporal}]}{\sqrt{d_\tau d_{\tau\pm1}}} .
+
+The K steps are therefore a polynomial :math:`Q = \mathrm{P}_K(M)` of a tiny matrix
+(:math:`Q_0 = I,\ Q_{k+1} = (1-\alpha) M Q_k + \alpha I`; for ``K -> ∞`` the personalised-PageRank
+limit :math:`Q = \alpha (I - (1 - \alpha) M)^{-1}`), and
+
+.. math::
+    \mathbf{H}^{(K)}_{\tau p} = \sum_{\sigma} Q^{res}_{\tau\sigma} x_{\sigma p}
+        + \sum_{\sigma} (Q^{mean} - Q^{res})_{\tau\sigma} m_\sigma .
+
+One ``t x t`` mix over time, one frame mean and one broadcast add: the cost is a small multiple of
+reading and writing ``x`` once, whatever ``K`` is, and no ``N x N`` matrix, edge list or per-edge
+tensor exists. The operator is linear and symmetric, so autograd keeps only the ``t x t`` matrices for
+the backward pass, not per-step activations.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+
+__all__ = ["time_aligned_appnp", "time_aligned_edge_index", "time_aligned_adjacency"]
+
+Matrix = tuple[tuple[float, ...], ...]
+
+
+def _check_grid(t: int, h: int, w: int) -> None:
+    for name, value in (("t", t), ("h", h), ("w", w)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def _check_propagation(k: int | None, alpha: float) -> None:
+    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 0):
+        raise ValueError(f"k must be a non-negative int or None (the K -> infinity limit), got {k!r}")
+    if not 0.0 <= float(alpha) <= 1.0:
+        raise ValueError(f"alpha must lie in [0, 1], got {alpha!r}")
+    if k is None and float(alpha) == 0.0:
+        raise ValueError("k=None (the K -> infinity limit) needs alpha > 0; with alpha = 0 it does not exist")
+
+
+def _degrees(t: int, p: int, intra: bool, temporal: bool) -> list[float]:
+    """Degree of every frame's nodes, self-loop included."""
+    degrees = []
+    for tau in range(t):
+        temporal_neighbours = (tau > 0) + (tau < t - 1)
+        degrees.append(1.0 + (p - 1) * intra + temporal_neighbours * temporal)
+    return degrees
+
+
+def _time_operator(t: int, p: int, intra: bool, temporal: bool, mean_part: bool) -> list[list[float]]:
+    """``t x t`` matrix by which ``A_hat`` acts on the frame means (``mean_part``) or on the residuals."""
+    d = _degrees(t, p, intra, temporal)
+    diagonal_weight = (1.0 + (p - 1) * intra) if mean_part else (1.0 - intra)
+    m = [[0.0] * t for _ in range(t)]
+    for tau in range(t):
+        m[tau][tau] = diagonal_weight / d[tau]
+        if temporal and tau + 1 < t:
+            off = 1.0 / math.sqrt(d[tau] * d[tau + 1])
+            m[tau][tau + 1] = off
+            m[tau + 1][tau] = off
+    return m
+
+
+def _matmul(a: list[list[float]], b: list[list[float]]) -> list[list[float]]:
+    n = len(a)
+    return [[math.fsum(a[i][s] * b[s][j] for s in range(n)) for j in range(n)] for i in range(n)]
+
+
+def _inverse(a: list[list[float]]) -> list[list[float]]:
+    """Gauss-Jordan inverse with partial pivoting (the matrices here are small and well conditioned)."""
+    n = len(a)
+    aug = [list(row) + [float(i == j) for j in range(n)] for i, row in enumerate(a)]
+    for col in range(n):
+        pivot = max(range(col, n), key=lambda r: abs(aug[r][col]))
+        aug[col], aug[pivot] = aug[pivot], aug[col]
+        inv_pivot = 1.0 / aug[col][col]
+        aug[col] = [v * inv_pivot for v in aug[col]]
+        for r in range(n):
+            if r != col and aug[r][col] != 0.0:
+                factor = aug[r][col]
+                aug[r] = [vr - factor * vc for vr, vc in zip(aug[r], aug[col])]
+    return [row[n:] for row in aug]
+
+
+def _appnp_polynomial(m: list[list[float]], k: int | None, alpha: float) -> list[list[float]]:
+    """``Q`` with ``H(K) = Q X`` for the APPNP recurrence on the operator ``m``."""
+    n = len(m)
+    eye = [[float(i == j) for j in range(n)] for i in range(n)]
+    if k is None:
+        return [[alpha * v for v in row] for row in _inverse(
+            [[eye[i][j] - (1.0 - alpha) * m[i][j] for j in range(n)] for i in range(n)])]
+    q = eye
+    for _ in range(k):
+        mq = _matmul(m, q)
+        q = [[(1.0 - alpha) * mq[i][j] + alpha * eye[i][j] for j in range(n)] for i in range(n)]
+    return q
+
+
+@functools.lru_cache(maxsize=256)
+def time_mixing_matrices(
+    t: int, p: int, k: int | None, alpha: float, intra: bool, temporal: bool
+) -> tuple[Matrix, Matrix]:
+    """``(Q_res, Q_mean - Q_res)`` as nested tuples of Python floats (double precision).
+
+    ``Q_res`` mixes every position over time; ``Q_mean - Q_res`` corrects the frame means.
+    Cached: a head calls this with the same grid on every forward pass.
+    """
+    q_res = _appnp_polynomial(_time_operator(t, p, intra, temporal, mean_part=False), k, alpha)
+    q_mean = _appnp_polynomial(_time_operator(t, p, intra, temporal, mean_part=True), k, alpha)
+    correction = [[qm - qr for qm, qr in zip(row_m, row_r)] for row_m, row_r in zip(q_mean, q_res)]
+    return tuple(map(tuple, q_res)), tuple(map(tuple, correction))
+
+
+@torch.compiler.assume_constant_result
+def _mixing_constants(t: int, p: int, k: int | None, alpha: float, intra: bool, temporal: bool):
+    return time_mixing_matrices(t, p, k, alpha, intra, temporal)
+
+
+def time_aligned_appnp(
+    x: torch.Tensor,
+    t: int,
+    h: int,
+    w: int,
+    k: int | None = 2,
+    alpha: float = 0.1,
+    *,
+    intra: bool = True,
+    temporal: bool = True,
+) -> torch.Tensor:
+    r"""APPNP on each clip's time-aligned graph, equal to ``torch_geometric.nn.APPNP(K=k, alpha=alpha)``.
+
+    Args:
+        x: node features ``[..., N, C]``, ``N = t * h * w`` in t-major, then h, then w order; any
+            number of leading batch dimensions (one graph per leading index).
+        t, h, w: the grid of the feature map the nodes come from.
+        k: number of propagation steps ``K``; ``None`` gives the exact ``K -> ∞`` limit
+            (personalised PageRank, :math:`\alpha (I - (1 - \alpha) \hat{A})^{-1} X`).
+        alpha: teleport (restart) probability.
+        intra: include the complete graph inside every frame.
+        temporal: include the edges between the same position in consecutive frames.
+
+    Returns:
+        ``[..., N, C]`` propagated features, same dtype as ``x``. Half-precision inputs are
+        propagated in float32 and cast back.
+    """
+    _check_grid(t, h, w)
+    _check_propagation(k, alpha)
+    if x.dim() < 2:
+        raise ValueError(f"x must be [..., N, C] with N = t*h*w; got a {x.dim()}-D tensor of shape {tuple(x.shape)}")
+    p = h * w
+    n, c = x.shape[-2], x.shape[-1]
+    if n != t * p:
+        raise ValueError(
+            f"x has {n} nodes along dim -2 but the grid t*h*w = {t}*{h}*{w} = {t * p}; "
+            f"expected x of shape [..., {t * p}, C], got {tuple(x.shape)}"
+        )
+    if not x.is_floating_point():
+        raise ValueError(f"x must be a floating-point tensor, got dtype {x.dtype}")
+    if k == 0:
+        return x.clone()
+    intra = bool(intra) and p > 1  # a single-position frame has no intra-frame edges
+    temporal = bool(temporal) and t > 1
+
+    q_res, q_corr = _mixing_constants(t, p, k, float(alpha), intra, temporal)
+    compute_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    q_res_t = torch.tensor(q_res, dtype=compute_dtype, device=x.device)
+    q_corr_t = torch.tensor(q_corr, dtype=compute_dtype, device=x.device)
+
+    lead = x.shape[:-2]
+    xc = x.to(compute_dtype).reshape(*lead, t, p * c)
+    out = torch.matmul(q_res_t, xc).view(*lead, t, p, c)
+    if intra:
+        frame_means = xc.view(*lead, t, p, c).mean(dim=-2)
+        out = out + torch.matmul(q_corr_t, frame_means).unsqueeze(-2)
+    return out.reshape(*lead, n, c).to(x.dtype)
+
+
+def time_aligned_edge_index(
+    t: int, h: int, w: int, *, intra: bool = True, temporal: bool = True, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """Explicit ``[2, E]`` edge list of one clip's graph (source row 0, target row 1).
+
+    For interoperability with torch_geometric and for tests: ``t*P*(P-1)`` intra-frame edges then
+    ``2*(t-1)*P`` temporal edges, ``P = h*w``. :func:`time_aligned_appnp` never builds it.
+    """
+    _check_grid(t, h, w)
+    p = h * w
+    parts = []
+    if intra and p > 1:
+        src, dst = torch.meshgrid(torch.arange(p), torch.arange(p), indexing="ij")
+        keep = src != dst
+        src, dst = src[keep], dst[keep]
+        offsets = (torch.arange(t) * p).repeat_interleave(src.numel())
+        parts.append(torch.stack([src.repeat(t) + offsets, dst.repeat(t) + offsets]))
+    if temporal and t > 1:
+        earlier = torch.arange((t - 1) * p)
+        later = earlier + p
+        parts.append(torch.stack([torch.cat([earlier, later]), torch.cat([later, earlier])]))
+    if not parts:
+        return torch.empty(2, 0, dtype=torch.long, device=device)
+    return torch.cat(parts, dim=1).to(device)
+
+
+def time_aligned_adjacency(
+    t: int,
+    h: int,
+    w: int,
+    *,
+    intra: bool = True,
+    temporal: bool = True,
+    normalized: bool = True,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    r"""Dense ``[N, N]`` adjacency, for tests and teaching only (quadratic in ``N``).
+
+    With ``normalized=True`` returns :math:`\hat{A} = D^{-1/2}(A + I)D^{-1/2}` as APPNP uses it;
+    otherwise the 0/1 adjacency ``A`` without self-loops.
+    """
+    edge_index = time_aligned_edge_index(t, h, w, intra=intra, temporal=temporal)
+    n = t * h * w
+    a = torch.zeros(n, n, dtype=dtype)
+    a[edge_index[1], edge_index[0]] = 1.0
+    if not normalized:
+        return a
+    a = a + torch.eye(n, dtype=dtype)
+    d_inv_sqrt = a.sum(dim=1).rsqrt()
+    return d_inv_sqrt[:, None] * a * d_inv_sqrt[None, :]
