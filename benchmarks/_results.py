@@ -1,0 +1,17 @@
+"""Write one named section of ``benchmarks/RESULTS.md`` without touching the others."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+
+
+def write_section(name: str, markdown: str, path: Path = RESULTS) -> None:
+    """Replace the text between ``<!-- name -->`` and ``<!-- /name -->`` (appended if absent)."""
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    block = f"<!-- {name} -->\n{markdown.strip()}\n<!-- /{name} -->"
+    pattern = re.compile(rf"<!-- {re.escape(name)} -->.*?<!-- /{re.escape(name)} -->", re.S)
+    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    path.write_text(text)
