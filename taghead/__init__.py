@@ -1,10 +1,26 @@
 """taghead: plug-in heads that upgrade any video backbone for fine-grained action recognition."""
 
 from . import ops
+from .adapters import list_adapters, register_adapter
+from .backbones import create_backbone, list_backbones
 from .config import DataConfig
-from .heads import TAG_PRESETS, MeanPoolHead, TAGHead, VideoHead, create_head, list_heads, register_head
+from .data import SyntheticFineGrainedDataset, VideoClipDataset
+from .heads import (
+    TAG_PRESETS,
+    ARTHead,
+    MeanPoolHead,
+    TAGHead,
+    VideoHead,
+    create_head,
+    list_heads,
+    register_head,
+)
+from .hub import from_pretrained
 from .models.classifier import VideoClassifier
+from .models.registry import create_model, list_models, register_model
+from .models.wrap import wrap_backbone
 from .ops import time_aligned_appnp
+from .text import HashingTextEncoder, build_text_bank
 from .version import __version__
 
 __all__ = [
@@ -14,10 +30,24 @@ __all__ = [
     "TAGHead",
     "TAG_PRESETS",
     "MeanPoolHead",
+    "ARTHead",
+    "build_text_bank",
+    "HashingTextEncoder",
     "VideoHead",
     "create_head",
     "list_heads",
     "register_head",
     "DataConfig",
+    "VideoClipDataset",
+    "SyntheticFineGrainedDataset",
     "VideoClassifier",
+    "wrap_backbone",
+    "register_adapter",
+    "list_adapters",
+    "create_backbone",
+    "list_backbones",
+    "create_model",
+    "list_models",
+    "register_model",
+    "from_pretrained",
 ]

@@ -1,6 +1,16 @@
-"""Backbones that taghead builds itself (the reference R(2+1)D-34, a tiny demo CNN)."""
+"""Backbones: taghead's own (the reference R(2+1)D-34, a tiny demo CNN) and a registry of named ones."""
 
 from .r2plus1d import r2plus1d_34
+from .registry import (
+    BackboneEntry,
+    create_backbone,
+    get_backbone_data_config,
+    list_backbones,
+    register_backbone,
+)
 from .tiny import TinyVideoCNN, tiny_video_cnn
 
-__all__ = ["r2plus1d_34", "TinyVideoCNN", "tiny_video_cnn"]
+__all__ = [
+    "r2plus1d_34", "TinyVideoCNN", "tiny_video_cnn",
+    "create_backbone", "list_backbones", "register_backbone", "get_backbone_data_config", "BackboneEntry",
+]

@@ -1,11 +1,12 @@
 """Heads: a backbone feature map ``[B, C, T, H, W]`` in, logits out."""
 
+from .art import ARTHead
 from .base import VideoHead, check_feature_map
 from .meanpool import MeanPoolHead
 from .registry import create_head, get_head_class, list_heads, register_head
 from .tag import TAG_PRESETS, TAGHead
 
 __all__ = [
-    "VideoHead", "check_feature_map", "TAGHead", "TAG_PRESETS", "MeanPoolHead",
+    "VideoHead", "check_feature_map", "TAGHead", "TAG_PRESETS", "MeanPoolHead", "ARTHead",
     "register_head", "create_head", "list_heads", "get_head_class",
 ]

@@ -7,6 +7,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..hub import HubMixin
+
 __all__ = ["VideoHead", "check_feature_map"]
 
 
@@ -40,13 +42,17 @@ def check_feature_map(x: Any, in_channels: int, owner: str = "head") -> tuple[in
     return int(x.shape[2]), int(x.shape[3]), int(x.shape[4])
 
 
-class VideoHead(nn.Module):
+class VideoHead(nn.Module, HubMixin):
     """Base class of the heads: feature map ``[B, C, T, H, W]`` in, logits ``[B, num_classes]`` out.
 
     Subclasses build ``self.fc`` (the final classifier, ``nn.Identity`` when ``num_classes == 0``),
     set ``num_features`` (width of the pooled representation) and implement ``forward_features``
     and ``forward_head``. They call ``_record_config`` with their constructor arguments so that
     ``get_config()`` can rebuild them (``type(head)(**head.get_config())``).
+
+    Head-only checkpoints (:mod:`taghead.hub`): ``head.save_pretrained(dir)``, ``head.push_to_hub(repo_id)``
+    and ``TAGHead.from_pretrained(dir_or_repo_id)`` (which also takes the head out of a full-model
+    checkpoint), to attach a pretrained head to any backbone with the same feature-map shape.
     """
 
     head_name: str = ""

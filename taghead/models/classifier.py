@@ -8,11 +8,12 @@ import torch
 from torch import nn
 
 from ..config import DataConfig
+from ..hub import HubMixin
 
 __all__ = ["VideoClassifier"]
 
 
-class VideoClassifier(nn.Module):
+class VideoClassifier(nn.Module, HubMixin):
     """``video -> backbone -> feature map [B, C, T, H, W] -> head -> logits``.
 
     Built by :func:`taghead.wrap_backbone` and :func:`taghead.create_model`; rarely by hand.
@@ -22,9 +23,16 @@ class VideoClassifier(nn.Module):
         head: a head (``TAGHead``, ``MeanPoolHead``, ...).
         data_config: the :class:`~taghead.DataConfig` the backbone expects.
         spec: the recipe that rebuilds this model (backbone name and arguments, adapter arguments,
-            head name and config); ``spec["backbone"]`` is ``None`` for a user-supplied backbone
-            module, which must then be passed again when loading saved weights.
+            head name and config; format in :mod:`taghead.models.wrap`); ``spec["backbone"]`` is
+            ``None`` for a user-supplied backbone module, which must then be passed again when
+            loading saved weights.
         label_names: class names, when known.
+        architecture: the registered model name (:func:`taghead.create_model`), when built by name.
+        pretrained_cfg: provenance of the weights (:class:`~taghead.models.pretrained.PretrainedCfg`),
+            when loaded from pretrained weights; written to ``config.json`` and the model card.
+
+    Hub I/O (:mod:`taghead.hub`): ``save_pretrained(dir)``, ``push_to_hub(repo_id, ...)`` and the
+    class method ``VideoClassifier.from_pretrained(repo_id_or_dir, ...)``.
     """
 
     def __init__(
@@ -41,6 +49,8 @@ class VideoClassifier(nn.Module):
         self.data_config = data_config
         self.spec = dict(spec or {})
         self.label_names = list(label_names) if label_names is not None else None
+        self.architecture: str | None = None
+        self.pretrained_cfg: Any = None
 
     @property
     def num_classes(self) -> int:

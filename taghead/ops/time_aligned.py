@@ -37,8 +37,9 @@ limit :math:`Q = \alpha (I - (1 - \alpha) M)^{-1}`), and
 
 One ``t x t`` mix over time, one frame mean and one broadcast add: the cost is a small multiple of
 reading and writing ``x`` once, whatever ``K`` is, and no ``N x N`` matrix, edge list or per-edge
-tensor exists. The operator is linear and symmetric, so autograd keeps only the ``t x t`` matrices for
-the backward pass, not per-step activations.
+tensor exists. The operator is linear and symmetric (``Q^{res}``, ``Q^{mean}`` and the frame-mean
+projector are), so its backward pass is the same propagation applied to the incoming gradient: nothing
+is saved for it but the two ``t x t`` matrices, and no per-step activation ever exists.
 """
 
 from __future__ import annotations
@@ -143,7 +144,32 @@ def time_mixing_matrices(
 
 @torch.compiler.assume_constant_result
 def _mixing_constants(t: int, p: int, k: int | None, alpha: float, intra: bool, temporal: bool):
-    return time_mixing_matrices(t, p, k, alpha, intra, temporal)
+    """``Q_res`` and ``(Q_mean - Q_res) / p`` (the second one acts on frame sums rather than means)."""
+    q_res, q_corr = time_mixing_matrices(t, p, k, alpha, intra, temporal)
+    return q_res, tuple(tuple(v / p for v in row) for row in q_corr)
+
+
+_MIXING_TENSORS: dict[tuple, tuple[torch.Tensor, ...]] = {}
+
+
+def _mixing_tensors(
+    t: int, p: int, k: int | None, alpha: float, intra: bool, temporal: bool, dtype: torch.dtype,
+    device: torch.device,
+) -> tuple[torch.Tensor, ...]:
+    """The two ``t x t`` matrices as tensors; cached in eager mode (a head reuses them every step)."""
+    if torch.compiler.is_compiling():
+        return tuple(torch.tensor(q, dtype=dtype, device=device)
+                     for q in _mixing_constants(t, p, k, alpha, intra, temporal))
+    key = (t, p, k, alpha, intra, temporal, dtype, device)
+    tensors = _MIXING_TENSORS.get(key)
+    if tensors is None:
+        if len(_MIXING_TENSORS) >= 256:
+            _MIXING_TENSORS.clear()
+        with torch.inference_mode(False):  # usable later by autograd even if first made under inference_mode
+            tensors = tuple(torch.tensor(q, dtype=dtype, device=device)
+                            for q in _mixing_constants(t, p, k, alpha, intra, temporal))
+        _MIXING_TENSORS[key] = tensors
+    return tensors
 
 
 def time_aligned_appnp(
@@ -171,14 +197,19 @@ def time_aligned_appnp(
 
     Returns:
         ``[..., N, C]`` propagated features, same dtype as ``x``. Half-precision inputs are
-        propagated in float32 and cast back.
+        propagated in float32 and cast back. A channels-first view (``feat.flatten(2).transpose(1, 2)``)
+        is propagated without a copy and the result has the same layout.
+
+    Cost: one ``t x t`` mix over time, one frame sum and one broadcast add, whatever ``k`` is; the
+    backward pass is the same propagation of the gradient (the operator is symmetric) and saves only
+    two ``t x t`` matrices.
     """
     _check_grid(t, h, w)
     _check_propagation(k, alpha)
     if x.dim() < 2:
         raise ValueError(f"x must be [..., N, C] with N = t*h*w; got a {x.dim()}-D tensor of shape {tuple(x.shape)}")
     p = h * w
-    n, c = x.shape[-2], x.shape[-1]
+    n = x.shape[-2]
     if n != t * p:
         raise ValueError(
             f"x has {n} nodes along dim -2 but the grid t*h*w = {t}*{h}*{w} = {t * p}; "
@@ -191,18 +222,62 @@ def time_aligned_appnp(
     intra = bool(intra) and p > 1  # a single-position frame has no intra-frame edges
     temporal = bool(temporal) and t > 1
 
-    q_res, q_corr = _mixing_constants(t, p, k, float(alpha), intra, temporal)
     compute_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-    q_res_t = torch.tensor(q_res, dtype=compute_dtype, device=x.device)
-    q_corr_t = torch.tensor(q_corr, dtype=compute_dtype, device=x.device)
+    q_res, q_corr = _mixing_tensors(t, p, k, float(alpha), intra, temporal, compute_dtype, x.device)
+    q_corr = q_corr if intra else None
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _TimeAlignedPropagation.apply(x, q_res, q_corr, t, p)
+    return _propagate(x, q_res, q_corr, t, p)  # no autograd graph needed: skip the Function's overhead
 
-    lead = x.shape[:-2]
-    xc = x.to(compute_dtype).reshape(*lead, t, p * c)
-    out = torch.matmul(q_res_t, xc).view(*lead, t, p, c)
-    if intra:
-        frame_means = xc.view(*lead, t, p, c).mean(dim=-2)
-        out = out + torch.matmul(q_corr_t, frame_means).unsqueeze(-2)
-    return out.reshape(*lead, n, c).to(x.dtype)
+
+def _propagate(
+    x: torch.Tensor, q_res: torch.Tensor, q_corr: torch.Tensor | None, t: int, p: int
+) -> torch.Tensor:
+    """``H = (Q_res ⊗ I) X + (Q_corr ⊗ 11ᵀ) X`` on ``[..., t*p, c]``, computed in ``q_res.dtype``.
+
+    ``q_corr`` is ``(Q_mean - Q_res) / p``, so that it acts on frame sums (``None``: no intra edges).
+    One output allocation: the time mix writes it, the frame-mean correction is added in place.
+    Channels-first input (``feat.flatten(2).transpose(1, 2)``) is mixed in its own layout, without a
+    copy, and the output keeps that layout.
+    """
+    lead, c = x.shape[:-2], x.shape[-1]
+    channels_first = not x.is_contiguous() and x.transpose(-1, -2).is_contiguous()
+    if channels_first:
+        frames = x.transpose(-1, -2).view(*lead, c, t, p)  # time on dim -2, positions on dim -1
+    else:
+        frames = x.reshape(*lead, t, p * c)  # a view for contiguous x, one copy otherwise
+    if frames.dtype != q_res.dtype:
+        frames = frames.to(q_res.dtype)  # half precision is accumulated in float32
+    out = torch.matmul(q_res, frames)
+    if q_corr is not None:
+        if channels_first:
+            out.add_(torch.matmul(frames.sum(dim=-1), q_corr.mT).unsqueeze(-1))
+        else:
+            frame_sums = frames.view(*lead, t, p, c).sum(dim=-2)
+            out.view(*lead, t, p, c).add_(torch.matmul(q_corr, frame_sums).unsqueeze(-2))
+    if channels_first:
+        return out.view(*lead, c, t * p).transpose(-1, -2).to(x.dtype)
+    return out.view(x.shape).to(x.dtype)
+
+
+class _TimeAlignedPropagation(torch.autograd.Function):
+    """The propagation as a self-adjoint linear map: its backward applies it again to the gradient."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x, q_res, q_corr, t, p):  # type: ignore[override]
+        return _propagate(x, q_res, q_corr, t, p)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:  # type: ignore[override]
+        _, q_res, q_corr, ctx.t, ctx.p = inputs
+        ctx.save_for_backward(q_res, q_corr)  # the two t x t matrices, nothing of x's size
+
+    @staticmethod
+    def backward(ctx, grad_out):  # type: ignore[override]
+        q_res, q_corr = ctx.saved_tensors
+        return _TimeAlignedPropagation.apply(grad_out, q_res, q_corr, ctx.t, ctx.p), None, None, None, None
 
 
 def time_aligned_edge_index(

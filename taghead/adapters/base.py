@@ -1,0 +1,239 @@
+"""``FeatureExtractor``: what every adapter builds. A video model cut before its pooling and classifier."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from ..config import DataConfig
+from ..utils.meta import shape_call
+
+__all__ = ["FeatureExtractor", "FeatureMapError", "check_video", "check_feature_output"]
+
+
+class FeatureMapError(ValueError):
+    """A backbone (or its feature layer) produced something other than a ``[B, C, T, H, W]`` map."""
+
+
+def check_video(video: Any, in_chans: int = 3, owner: str = "backbone") -> torch.Tensor:
+    """Validate a clip batch ``[B, C, T, H, W]`` (``C = in_chans``) and return it unchanged.
+
+    Raises a ``TypeError``/``ValueError`` that names the expected layout and, for the usual mix-ups
+    (``[B, T, C, H, W]``, channels-last, a clip without batch axis, integer pixels), the fix.
+    """
+    layout = f"[B, {in_chans}, T, H, W]"
+    if not isinstance(video, torch.Tensor):
+        raise TypeError(f"{owner} expects a video tensor {layout}, got {type(video).__name__}")
+    shape = tuple(video.shape)
+    if video.dim() != 5:
+        hint = ""
+        if video.dim() == 4 and shape[0] == in_chans:
+            hint = f" It looks like one clip [{in_chans}, T, H, W]; add the batch axis: video.unsqueeze(0)."
+        elif video.dim() == 4 and shape[1] == in_chans:
+            hint = f" It looks like images [B, {in_chans}, H, W]; add the time axis: video.unsqueeze(2)."
+        raise ValueError(f"{owner} expects a 5-D video {layout}; got a {video.dim()}-D tensor of shape {shape}.{hint}")
+    if shape[1] != in_chans:
+        hint = ""
+        if shape[2] == in_chans:
+            hint = f" It looks like [B, T, {in_chans}, H, W]; use video.permute(0, 2, 1, 3, 4)."
+        elif shape[4] == in_chans:
+            hint = f" It looks channels-last [B, T, H, W, {in_chans}]; use video.permute(0, 4, 1, 2, 3)."
+        raise ValueError(f"{owner} expects the video layout {layout} with {in_chans} channels at dim 1; "
+                         f"got shape {shape}.{hint}")
+    if not video.is_floating_point():
+        raise ValueError(f"{owner} expects a floating-point video {layout} normalised with the data config's "
+                         f"mean and std; got dtype {video.dtype}. Convert with video.float() / 255 and normalise.")
+    return video
+
+
+def check_feature_output(features: Any, owner: str = "backbone") -> torch.Tensor:
+    """Validate that a backbone produced a 5-D feature map ``[B, C, T, H, W]``."""
+    if not isinstance(features, torch.Tensor):
+        raise FeatureMapError(f"{owner} must produce a feature map tensor [B, C, T, H, W], got {type(features).__name__}")
+    if features.dim() != 5:
+        hints = {
+            2: " A 2-D output is already pooled [B, C]: take a layer before the global pooling.",
+            3: " A 3-D output looks like tokens [B, N, C]: reshape them to [B, C, T, H, W].",
+            4: " A 4-D output looks like an image map [B, C, H, W]: the layer has no time axis.",
+        }
+        raise FeatureMapError(f"{owner} must produce a 5-D feature map [B, C, T, H, W]; got a {features.dim()}-D "
+                              f"tensor of shape {tuple(features.shape)}.{hints.get(features.dim(), '')}")
+    return features
+
+
+class FeatureExtractor(nn.Module):
+    """Runs a video model up to its last spatio-temporal feature map ``[B, C, T, H, W]``.
+
+    One subclass per model family, registered with :func:`taghead.register_adapter`. A subclass
+    implements :meth:`extract` and, in ``__init__``, replaces the model's own pooling and classifier by
+    ``nn.Identity`` so their weights are neither stored nor trained. The model is kept, modified in
+    place, as ``self.model`` with its original submodule names: a wrapped model's state-dict keys read
+    ``backbone.model.<original names>``.
+
+    Shapes are found by running the extractor once on a dummy clip (:meth:`feature_shape`): on the
+    ``meta`` device (shapes only, no arithmetic, no memory) when the model allows it, else on fake
+    tensors, else on a real zero clip under ``torch.no_grad()``. This is exact for every model,
+    including those whose padding makes the output size differ from ``input / stride``.
+
+    Class attributes:
+        adapter_name: the registry name (set by :func:`taghead.register_adapter`).
+        family: human-readable family and models, listed in "unsupported model" errors.
+        input_format: the input the extractor accepts, in words.
+        in_chans: colour channels of the video.
+    """
+
+    adapter_name: ClassVar[str] = ""
+    family: ClassVar[str] = ""
+    input_format: ClassVar[str] = "video tensor [B, 3, T, H, W]"
+    in_chans: ClassVar[int] = 3
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"{type(self).__name__} wraps an nn.Module, got {type(model).__name__}")
+        self.model = model
+        self.frozen = False
+        #: ``(num_frames, crop_size)`` of the clip the model is used with (set by ``wrap_backbone``);
+        #: ``out_channels`` and the strides are measured on it, else on the default data config.
+        self.clip: tuple[int, int] | None = None
+        self._shapes: dict[tuple[int, int], tuple[int, int, int, int]] = {}
+
+    # -- what subclasses provide -------------------------------------------------------------------
+    @classmethod
+    def matches(cls, model: nn.Module) -> bool:
+        """Whether this adapter can handle ``model`` (checked after the class lookup)."""
+        return True
+
+    def extract(self, video: Any) -> torch.Tensor:  # pragma: no cover - abstract
+        """Run the model on a validated ``video`` up to its last spatio-temporal map."""
+        raise NotImplementedError
+
+    def get_config(self) -> dict[str, Any]:
+        """JSON-serialisable keyword arguments that rebuild this extractor around a fresh model."""
+        return {}
+
+    def default_data_config(self) -> DataConfig:
+        """The clip length, crop and normalisation the model expects by default."""
+        return DataConfig()
+
+    def check_input(self, video: Any) -> Any:
+        """Validate the input; the default accepts one tensor ``[B, 3, T, H, W]``."""
+        return check_video(video, self.in_chans, type(self).__name__)
+
+    def dummy_input(self, num_frames: int, crop_size: int, batch_size: int = 1) -> Any:
+        """A zero clip in the input format, on the model's device and dtype."""
+        ref = next(iter(self.parameters()), None)
+        device = ref.device if ref is not None else torch.device("cpu")
+        dtype = ref.dtype if ref is not None and ref.is_floating_point() else torch.float32
+        return torch.zeros(batch_size, self.in_chans, num_frames, crop_size, crop_size, device=device, dtype=dtype)
+
+    # -- the module ---------------------------------------------------------------------------------
+    def forward(self, video: Any) -> torch.Tensor:
+        video = self.check_input(video)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+            features = self.extract(video)
+        return check_feature_output(features, self.describe())
+
+    def describe(self) -> str:
+        """Who produced the features, for error messages."""
+        return f"{type(self).__name__} ({type(self.model).__qualname__})"
+
+    def freeze(self, frozen: bool = True) -> FeatureExtractor:
+        """Freeze (or unfreeze) the backbone: no gradients, no optimizer group, BatchNorm statistics fixed.
+
+        A frozen extractor runs under ``torch.no_grad()`` and stays in eval mode when the model is
+        switched to training, so a frozen backbone is a fixed function of the input.
+        """
+        self.frozen = bool(frozen)
+        for p in self.parameters():
+            p.requires_grad_(not self.frozen)
+        return self.train(self.training)
+
+    def train(self, mode: bool = True) -> FeatureExtractor:
+        super().train(mode)
+        if self.frozen:
+            self.model.eval()
+        return self
+
+    # -- shapes ------------------------------------------------------------------------------------
+    def feature_shape(self, num_frames: int, crop_size: int) -> tuple[int, int, int, int]:
+        """``(C, T, H, W)`` of the feature map for a clip of ``num_frames`` frames at ``crop_size`` pixels.
+
+        Raises ``ValueError`` (with the shapes) when the model cannot run such a clip or when the map
+        has an empty axis, i.e. the clip is too small for the backbone.
+        """
+        for name, value in (("num_frames", num_frames), ("crop_size", crop_size)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        key = (num_frames, crop_size)
+        if key not in self._shapes:
+            shape = self._probe(num_frames, crop_size)
+            self._shapes[key] = shape
+        return self._shapes[key]
+
+    def feature_grid(self, num_frames: int, crop_size: int) -> tuple[int, int, int]:
+        """``(T, H, W)`` of the feature map: the grid a head is built for."""
+        return self.feature_shape(num_frames, crop_size)[1:]
+
+    def _reference(self) -> tuple[int, int, tuple[int, int, int, int]]:
+        if self.clip is not None:
+            frames, crop = self.clip
+        else:
+            cfg = self.default_data_config()
+            frames, crop = cfg.num_frames, cfg.crop_size
+        return frames, crop, self.feature_shape(frames, crop)
+
+    @property
+    def out_channels(self) -> int:
+        """Channels ``C`` of the feature map."""
+        return self._reference()[2][0]
+
+    @property
+    def temporal_stride(self) -> int:
+        """Nominal temporal stride: input frames per feature-map step (measured on :attr:`clip`)."""
+        frames, _, shape = self._reference()
+        return round(frames / shape[1])
+
+    @property
+    def spatial_stride(self) -> int:
+        """Nominal spatial stride: input pixels per feature-map cell (measured on :attr:`clip`)."""
+        _, crop, shape = self._reference()
+        return round(crop / shape[2])
+
+    def _probe(self, num_frames: int, crop_size: int) -> tuple[int, int, int, int]:
+        video = self.dummy_input(num_frames, crop_size)
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                out_shape = tuple(shape_call(self, video, fallback=lambda: self(video)).shape)
+        except FeatureMapError:
+            raise
+        except Exception as err:
+            raise ValueError(
+                f"{type(self).__name__} ({type(self.model).__name__}) cannot run a clip of {num_frames} frames "
+                f"at {crop_size}x{crop_size} pixels (input {_describe(video)}): {type(err).__name__}: {err}. "
+                "Check the clip size the backbone was built for; a clip too small for the backbone (too few "
+                "frames, too small a crop_size) fails this way too."
+            ) from err
+        finally:
+            self.train(was_training)
+        shape = tuple(int(s) for s in out_shape[1:])
+        if min(shape) < 1:
+            raise ValueError(
+                f"{type(self).__name__} ({type(self.model).__name__}) turns a clip of {num_frames} frames at "
+                f"{crop_size}x{crop_size} pixels into an empty feature map {out_shape}: too small for a "
+                "head grid (T, H, W >= 1). Use more frames or a larger crop_size."
+            )
+        return shape  # type: ignore[return-value]
+
+
+def _describe(video: Any) -> str:
+    if isinstance(video, torch.Tensor):
+        return str(list(video.shape))
+    if isinstance(video, Sequence):
+        return "[" + ", ".join(_describe(v) for v in video) + "]"
+    return type(video).__name__

@@ -1,0 +1,31 @@
+"""Adapters for taghead's own backbones (R(2+1)D-34 is a torchvision ``VideoResNet``: see ``torchvision.py``)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..config import DataConfig
+from .base import FeatureExtractor
+from .registry import register_adapter
+
+__all__ = ["TinyVideoCNNFeatures"]
+
+
+@register_adapter(
+    "taghead_tiny_video_cnn", "taghead.backbones.tiny:TinyVideoCNN",
+    family="taghead TinyVideoCNN: taghead.backbones.tiny_video_cnn",
+)
+class TinyVideoCNNFeatures(FeatureExtractor):
+    """``model.forward_features``: ``[B, 4*width, T/4, H/8, W/8]``; ``pool`` and ``fc`` are dropped."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__(model)
+        model.pool = nn.Identity()
+        model.fc = nn.Identity()
+
+    def extract(self, video: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_features(video)
+
+    def default_data_config(self) -> DataConfig:
+        return DataConfig()

@@ -1,0 +1,79 @@
+"""Adapter for timm image models, applied frame by frame: any timm model becomes a video backbone."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..config import DataConfig
+from .base import FeatureExtractor
+from .registry import register_adapter
+
+__all__ = ["TimmFrameFeatures"]
+
+
+@register_adapter("timm_frames", nn.Module, family="timm image models, frame by frame (any timm.create_model model)")
+class TimmFrameFeatures(FeatureExtractor):
+    """Fold the frames into the batch, run ``forward_features`` on every frame, unfold:
+    ``[B, 3, T, H, W] -> [B*T, 3, H, W] -> [B*T, C, h, w] -> [B, C, T, h, w]``.
+
+    Frame maps are brought to ``[C, h, w]``: channels-last maps (``output_fmt == "NHWC"``, e.g. Swin)
+    are permuted; token sequences (ViT-like) lose their ``num_prefix_tokens`` class/register tokens and
+    are reshaped to the patch grid. The classifier is removed with ``reset_classifier(0)``. There is
+    no temporal modelling in the backbone (temporal stride 1): the head sees every frame.
+    ViT-like models check the image size they were built for; pass ``img_size=`` (or
+    ``dynamic_img_size=True``) to ``timm.create_model`` for other crops.
+    """
+
+    @classmethod
+    def matches(cls, model: nn.Module) -> bool:
+        return type(model).__module__.startswith("timm.") and callable(getattr(model, "forward_features", None))
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__(model)
+        if hasattr(model, "reset_classifier"):
+            model.reset_classifier(0)
+
+    def _frame_map(self, out: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        m = self.model
+        if out.dim() == 4:
+            return out.permute(0, 3, 1, 2) if getattr(m, "output_fmt", "NCHW") == "NHWC" else out
+        if out.dim() == 3:
+            tokens = out[:, int(getattr(m, "num_prefix_tokens", 0)):]
+            grid = self._token_grid(height, width)
+            if grid is None or grid[0] * grid[1] != tokens.shape[1]:
+                raise ValueError(f"{type(m).__name__}.forward_features returned {tokens.shape[1]} patch tokens "
+                                 f"(shape {tuple(out.shape)}) that do not form the patch grid {grid} of a "
+                                 f"{height}x{width} frame")
+            return tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], *grid)
+        raise ValueError(f"{type(m).__name__}.forward_features returned a {out.dim()}-D tensor {tuple(out.shape)}; "
+                         "expected a map [N, C, h, w] / [N, h, w, C] or tokens [N, L, C]")
+
+    def _token_grid(self, height: int, width: int) -> tuple[int, int] | None:
+        pe = getattr(self.model, "patch_embed", None)
+        if pe is None:
+            return None
+        if callable(getattr(pe, "dynamic_feat_size", None)):
+            return tuple(int(v) for v in pe.dynamic_feat_size((height, width)))  # type: ignore[return-value]
+        if getattr(pe, "grid_size", None) is not None:
+            return tuple(int(v) for v in pe.grid_size)  # type: ignore[return-value]
+        return None
+
+    def extract(self, video: torch.Tensor) -> torch.Tensor:
+        b, c, t, h, w = video.shape
+        frames = video.transpose(1, 2).reshape(b * t, c, h, w)
+        maps = self._frame_map(self.model.forward_features(frames), h, w)
+        return maps.reshape(b, t, *maps.shape[1:]).transpose(1, 2)
+
+    def default_data_config(self) -> DataConfig:
+        """The model's pretrained config (crop, ``crop / crop_pct`` resize, mean, std; the crop a ViT-like
+        model was built for), 8 frames."""
+        cfg = dict(getattr(self.model, "pretrained_cfg", None) or {})
+        crop = int(cfg.get("input_size", (3, 224, 224))[-1])
+        built_for = getattr(getattr(self.model, "patch_embed", None), "img_size", None)
+        if built_for is not None:  # ViT-like models built for another size (img_size=...)
+            crop = int(built_for[-1])
+        crop_pct = float(cfg.get("crop_pct", 0.875) or 0.875)
+        return DataConfig(num_frames=8, crop_size=crop, resize_size=int(crop / crop_pct),
+                          mean=tuple(cfg.get("mean", (0.485, 0.456, 0.406))),
+                          std=tuple(cfg.get("std", (0.229, 0.224, 0.225))))

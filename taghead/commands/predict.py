@@ -1,0 +1,54 @@
+"""``taghead predict VIDEO... --model DIR``: top-k labels with their probabilities for each video."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["register", "run"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "predict", help="top-k labels and scores for video files",
+        description="Decode each video (num_frames frames uniformly over the whole clip, centre crop, normalisation "
+                    "from the model's data config) and print its top-k classes with softmax probabilities. An "
+                    "unreadable video is reported and skipped.",
+    )
+    parser.add_argument("videos", nargs="+", help="video files")
+    parser.add_argument("--model", required=True,
+                        help="saved model folder, training output folder, checkpoint file or Hub repo id")
+    parser.add_argument("-k", "--topk", type=int, default=5, help="labels per video (default 5)")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line instead of text")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from ..engine.predict import load_model, predict_videos
+    from ..weights import CheckpointError
+
+    if args.topk < 1:
+        print(f"taghead predict: error: --topk must be >= 1, got {args.topk}", file=sys.stderr)
+        return 2
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        model = load_model(args.model, device=device)
+    except (ValueError, TypeError, FileNotFoundError, CheckpointError) as err:
+        print(f"taghead predict: error: {err}", file=sys.stderr)
+        return 2
+    results = predict_videos(model, args.videos, k=args.topk, batch_size=args.batch_size)
+    for r in results:
+        if args.json:
+            print(json.dumps(r.to_dict()))
+        elif r.error:
+            print(f"{r.source}: error: {r.error}")
+        else:
+            ranked = ", ".join(f"{label} ({score:.3f})" for label, score in zip(r.labels, r.scores))
+            print(f"{r.source}: {ranked}")
+    return 1 if any(r.error for r in results) else 0

@@ -1,0 +1,44 @@
+"""Video data for training and evaluation: decoding, sampling, transforms, datasets, synthetic clips.
+
+- :class:`VideoClipDataset` (``from_csv`` / ``from_folder``): labelled video files ->
+  ``(video float [3, T, H, W], label)``, robust to unreadable files.
+- :class:`SyntheticFineGrainedDataset`: a fine-grained benchmark rendered on the fly (no download);
+  :func:`write_videos` writes it as mp4 files + a split CSV.
+- :func:`load_clip`: one video file as a model input (prediction).
+- :func:`read_clip`, :func:`count_frames`, :func:`write_video`: PyAV decoding/encoding (imported lazily).
+- :func:`uniform_frame_indices`: the reference's temporal sampling.
+- :class:`TrainTransform`, :class:`EvalTransform`, :func:`build_transform`: the clip transforms.
+"""
+
+from .dataset import (
+    CSV_COLUMNS,
+    VIDEO_EXTENSIONS,
+    CorruptVideoWarning,
+    VideoClipDataset,
+    VideoSample,
+    load_clip,
+)
+from .sampling import uniform_frame_indices
+from .synthetic import SYNTHETIC_CLASSES, SyntheticFineGrainedDataset, write_videos
+from .transforms import EvalTransform, TrainTransform, build_transform
+from .video import VideoDecodeError, count_frames, read_clip, write_video
+
+__all__ = [
+    "VideoClipDataset",
+    "VideoSample",
+    "CorruptVideoWarning",
+    "load_clip",
+    "CSV_COLUMNS",
+    "VIDEO_EXTENSIONS",
+    "SyntheticFineGrainedDataset",
+    "SYNTHETIC_CLASSES",
+    "write_videos",
+    "uniform_frame_indices",
+    "TrainTransform",
+    "EvalTransform",
+    "build_transform",
+    "VideoDecodeError",
+    "read_clip",
+    "count_frames",
+    "write_video",
+]

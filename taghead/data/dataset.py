@@ -1,0 +1,293 @@
+"""``VideoClipDataset``: labelled video files -> ``(video float [3, T, H, W], label)`` for a model.
+
+Two layouts:
+
+- the reference split CSV (:meth:`VideoClipDataset.from_csv`): columns ``FileName, Class,
+  TotalFrames, ClassEncoded``, videos at ``video_dir/<Class>/<FileName>``;
+- one folder per class (:meth:`VideoClipDataset.from_folder`): ``root/<class>/*.mp4`` (also
+  ``.avi .mkv .mov .webm .m4v``); class names sorted alphabetically give the label indices, unless
+  ``class_names`` fixes them.
+
+Each item is decoded with PyAV (:func:`taghead.data.video.read_clip`: ``num_frames`` frames uniformly
+spread over the whole video) and transformed (:mod:`taghead.data.transforms`: the training pipeline
+when ``train=True``, the evaluation one otherwise), with sizes, mean and std from the model's
+:class:`~taghead.DataConfig`.
+
+**Unreadable videos** (missing, truncated, corrupt) never stop an epoch. Policy: the item is
+replaced by the next readable item (index ``i + 1``, ``i + 2``, ... wrapping around) and its
+label; the file is marked bad (never decoded again by this dataset object), a
+:class:`CorruptVideoWarning` naming the file and the reason is issued once per file, and the
+replacement is counted. The marks and counts live in shared-memory tensors, so items loaded in
+DataLoader worker processes are counted in the main process too: after an epoch,
+:meth:`~VideoClipDataset.failure_summary` (a line of text, empty when nothing failed),
+:attr:`~VideoClipDataset.bad_files` and :attr:`~VideoClipDataset.num_replaced` describe it, and
+:meth:`~VideoClipDataset.reset_failures` starts the next epoch's count (bad files stay marked).
+Workers must be started after the dataset is built (the DataLoader's default; ``fork`` and
+``spawn`` both share the tensors). Under ``torchrun`` each rank counts its own items.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from torch.utils.data import Dataset
+
+from ..config import DataConfig
+from .transforms import EvalTransform, TrainTransform, build_transform
+from .video import VideoDecodeError, read_clip
+
+__all__ = ["VideoClipDataset", "VideoSample", "CorruptVideoWarning", "load_clip", "VIDEO_EXTENSIONS", "CSV_COLUMNS"]
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v")
+CSV_COLUMNS = ("FileName", "Class", "TotalFrames", "ClassEncoded")
+
+
+class CorruptVideoWarning(RuntimeWarning):
+    """A video could not be decoded; the dataset replaced its item by another one."""
+
+
+class VideoSample(NamedTuple):
+    """One labelled video: its path, label index and frame count (``None`` when unknown)."""
+
+    path: str
+    label: int
+    total_frames: int | None = None
+
+
+def load_clip(path: str | os.PathLike, data_config: DataConfig, total_frames: int | None = None) -> torch.Tensor:
+    """One video as the model's evaluation input ``float [3, T, H, W]`` (for prediction).
+
+    Raises :class:`~taghead.data.video.VideoDecodeError` for an unreadable file.
+    """
+    frames, _ = read_clip(path, data_config.num_frames, total_frames)
+    return EvalTransform(data_config)(frames)
+
+
+class VideoClipDataset(Dataset):
+    """Labelled video files as ``(video, label)``: ``video`` float ``[3, T, H, W]`` normalised, ``label`` int.
+
+    Build it with :meth:`from_csv` or :meth:`from_folder`, or directly from samples.
+
+    Args:
+        samples: the videos, as :class:`VideoSample` (or ``(path, label[, total_frames])`` tuples).
+        class_names: names of the label indices (``num_classes = len(class_names)``).
+        data_config: frames, crop, resize, mean and std (the model's ``data_config``).
+        train: training transforms (random flip and resized crop) instead of the evaluation ones.
+        hflip_p: flip probability of the training transforms (0.5 as the reference; use 0 when left
+            and right matter for the label).
+        scale: area range of the training random resized crop ((0.5, 1.0) as the reference).
+        generator: randomness of the training transforms (``None``: torch's global RNG, which the
+            DataLoader seeds per worker). A generator is not shared between workers.
+        max_replacements: how many following items to try before giving up on a replacement
+            (default: all of them; a dataset with no readable video raises ``RuntimeError``).
+
+    Attributes:
+        samples, class_names, num_classes, data_config, train, transform.
+    """
+
+    def __init__(
+        self,
+        samples: Sequence[VideoSample | tuple],
+        class_names: Sequence[str],
+        data_config: DataConfig,
+        train: bool = False,
+        *,
+        hflip_p: float = 0.5,
+        scale: tuple[float, float] = (0.5, 1.0),
+        generator: torch.Generator | None = None,
+        max_replacements: int | None = None,
+    ) -> None:
+        if not isinstance(data_config, DataConfig):
+            raise TypeError(f"data_config must be a taghead.DataConfig, got {type(data_config).__name__}")
+        self.class_names = [str(c) for c in class_names]
+        self.num_classes = len(self.class_names)
+        self.samples = [VideoSample(*s) if not isinstance(s, VideoSample) else s for s in samples]
+        if not self.samples:
+            raise ValueError("VideoClipDataset needs at least one video; got an empty list of samples")
+        for s in self.samples:
+            if isinstance(s.label, bool) or not isinstance(s.label, int) or not 0 <= s.label < self.num_classes:
+                raise ValueError(f"label {s.label!r} of {s.path!r} is not an int in [0, {self.num_classes})")
+        self.data_config = data_config
+        self.train = bool(train)
+        self.transform: TrainTransform | EvalTransform = build_transform(
+            data_config, self.train, hflip_p=hflip_p, scale=scale, generator=generator
+        )
+        self.max_replacements = len(self.samples) - 1 if max_replacements is None else int(max_replacements)
+        # Shared with DataLoader workers: bad-file marks (persistent) and per-item replacement counts (per epoch).
+        self._bad = torch.zeros(len(self.samples), dtype=torch.uint8).share_memory_()
+        self._replaced = torch.zeros(len(self.samples), dtype=torch.int32).share_memory_()
+        self._reasons: dict[int, str] = {}
+
+    # ----------------------------------------------------------------------------------- builders
+    @classmethod
+    def from_csv(
+        cls,
+        csv_path: str | os.PathLike,
+        video_dir: str | os.PathLike,
+        data_config: DataConfig,
+        train: bool = False,
+        *,
+        class_names: Sequence[str] | None = None,
+        **kwargs,
+    ) -> VideoClipDataset:
+        """A split file of the reference: columns ``FileName, Class, TotalFrames, ClassEncoded``.
+
+        Videos are at ``video_dir/<Class>/<FileName>``. Labels are ``ClassEncoded``; class names come
+        from the ``Class`` column (``class_names`` overrides them, e.g. for a split that lacks some
+        classes: otherwise ``num_classes = max(ClassEncoded) + 1`` and an absent class is named
+        ``"class_<index>"``). ``TotalFrames`` (when positive) spares counting frames. Other keyword
+        arguments go to the constructor.
+        """
+        csv_path, video_dir = Path(csv_path), Path(video_dir)
+        if not csv_path.is_file():
+            raise FileNotFoundError(f"split CSV {str(csv_path)!r} does not exist")
+        with open(csv_path, newline="") as fh:
+            reader = csv.DictReader(fh)
+            header = [h.strip() for h in (reader.fieldnames or [])]
+            missing = [c for c in CSV_COLUMNS if c not in header]
+            if missing:
+                raise ValueError(f"{csv_path} lacks the columns {missing}; expected {list(CSV_COLUMNS)}, got {header}")
+            rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k is not None} for row in reader]
+        samples, names = [], {}
+        for line, row in enumerate(rows, start=2):
+            try:
+                label = int(row["ClassEncoded"])
+                total = int(float(row["TotalFrames"])) if row["TotalFrames"] else 0
+            except ValueError:
+                raise ValueError(f"{csv_path}:{line}: ClassEncoded and TotalFrames must be integers, got "
+                                 f"{row['ClassEncoded']!r}, {row['TotalFrames']!r}") from None
+            if label < 0:
+                raise ValueError(f"{csv_path}:{line}: ClassEncoded must be >= 0, got {label}")
+            if names.setdefault(label, row["Class"]) != row["Class"]:
+                raise ValueError(f"{csv_path}:{line}: ClassEncoded {label} is {row['Class']!r} here but "
+                                 f"{names[label]!r} earlier")
+            path = video_dir / row["Class"] / row["FileName"]
+            samples.append(VideoSample(str(path), label, total if total > 0 else None))
+        if not samples:
+            raise ValueError(f"{csv_path} lists no videos")
+        if class_names is None:
+            class_names = [names.get(i, f"class_{i}") for i in range(max(names) + 1)]
+        elif max(names) >= len(class_names):
+            raise ValueError(f"{csv_path} has ClassEncoded up to {max(names)} but {len(class_names)} class names were given")
+        return cls(samples, class_names, data_config, train, **kwargs)
+
+    @classmethod
+    def from_folder(
+        cls,
+        root: str | os.PathLike,
+        data_config: DataConfig,
+        train: bool = False,
+        *,
+        class_names: Sequence[str] | None = None,
+        extensions: Sequence[str] = VIDEO_EXTENSIONS,
+        **kwargs,
+    ) -> VideoClipDataset:
+        """One sub-folder per class: ``root/<class name>/<video files>``.
+
+        Label indices follow ``class_names`` when given (folders not listed are an error; listed
+        classes without a folder simply have no videos), otherwise the alphabetically sorted
+        folder names. Files are taken in sorted order. Other keyword arguments go to the constructor.
+        """
+        root = Path(root)
+        if not root.is_dir():
+            raise FileNotFoundError(f"video folder {str(root)!r} does not exist")
+        folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if class_names is None:
+            class_names = folders
+        else:
+            unknown = sorted(set(folders) - set(class_names))
+            if unknown:
+                raise ValueError(f"{root} has class folders {unknown} that are not in class_names")
+        suffixes = {e.lower() for e in extensions}
+        samples = []
+        for label, name in enumerate(class_names):
+            folder = root / name
+            if folder.is_dir():
+                for f in sorted(folder.iterdir()):
+                    if f.is_file() and f.suffix.lower() in suffixes and not f.name.startswith("."):
+                        samples.append(VideoSample(str(f), label, None))
+        if not samples:
+            raise ValueError(f"no video files ({', '.join(sorted(suffixes))}) in the class folders of {root}")
+        return cls(samples, class_names, data_config, train, **kwargs)
+
+    # ------------------------------------------------------------------------------------ access
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def load(self, index: int) -> tuple[torch.Tensor, int]:
+        """Item ``index`` without the replacement policy (raises :class:`VideoDecodeError`)."""
+        sample = self.samples[index]
+        frames, _ = read_clip(sample.path, self.data_config.num_frames, sample.total_frames)
+        return self.transform(frames), sample.label
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        n = len(self.samples)
+        if not -n <= index < n:
+            raise IndexError(f"index {index} out of range for a dataset of {n} videos")
+        index %= n
+        for step in range(self.max_replacements + 1):
+            j = (index + step) % n
+            if self._bad[j]:
+                continue
+            try:
+                item = self.load(j)
+            except VideoDecodeError as err:
+                self._mark_bad(j, err.reason)
+                continue
+            if j != index:
+                self._replaced[index] += 1
+            return item
+        raise RuntimeError(
+            f"no readable video among items {index}..{(index + self.max_replacements) % n} (of {n}); "
+            f"{self.failure_summary()}"
+        )
+
+    # ---------------------------------------------------------------------------------- failures
+    def _mark_bad(self, index: int, reason: str) -> None:
+        self._reasons[index] = reason
+        if not self._bad[index]:
+            self._bad[index] = 1
+            warnings.warn(f"skipping unreadable video {self.samples[index].path!r} ({reason}); its items are "
+                          f"replaced by the next readable video", CorruptVideoWarning, stacklevel=3)
+
+    @property
+    def bad_files(self) -> list[str]:
+        """Paths found unreadable so far (by this process or its DataLoader workers)."""
+        return [self.samples[i].path for i in torch.nonzero(self._bad).flatten().tolist()]
+
+    @property
+    def num_replaced(self) -> int:
+        """Items served by a replacement since the last :meth:`reset_failures`."""
+        return int(self._replaced.sum())
+
+    @property
+    def failures(self) -> dict[str, int]:
+        """``{path: times its item was replaced since the last reset}`` for the unreadable videos."""
+        return {self.samples[i].path: int(self._replaced[i]) for i in torch.nonzero(self._bad).flatten().tolist()}
+
+    def failure_summary(self) -> str:
+        """One line for the end of an epoch: replacements and unreadable files (``""`` when none)."""
+        bad = torch.nonzero(self._bad).flatten().tolist()
+        if not bad and not self.num_replaced:
+            return ""
+        shown = ", ".join(
+            os.path.basename(self.samples[i].path) + (f" ({self._reasons[i]})" if i in self._reasons else "")
+            for i in bad[:5]
+        )
+        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        return (f"{self.num_replaced} item(s) replaced this epoch; {len(bad)} unreadable video(s) of "
+                f"{len(self.samples)}: {shown}{more}")
+
+    def reset_failures(self) -> None:
+        """Zero the replacement counts (call at the start of an epoch); unreadable files stay marked."""
+        self._replaced.zero_()
+
+    def __repr__(self) -> str:
+        return (f"VideoClipDataset({len(self.samples)} videos, {self.num_classes} classes, train={self.train}, "
+                f"{self.data_config})")

@@ -1,0 +1,256 @@
+"""What the ``taghead`` commands share: typed ``key=value`` options, building a model and the datasets."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+from torch.utils.data import Dataset
+
+from ..config import DataConfig
+
+__all__ = ["parse_kwargs", "build_model", "DataSplits", "build_datasets", "add_data_arguments", "add_model_arguments",
+           "SYNTHETIC_DEFAULTS"]
+
+#: Clip and set sizes of ``--data synthetic`` unless given (``num_classes=None``: all the benchmark's classes).
+SYNTHETIC_DEFAULTS = dict(num_frames=16, crop_size=64, train_samples=1200, val_samples=300, num_classes=None)
+
+
+def _parse_value(text: str) -> Any:
+    """JSON when it parses (numbers, true/false, null, lists, objects), the plain string otherwise."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_kwargs(items: Sequence[str] | None, what: str = "--head-kwargs") -> dict[str, Any]:
+    """Keyword arguments from repeated ``key=value`` items and/or JSON objects.
+
+    ``["embed_dim=64", "dropout=0.1", "use_graph=false"]`` -> ``{"embed_dim": 64, "dropout": 0.1,
+    "use_graph": False}``; ``['{"embed_dim": 64}']`` -> the same dict. Values are typed as JSON
+    (``1`` int, ``1.0`` float, ``true``, ``null``, ``[1, 2]``); anything else stays a string. A key
+    given twice is an error.
+    """
+    out: dict[str, Any] = {}
+
+    def put(key: str, value: Any) -> None:
+        if not key.isidentifier():
+            raise ValueError(f"{what}: {key!r} is not a valid argument name")
+        if key in out:
+            raise ValueError(f"{what}: {key!r} is given twice")
+        out[key] = value
+
+    for item in items or ():
+        text = item.strip()
+        if text.startswith("{"):
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{what}: {text!r} is not valid JSON ({err})") from None
+            if not isinstance(obj, dict):
+                raise ValueError(f"{what}: expected a JSON object, got {type(obj).__name__}")
+            for key, value in obj.items():
+                put(str(key), value)
+        elif "=" in text:
+            key, _, value = text.partition("=")
+            put(key.strip(), _parse_value(value.strip()))
+        else:
+            raise ValueError(f"{what}: expected key=value or a JSON object, got {item!r}")
+    return out
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("model")
+    which = g.add_mutually_exclusive_group()
+    which.add_argument("--model", default=None,
+                       help="a registered model name (taghead.list_models(), e.g. tag_r2plus1d_34_gym99)")
+    which.add_argument("--backbone", default=None,
+                       help="a registered backbone name (taghead.list_backbones(), or timm/<name>), combined with "
+                            "--head (default when neither is given: taghead/tiny_video_cnn)")
+    g.add_argument("--head", default="tag", help="registered head name for --backbone (taghead.list_heads())")
+    g.add_argument("--head-kwargs", action="append", metavar="K=V|JSON", default=None,
+                   help="head options, repeated key=value (typed as JSON: 64, 0.1, true) or a JSON object, "
+                        "e.g. --head-kwargs embed_dim=64 --head-kwargs depth=1")
+    g.add_argument("--backbone-kwargs", action="append", metavar="K=V|JSON", default=None,
+                   help="backbone builder options (same syntax), e.g. width=16")
+    g.add_argument("--num-frames", type=int, default=None, help="frames per clip (default: the backbone's)")
+    g.add_argument("--crop-size", type=int, default=None, help="crop side in pixels (default: the backbone's)")
+    g.add_argument("--freeze-backbone", action="store_true", help="train the head only (backbone BN statistics fixed)")
+
+
+def build_model(
+    *,
+    num_classes: int,
+    model: str | None = None,
+    backbone: str | None = None,
+    head: str = "tag",
+    head_kwargs: dict[str, Any] | None = None,
+    backbone_kwargs: dict[str, Any] | None = None,
+    num_frames: int | None = None,
+    crop_size: int | None = None,
+    freeze_backbone: bool = False,
+    label_names: list[str] | None = None,
+) -> nn.Module:
+    """A :class:`~taghead.VideoClassifier` from a registered model name, or a backbone name + a head name."""
+    head_kwargs = dict(head_kwargs or {})
+    if model is not None:
+        from ..models.registry import create_model
+
+        if backbone_kwargs:
+            raise ValueError("--backbone-kwargs applies to --backbone, not to a registered --model")
+        extra: dict[str, Any] = dict(head_kwargs)
+        if num_frames is not None:
+            extra["num_frames"] = num_frames
+        if crop_size is not None:
+            extra["crop_size"] = crop_size
+        if freeze_backbone:
+            extra["freeze_backbone"] = True
+        net = create_model(model, num_classes=num_classes, **extra)
+        if label_names is not None:
+            net.label_names = list(label_names)
+        return net
+    from ..models.wrap import wrap_backbone
+
+    return wrap_backbone(backbone or "taghead/tiny_video_cnn", num_classes, head=head, num_frames=num_frames,
+                         crop_size=crop_size, freeze_backbone=freeze_backbone,
+                         backbone_kwargs=backbone_kwargs or None, label_names=label_names, **head_kwargs)
+
+
+def add_data_arguments(parser: argparse.ArgumentParser, *, train: bool = True) -> None:
+    g = parser.add_argument_group("data")
+    if train:
+        g.add_argument("--data", choices=("synthetic",), default=None,
+                       help="the synthetic fine-grained benchmark (rendered in memory) instead of video files")
+        g.add_argument("--train-csv", type=Path, default=None,
+                       help="reference split CSV (FileName, Class, TotalFrames, ClassEncoded) of the training set")
+        g.add_argument("--val-csv", type=Path, default=None, help="split CSV of the validation set")
+        g.add_argument("--train-dir", type=Path, default=None, help="training videos, one folder per class")
+        g.add_argument("--val-dir", type=Path, default=None, help="validation videos, one folder per class")
+        g.add_argument("--hflip-p", type=float, default=0.5,
+                       help="horizontal flip probability of the training transforms (0 when left/right matter)")
+        g.add_argument("--train-samples", type=int, default=SYNTHETIC_DEFAULTS["train_samples"],
+                       help="synthetic: training clips")
+        g.add_argument("--val-samples", type=int, default=SYNTHETIC_DEFAULTS["val_samples"],
+                       help="synthetic: validation clips")
+        g.add_argument("--num-classes", type=int, default=SYNTHETIC_DEFAULTS["num_classes"],
+                       help="synthetic: number of classes (default: all of taghead.data.SYNTHETIC_CLASSES)")
+    else:
+        g.add_argument("--data", choices=("synthetic",), default=None, help="the synthetic benchmark's split")
+        g.add_argument("--csv", type=Path, default=None, help="reference split CSV of the evaluation set")
+        g.add_argument("--dir", type=Path, default=None, help="evaluation videos, one folder per class")
+        g.add_argument("--samples", type=int, default=SYNTHETIC_DEFAULTS["val_samples"], help="synthetic: clips")
+        g.add_argument("--split", choices=("train", "val", "test"), default="val", help="synthetic: split")
+    g.add_argument("--video-dir", type=Path, default=None, help="root of the videos listed in the CSV files "
+                   "(<video-dir>/<Class>/<FileName>)")
+    g.add_argument("--data-seed", type=int, default=0, help="synthetic: dataset seed")
+
+
+@dataclass
+class DataSplits:
+    """Training and validation datasets and their class names."""
+
+    train: Dataset | None
+    val: Dataset | None
+    class_names: list[str]
+
+
+def _probe_class_names(args: argparse.Namespace) -> list[str]:
+    """Class names of the training source, before the model (and thus the data config) exists."""
+    from ..data import VideoClipDataset
+
+    probe = DataConfig()
+    if args.train_csv is not None:
+        if args.video_dir is None:
+            raise ValueError("--train-csv needs --video-dir (videos are at <video-dir>/<Class>/<FileName>)")
+        return VideoClipDataset.from_csv(args.train_csv, args.video_dir, probe).class_names
+    return VideoClipDataset.from_folder(args.train_dir, probe).class_names
+
+
+def data_source(args: argparse.Namespace) -> str:
+    """``"synthetic"``, ``"csv"`` or ``"folder"``; exactly one source must be given."""
+    sources = [name for name, given in (("synthetic", args.data == "synthetic"), ("csv", args.train_csv is not None),
+                                        ("folder", args.train_dir is not None)) if given]
+    if len(sources) != 1:
+        raise ValueError("give exactly one training data source: --data synthetic, --train-csv CSV --video-dir DIR, "
+                         f"or --train-dir DIR; got {sources or 'none'}")
+    return sources[0]
+
+
+def class_names_for(args: argparse.Namespace) -> list[str]:
+    """The training classes (decides ``num_classes`` of the model)."""
+    if data_source(args) == "synthetic":
+        from ..data import SYNTHETIC_CLASSES
+
+        n = len(SYNTHETIC_CLASSES) if args.num_classes is None else args.num_classes
+        if not 2 <= n <= len(SYNTHETIC_CLASSES):
+            raise ValueError(f"--num-classes must be in [2, {len(SYNTHETIC_CLASSES)}] for synthetic data, got {n}")
+        return [name for name, _ in SYNTHETIC_CLASSES[:n]]
+    return _probe_class_names(args)
+
+
+def build_datasets(args: argparse.Namespace, data_config: DataConfig, class_names: list[str],
+                   progress: bool = True) -> DataSplits:
+    """The training and validation sets of a ``taghead train`` command line, for the model's data config."""
+    from ..data import SyntheticFineGrainedDataset, VideoClipDataset
+
+    source = data_source(args)
+    if source == "synthetic":
+        from .datasets import RenderedClips
+
+        sets = []
+        for split, n in (("train", args.train_samples), ("val", args.val_samples)):
+            if n <= 0:
+                sets.append(None)
+                continue
+            synthetic = SyntheticFineGrainedDataset(n, data_config.num_frames, data_config.crop_size, len(class_names),
+                                                    args.data_seed, split, data_config=data_config)
+            sets.append(RenderedClips.render(synthetic, progress=progress, desc=f"rendering {split} clips"))
+        if sets[0] is None:
+            raise ValueError("--train-samples must be positive")
+        return DataSplits(sets[0], sets[1], class_names)
+    if (source == "csv" and args.val_dir is not None) or (source == "folder" and args.val_csv is not None):
+        raise ValueError("use --val-csv with --train-csv and --val-dir with --train-dir")
+    kwargs = dict(hflip_p=args.hflip_p)
+    if source == "csv":
+        train = VideoClipDataset.from_csv(args.train_csv, args.video_dir, data_config, True, class_names=class_names,
+                                          **kwargs)
+        val = (VideoClipDataset.from_csv(args.val_csv, args.video_dir, data_config, False, class_names=class_names)
+               if args.val_csv is not None else None)
+    else:
+        train = VideoClipDataset.from_folder(args.train_dir, data_config, True, class_names=class_names, **kwargs)
+        val = (VideoClipDataset.from_folder(args.val_dir, data_config, False, class_names=class_names)
+               if args.val_dir is not None else None)
+    return DataSplits(train, val, class_names)
+
+
+def build_eval_dataset(args: argparse.Namespace, data_config: DataConfig, class_names: list[str] | None,
+                       progress: bool = True) -> Dataset:
+    """The evaluation set of ``taghead eval``: ``--csv``/``--video-dir``, ``--dir`` or ``--data synthetic``."""
+    from ..data import SyntheticFineGrainedDataset, VideoClipDataset
+
+    given = [n for n, v in (("--data synthetic", args.data), ("--csv", args.csv), ("--dir", args.dir)) if v is not None]
+    if len(given) != 1:
+        raise ValueError(f"give exactly one evaluation set: --csv CSV --video-dir DIR, --dir DIR or --data synthetic; "
+                         f"got {given or 'none'}")
+    if args.data == "synthetic":
+        from ..data import SYNTHETIC_CLASSES
+        from .datasets import RenderedClips
+
+        n_classes = len(class_names) if class_names else len(SYNTHETIC_CLASSES)
+        synthetic = SyntheticFineGrainedDataset(args.samples, data_config.num_frames, data_config.crop_size, n_classes,
+                                                args.data_seed, args.split, data_config=data_config)
+        if class_names and list(class_names) != synthetic.class_names:
+            raise ValueError(f"the model's classes {class_names} are not the synthetic benchmark's {synthetic.class_names}")
+        return RenderedClips.render(synthetic, progress=progress, desc=f"rendering {args.split} clips")
+    if args.csv is not None:
+        if args.video_dir is None:
+            raise ValueError("--csv needs --video-dir (videos are at <video-dir>/<Class>/<FileName>)")
+        return VideoClipDataset.from_csv(args.csv, args.video_dir, data_config, False, class_names=class_names)
+    return VideoClipDataset.from_folder(args.dir, data_config, False, class_names=class_names)
+

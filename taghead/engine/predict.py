@@ -1,0 +1,148 @@
+"""Inference helpers: load a trained model from what training or ``save_pretrained`` wrote, predict top-k labels.
+
+:func:`load_model` accepts
+
+- a folder written by ``save_pretrained`` (``config.json`` + ``model.safetensors``), or a Hub repo id;
+- a training output folder (``taghead train --output DIR``): its ``best/`` folder when present, else
+  ``checkpoint_best.pt``, else ``checkpoint_last.pt``;
+- a training checkpoint file (``checkpoint_*.pt``), read with ``torch.load(weights_only=True)``; the
+  model is rebuilt from the spec stored in it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .checkpoint import load_checkpoint
+
+__all__ = ["load_model", "Prediction", "topk_predictions", "predict_videos"]
+
+
+def _from_checkpoint(path: Path, backbone: nn.Module | None) -> nn.Module:
+    from ..hub import _build_from_config
+
+    state = load_checkpoint(path)
+    config = json.loads(state.get("model_config") or "null")
+    if not config:
+        raise ValueError(f"{str(path)!r} holds no model config (the model trained was not a taghead.VideoClassifier); "
+                         "rebuild the model yourself and load the checkpoint's 'model' state dict")
+    model = _build_from_config(config, backbone, repr(str(path)))
+    model.load_state_dict(state["model"])
+    if config.get("architecture"):
+        model.architecture = config["architecture"]
+    return model.eval()
+
+
+def load_model(source: str | os.PathLike, *, device: str | torch.device = "cpu",
+               backbone: nn.Module | None = None) -> nn.Module:
+    """A model ready for inference (eval mode, on ``device``) from a saved folder, training output or checkpoint.
+
+    ``backbone`` is needed only for models built around a user-supplied backbone module.
+    """
+    from ..hub import CONFIG_NAME, from_pretrained
+    from .trainer import BEST_CHECKPOINT, BEST_PRETRAINED, LAST_CHECKPOINT
+
+    path = Path(source)
+    if path.is_dir():
+        if (path / CONFIG_NAME).is_file():
+            model = from_pretrained(path, backbone=backbone)
+        elif (path / BEST_PRETRAINED / CONFIG_NAME).is_file():
+            model = from_pretrained(path / BEST_PRETRAINED, backbone=backbone)
+        elif (path / BEST_CHECKPOINT).is_file():
+            model = _from_checkpoint(path / BEST_CHECKPOINT, backbone)
+        elif (path / LAST_CHECKPOINT).is_file():
+            model = _from_checkpoint(path / LAST_CHECKPOINT, backbone)
+        else:
+            raise FileNotFoundError(
+                f"{str(path)!r} holds neither a saved model ({CONFIG_NAME}) nor a training output "
+                f"({BEST_PRETRAINED}/, {BEST_CHECKPOINT} or {LAST_CHECKPOINT})"
+            )
+    elif path.is_file():
+        model = _from_checkpoint(path, backbone)
+    elif isinstance(source, str) and source.count("/") == 1 and not source.startswith((".", "/")):
+        model = from_pretrained(source, backbone=backbone)  # a Hub repo id "org/name"
+    else:
+        raise FileNotFoundError(f"model {str(source)!r} is neither a folder, a checkpoint file nor a Hub repo id")
+    return model.to(device).eval()
+
+
+@dataclass
+class Prediction:
+    """Top-k classes of one clip: label names, indices and softmax probabilities, best first."""
+
+    source: str
+    labels: list[str]
+    indices: list[int]
+    scores: list[float]
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "labels": self.labels, "indices": self.indices, "scores": self.scores,
+                "error": self.error}
+
+
+def _label_names(model: nn.Module, num_classes: int) -> list[str]:
+    names = getattr(model, "label_names", None)
+    return list(names) if names and len(names) == num_classes else [str(i) for i in range(num_classes)]
+
+
+@torch.no_grad()
+def topk_predictions(model: nn.Module, clips: torch.Tensor, k: int = 5,
+                     sources: Sequence[str] | None = None) -> list[Prediction]:
+    """Top-``k`` (clipped to the class count) of a batch of model inputs ``[B, 3, T, H, W]``."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive int, got {k!r}")
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        probs = model(clips.to(device)).float().softmax(dim=1).cpu()
+    finally:
+        model.train(was_training)
+    names = _label_names(model, probs.shape[1])
+    top = probs.topk(min(k, probs.shape[1]), dim=1)
+    sources = list(sources) if sources is not None else [f"clip {i}" for i in range(len(probs))]
+    return [Prediction(src, [names[j] for j in idx.tolist()], idx.tolist(), val.tolist())
+            for src, idx, val in zip(sources, top.indices, top.values)]
+
+
+def predict_videos(model: nn.Module, paths: Sequence[str | os.PathLike], k: int = 5,
+                   batch_size: int = 4, progress: bool = False) -> list[Prediction]:
+    """Decode each video (uniform sampling and evaluation transforms of ``model.data_config``) and predict.
+
+    An unreadable video gives a :class:`Prediction` with ``error`` set instead of stopping the run.
+    """
+    from tqdm.auto import tqdm
+
+    from ..data import VideoDecodeError, load_clip
+
+    data_config = getattr(model, "data_config", None)
+    if data_config is None:
+        raise ValueError("the model has no data_config (frames, crop, normalisation); use a taghead.VideoClassifier")
+    results: list[Prediction] = []
+    pending: list[tuple[str, torch.Tensor]] = []
+
+    def flush() -> None:
+        if pending:
+            results.extend(topk_predictions(model, torch.stack([c for _, c in pending]), k, [s for s, _ in pending]))
+            pending.clear()
+
+    for path in tqdm([os.fspath(p) for p in paths], desc="predict", disable=not progress):
+        try:
+            pending.append((path, load_clip(path, data_config)))
+        except (VideoDecodeError, FileNotFoundError, OSError) as err:
+            flush()
+            results.append(Prediction(path, [], [], [], error=str(err)))
+            continue
+        if len(pending) == batch_size:
+            flush()
+    flush()
+    return results

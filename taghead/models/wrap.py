@@ -1,0 +1,220 @@
+"""``wrap_backbone``: any video backbone + a taghead head -> a :class:`VideoClassifier`; and its inverse
+``build_from_spec``, which rebuilds the same architecture from the JSON spec a model carries.
+
+The spec (``VideoClassifier.spec``)::
+
+    {"backbone": "torchvision/r2plus1d_18" | None,   # registered name; None = user-supplied module
+     "backbone_kwargs": {...},                       # builder arguments (JSON)
+     "adapter": "torchvision_video_resnet",          # adapter name (taghead.list_adapters())
+     "adapter_kwargs": {...},                        # e.g. {"feature_layer": "layer4", "prune": true}
+     "head": "tag" | None,                           # registered head name; None = custom factory
+     "head_config": {...} | None,                    # head.get_config(): rebuilds the head
+     "freeze_backbone": false}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+from ..adapters import FeatureExtractor, adapt
+from ..backbones.registry import create_backbone, get_backbone_data_config
+from ..config import DataConfig
+from ..heads.registry import create_head, get_head_class, list_heads
+from .classifier import VideoClassifier
+
+__all__ = ["wrap_backbone", "build_from_spec", "SPEC_KEYS"]
+
+SPEC_KEYS = ("backbone", "backbone_kwargs", "adapter", "adapter_kwargs", "head", "head_config", "freeze_backbone")
+
+
+def _json(obj: Any, what: str) -> Any:
+    try:
+        return json.loads(json.dumps(obj))
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{what} must be JSON-serialisable (it is stored in the model spec): {err}") from None
+
+
+def _head_name(head: str | Callable[..., nn.Module]) -> str | None:
+    if isinstance(head, str):
+        return head
+    for name in list_heads():
+        if get_head_class(name) is head:
+            return name
+    return None
+
+
+def _build_head(head: str | Callable[..., nn.Module], shape: tuple[int, int, int, int], num_classes: int,
+                head_kwargs: dict[str, Any], backbone_name: str) -> nn.Module:
+    channels, t, h, w = shape
+    try:
+        return create_head(head, channels, t, h, w, num_classes=num_classes, **head_kwargs)
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"cannot build head {head!r} for the feature map [B, {channels}, {t}, {h}, {w}] of "
+                        f"{backbone_name}: {err}") from err
+
+
+def _with_clip(config: DataConfig, num_frames: int | None, crop_size: int | None) -> DataConfig:
+    """``config`` for another clip; a new crop keeps the resize-to-crop ratio of the backbone's config."""
+    changes: dict[str, Any] = {}
+    if num_frames is not None:
+        changes["num_frames"] = num_frames
+    if crop_size is not None and crop_size != config.crop_size:
+        changes["crop_size"] = crop_size
+        if config.resize_size is not None:
+            changes["resize_size"] = round(crop_size * config.resize_size / config.crop_size)
+    return dataclasses.replace(config, **changes)
+
+
+def wrap_backbone(
+    model_or_name: nn.Module | str,
+    num_classes: int,
+    *,
+    head: str | Callable[..., nn.Module] = "tag",
+    num_frames: int | None = None,
+    crop_size: int | None = None,
+    feature_layer: str | Callable[..., Any] | None = None,
+    freeze_backbone: bool = False,
+    backbone_kwargs: dict[str, Any] | None = None,
+    adapter: str | None = None,
+    adapter_kwargs: dict[str, Any] | None = None,
+    label_names: list[str] | None = None,
+    **head_kwargs: Any,
+) -> VideoClassifier:
+    """Put a taghead head on a video backbone: ``video -> features [B, C, T, H, W] -> head -> logits``.
+
+    Args:
+        model_or_name: a backbone module (modified in place: its pooling and classifier are removed;
+            pass ``copy.deepcopy(model)`` to keep the original), or a registered name
+            (:func:`taghead.list_backbones`, or ``"timm/<model>"``), built with random weights.
+        num_classes: classifier outputs.
+        head: a registered head name (``"tag"``, ``"meanpool"``, ...), a head class, or a factory
+            ``f(in_channels, t, h, w, *, num_classes, **head_kwargs) -> nn.Module``.
+        num_frames, crop_size: the clip the model will see (default: the backbone's data config).
+            The head's grid ``(t, h, w)`` is the backbone's feature map for this clip.
+        feature_layer: for models without an adapter: the submodule whose output is the last
+            spatio-temporal map (``"layer4"``), or a callable ``(model, video) -> [B, C, T, H, W]``.
+        freeze_backbone: no gradients through the backbone, BatchNorm statistics fixed, and the
+            backbone left out of :meth:`VideoClassifier.param_groups`.
+        backbone_kwargs: builder arguments when the backbone is given by name.
+        adapter: force an adapter by name (default: found from the model's class).
+        adapter_kwargs: adapter arguments (e.g. ``{"alpha": 4}`` for SlowFast).
+        label_names: class names, stored on the model.
+        head_kwargs: passed to the head (e.g. ``mlp_dim=2048``, ``embed_dim=256``).
+
+    Returns:
+        a :class:`VideoClassifier` with ``.backbone`` (a :class:`~taghead.adapters.FeatureExtractor`),
+        ``.head``, ``.data_config`` and ``.spec`` (the JSON recipe :func:`build_from_spec` rebuilds).
+    """
+    backbone_kwargs = dict(backbone_kwargs or {})
+    if isinstance(model_or_name, str):
+        name: str | None = model_or_name
+        model = create_backbone(model_or_name, **backbone_kwargs)
+        base_config = get_backbone_data_config(model_or_name)
+    elif isinstance(model_or_name, nn.Module):
+        if backbone_kwargs:
+            raise ValueError("backbone_kwargs apply to a backbone given by name, not to a module")
+        name, model, base_config = None, model_or_name, None
+    else:
+        raise TypeError(f"model_or_name must be an nn.Module or a registered backbone name, "
+                        f"got {type(model_or_name).__name__}")
+    extractor = adapt(model, adapter=adapter, feature_layer=feature_layer, **dict(adapter_kwargs or {}))
+    data_config = base_config or extractor.default_data_config()
+    data_config = _with_clip(data_config, num_frames, crop_size)
+    described = name or type(model).__qualname__
+    shape = extractor.feature_shape(data_config.num_frames, data_config.crop_size)
+    extractor.clip = (data_config.num_frames, data_config.crop_size)
+    head_module = _build_head(head, shape, num_classes, head_kwargs, described)
+    if freeze_backbone:
+        extractor.freeze()
+    get_config = getattr(head_module, "get_config", None)
+    head_name = _head_name(head)
+    spec = {
+        "backbone": name,
+        "backbone_kwargs": _json(backbone_kwargs, "backbone_kwargs"),
+        "adapter": extractor.adapter_name,
+        "adapter_kwargs": _json(extractor.get_config(), "adapter_kwargs"),
+        "head": head_name,
+        "head_config": _json(get_config(), "head config") if (head_name is not None and callable(get_config)) else None,
+        "freeze_backbone": bool(freeze_backbone),
+    }
+    return VideoClassifier(extractor, head_module, data_config, spec=spec, label_names=label_names)
+
+
+def build_from_spec(
+    spec: dict[str, Any],
+    data_config: DataConfig | dict[str, Any],
+    label_names: list[str] | None = None,
+    backbone: nn.Module | None = None,
+    head: nn.Module | None = None,
+) -> VideoClassifier:
+    """Rebuild the architecture a spec describes, with random weights (load a state dict afterwards).
+
+    Args:
+        spec: a :attr:`VideoClassifier.spec` (possibly read back from JSON).
+        data_config: the model's :class:`DataConfig` (or its dict).
+        label_names: class names.
+        backbone: the backbone module when ``spec["backbone"]`` is ``None`` (a fresh instance of the
+            same architecture), or a ready :class:`~taghead.adapters.FeatureExtractor` (needed when the
+            spec's features came from a callable ``feature_layer``).
+        head: the head module when ``spec["head"]`` is ``None`` (a custom head factory was used).
+    """
+    missing = [k for k in SPEC_KEYS if k not in spec]
+    if missing:
+        raise ValueError(f"model spec lacks {missing}; expected the keys {list(SPEC_KEYS)}")
+    if isinstance(data_config, dict):
+        data_config = DataConfig.from_dict(data_config)
+    if not isinstance(data_config, DataConfig):
+        raise TypeError(f"data_config must be a DataConfig or a dict, got {type(data_config).__name__}")
+
+    if spec["backbone"] is None:
+        if backbone is None:
+            raise ValueError("this spec has a user-supplied backbone (spec['backbone'] is None): pass backbone=, "
+                             "a freshly built module of the same architecture")
+        model = backbone
+    else:
+        if backbone is not None:
+            raise ValueError(f"the spec builds its backbone {spec['backbone']!r} by name; do not pass backbone=")
+        model = create_backbone(spec["backbone"], **dict(spec["backbone_kwargs"] or {}))
+
+    adapter_kwargs = dict(spec["adapter_kwargs"] or {})
+    callable_name = adapter_kwargs.pop("callable", None)
+    if isinstance(model, FeatureExtractor):
+        if spec["adapter"] not in (None, model.adapter_name):
+            raise ValueError(f"the spec's adapter is {spec['adapter']!r}, the given extractor is {model.adapter_name!r}")
+        extractor = model
+    elif callable_name is not None:
+        raise ValueError(
+            f"this model's features came from the callable {callable_name!r}, which a spec cannot store; pass "
+            f"backbone=taghead.adapters.adapt(model, feature_layer={callable_name.rsplit('.', 1)[-1]})"
+        )
+    else:
+        extractor = adapt(model, adapter=spec["adapter"], **adapter_kwargs)
+
+    if spec["head"] is None or spec["head_config"] is None:
+        if head is None:
+            raise ValueError("this spec's head came from a custom factory (spec['head'] is None): pass head=, "
+                             "a module of the same architecture")
+        head_module = head
+    else:
+        if head is not None:
+            raise ValueError(f"the spec builds its head {spec['head']!r} by name; do not pass head=")
+        head_module = get_head_class(spec["head"])(**spec["head_config"])
+
+    in_channels, grid = getattr(head_module, "in_channels", None), getattr(head_module, "grid", None)
+    if in_channels is not None and grid is not None:
+        shape = extractor.feature_shape(data_config.num_frames, data_config.crop_size)
+        if shape[0] != in_channels or (tuple(shape[1:]) != tuple(grid) and not getattr(head_module, "dynamic_size", True)):
+            raise ValueError(
+                f"the backbone gives feature maps [B, {shape[0]}, {shape[1]}, {shape[2]}, {shape[3]}] for "
+                f"{data_config.num_frames} frames at {data_config.crop_size}px, but the head expects "
+                f"[B, {in_channels}, {grid[0]}, {grid[1]}, {grid[2]}]: spec and data config disagree"
+            )
+    extractor.clip = (data_config.num_frames, data_config.crop_size)
+    if spec["freeze_backbone"]:
+        extractor.freeze()
+    return VideoClassifier(extractor, head_module, data_config, spec=dict(spec), label_names=label_names)

@@ -1,0 +1,128 @@
+"""The ``taghead`` commands end to end on small mp4 files: train (CSV and folder layouts), eval, predict, info."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from taghead.cli import main
+from taghead.engine.builders import build_model, parse_kwargs
+
+HEAD = ["--head-kwargs", "embed_dim=16", "--head-kwargs", '{"num_heads": 2, "mlp_dim": 32, "depth": 1}']
+TINY = ["--num-frames", "8", "--crop-size", "32", "--backbone-kwargs", "width=4", *HEAD]
+QUIET = ["--no-progress", "--no-tensorboard"]
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """8 training and 4 validation clips of the synthetic benchmark (4 classes) as mp4 + split CSVs."""
+    from taghead.data import SyntheticFineGrainedDataset, write_videos
+
+    root = tmp_path_factory.mktemp("videos")
+    for split, n in (("train", 8), ("val", 4)):
+        write_videos(root, SyntheticFineGrainedDataset(n, num_frames=8, size=32, num_classes=4, seed=0, split=split))
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(videos: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("run")
+    rc = main(["train", "--train-csv", str(videos / "train.csv"), "--val-csv", str(videos / "val.csv"),
+               "--video-dir", str(videos), "--hflip-p", "0", *TINY, "--epochs", "2", "--batch-size", "4",
+               "--optimizer", "adamw", "--lr", "1e-3", "--clip-grad", "1.0", "--label-smoothing", "0.1",
+               "--accum-steps", "2", "--output", str(out), *QUIET])
+    assert rc == 0
+    return out
+
+
+def test_parse_kwargs_types_values() -> None:
+    assert parse_kwargs(["embed_dim=64", "dropout=0.1", "use_graph=false", "k=null", "activation=gelu",
+                         '{"depth": 0, "mlp_dim": 128}']) == dict(
+        embed_dim=64, dropout=0.1, use_graph=False, k=None, activation="gelu", depth=0, mlp_dim=128)
+    for bad, match in ((["depth"], "key=value"), (["depth=1", "depth=2"], "twice"), (["{oops"], "JSON"),
+                       (["1x=2"], "argument name")):
+        with pytest.raises(ValueError, match=match):
+            parse_kwargs(bad)
+
+
+def test_train_writes_metrics_checkpoints_and_model(trained: Path) -> None:
+    for name in ("metrics.csv", "checkpoint_last.pt", "checkpoint_best.pt", "curves.png", "best/config.json",
+                 "best/model.safetensors"):
+        assert (trained / name).is_file(), name
+    rows = list(csv.DictReader((trained / "metrics.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert rows[-1]["step"] == "2"  # 8 clips / batch 4 = 2 batches, accumulated into 1 step per epoch
+    config = json.loads((trained / "best/config.json").read_text())
+    from taghead.data import SyntheticFineGrainedDataset
+
+    assert config["label_names"] == SyntheticFineGrainedDataset(4, num_frames=8, size=32, num_classes=4).class_names
+    assert config["spec"]["head_config"]["embed_dim"] == 16
+
+
+def test_eval_reports_metrics_confusion_and_per_class(trained: Path, videos: Path, capsys) -> None:
+    out = trained / "report"
+    rc = main(["eval", str(trained), "--csv", str(videos / "val.csv"), "--video-dir", str(videos),
+               "--output", str(out), "--no-progress"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "Top-1" in printed and "MCA" in printed and "trivial: 5 >= number of classes" in printed
+    metrics = json.loads((out / "metrics.json").read_text())
+    per_class = list(csv.DictReader((out / "per_class.csv").open()))
+    assert [r["class_name"] for r in per_class] == json.loads((trained / "best/config.json").read_text())["label_names"]
+    correct, support = sum(int(r["correct"]) for r in per_class), sum(int(r["support"]) for r in per_class)
+    assert support == metrics["count"] == 4
+    assert metrics["top1"] == pytest.approx(correct / support)
+    accs = [float(r["accuracy"]) for r in per_class if r["accuracy"]]
+    assert metrics["mca"] == pytest.approx(sum(accs) / len(accs))
+    assert metrics["top5"] == 1.0
+    assert (out / "confusion_matrix.png").stat().st_size > 1000
+
+
+def test_predict_prints_topk_and_reports_unreadable_files(trained: Path, videos: Path, capsys) -> None:
+    clips = sorted(videos.glob("*/val_*.mp4"))[:2]
+    missing = videos / "nope.mp4"
+    rc = main(["predict", *map(str, clips), str(missing), "--model", str(trained), "-k", "3", "--json"])
+    assert rc == 1  # one video could not be read
+    lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert [r["source"] for r in lines] == [str(c) for c in clips] + [str(missing)]
+    for r in lines[:2]:
+        assert len(r["labels"]) == 3 and r["error"] is None
+        assert r["scores"] == sorted(r["scores"], reverse=True) and 0 < sum(r["scores"]) <= 1 + 1e-6
+    assert lines[2]["error"] and lines[2]["labels"] == []
+
+
+def test_train_on_folder_layout_with_bf16(videos: Path, tmp_path: Path) -> None:
+    rc = main(["train", "--train-dir", str(videos), "--hflip-p", "0", *TINY, "--epochs", "1", "--batch-size", "2",
+               "--max-steps-per-epoch", "1", "--amp", "bf16", "--output", str(tmp_path), *QUIET])
+    assert rc == 0
+    rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
+    assert rows[0]["step"] == "1" and "val_top1" not in rows[0]  # one step; no validation set given
+
+
+def test_build_model_from_a_registered_name() -> None:
+    model = build_model(num_classes=5, model="tag_r3d_18", num_frames=8, crop_size=32, head_kwargs={"mlp_dim": 64},
+                        label_names=list("abcde"))
+    assert model.num_classes == 5 and model.label_names == list("abcde")
+    assert (model.data_config.num_frames, model.data_config.crop_size) == (8, 32)
+    assert model.head.get_config()["mlp_dim"] == 64 and model.head.grid == (1, 2, 2)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train"], "exactly one training data source"),
+    (["train", "--data", "synthetic", "--train-dir", "x"], "exactly one training data source"),
+    (["train", "--data", "synthetic", "--head-kwargs", "depth"], "key=value"),
+    (["train", "--data", "synthetic", "--head", "nope"], "unknown head"),
+    (["eval", "no/such/model", "--data", "synthetic"], "neither a folder"),
+])
+def test_bad_command_lines_fail_with_a_message(argv, message, capsys) -> None:
+    assert main(argv + QUIET[:1] if argv[0] == "train" else argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_info_lists_versions_and_registries(capsys) -> None:
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "torch" in out and "heads" in out and "tag" in out and "meanpool" in out and "models" in out

@@ -1,0 +1,206 @@
+"""The training engine in-process: learning, accumulation, auxiliary losses, label smoothing, clipping, AMP,
+schedule, optimiser groups, evaluation and the corrupt-video summary."""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import TensorDataset
+
+import taghead
+from taghead import DataConfig, MeanPoolHead, VideoClassifier
+from taghead.engine import TrainConfig, Trainer, WarmupCosine, build_optimizer, evaluate, load_model
+from taghead.engine.metrics import confusion_matrix, mean_class_accuracy, topk_accuracy
+
+CFG = DataConfig(num_frames=4, crop_size=8, resize_size=None)
+
+
+def tiny_model(num_classes: int = 3, seed: int = 0) -> VideoClassifier:
+    """A 1x1x1 convolution + mean pooling: no BatchNorm, no dropout (runs are exactly comparable)."""
+    torch.manual_seed(seed)
+    backbone = nn.Conv3d(3, 6, kernel_size=1)
+    head = MeanPoolHead(6, 4, 8, 8, num_classes=num_classes)
+    return VideoClassifier(backbone, head, CFG, label_names=[f"c{i}" for i in range(num_classes)])
+
+
+def colour_task(n: int, num_classes: int = 3, seed: int = 0) -> TensorDataset:
+    """Class ``c`` = clips whose channel ``c`` is brighter: learnable by the tiny model."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % num_classes
+    x = torch.randn(n, 3, 4, 8, 8, generator=g)
+    x[torch.arange(n), y] += 1.5
+    return TensorDataset(x, y)
+
+
+def quiet(**kw) -> TrainConfig:
+    base = dict(epochs=1, batch_size=8, optimizer="adamw", lr=1e-2, progress=False, tensorboard=False, seed=1)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_trainer_learns_and_writes_its_outputs(tmp_path: Path) -> None:
+    model = tiny_model()
+    lines: list[str] = []
+    trainer = Trainer(model, colour_task(48), colour_task(24, seed=1), quiet(epochs=5, warmup_epochs=1, lr=5e-2),
+                      output_dir=tmp_path, log=lines.append)
+    history = trainer.fit()
+    assert [int(r["epoch"]) for r in history] == list(range(1, 6))
+    assert history[-1]["val_top1"] > 0.9 and history[-1]["train_loss"] < history[0]["train_loss"]
+    assert len(lines) == 6 and "val top1" in lines[-1]
+    for name in ("metrics.csv", "checkpoint_last.pt", "checkpoint_best.pt", "curves.png", "best/config.json"):
+        assert (tmp_path / name).is_file(), name
+    assert (tmp_path / "metrics.csv").read_text().count("\n") == 6
+    # The best/ folder is a save_pretrained model; load_model finds it in the training folder.
+    best = load_model(tmp_path, backbone=nn.Conv3d(3, 6, kernel_size=1))  # a hand-built model needs its backbone
+    x = colour_task(4, seed=2).tensors[0]
+    assert best.label_names == ["c0", "c1", "c2"]
+    assert max(r["val_top1"] for r in history) == pytest.approx(evaluate(best, colour_task(24, seed=1),
+                                                                         progress=False)[0]["top1"])
+    # A checkpoint file also rebuilds the model (from the spec stored in it).
+    last = load_model(tmp_path / "checkpoint_last.pt", backbone=nn.Conv3d(3, 6, kernel_size=1))
+    with torch.no_grad():
+        assert torch.allclose(last(x), model.eval()(x), atol=1e-6)
+
+
+def _run(batch_size: int, accum_steps: int) -> VideoClassifier:
+    model = tiny_model(seed=4)
+    Trainer(model, colour_task(16), None, quiet(batch_size=batch_size, accum_steps=accum_steps, lr=5e-2)).fit()
+    return model
+
+
+def test_gradient_accumulation_equals_the_large_batch() -> None:
+    big, accumulated, small = _run(8, 1), _run(4, 2), _run(4, 1)
+    for (name, a), b in zip(big.named_parameters(), accumulated.parameters()):
+        assert torch.allclose(a, b, atol=1e-6), name
+    assert not all(torch.allclose(a, c, atol=1e-4) for a, c in zip(big.parameters(), small.parameters()))
+
+
+class WithAux(VideoClassifier):
+    def losses(self, logits: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"l2": 0.5 * self.head.fc.weight.pow(2).sum()}
+
+
+def test_auxiliary_losses_and_label_smoothing_enter_the_loss() -> None:
+    base = tiny_model()
+    model = WithAux(base.backbone, base.head, CFG)
+    before = copy.deepcopy(model)
+    data = colour_task(8)
+    trainer = Trainer(model, data, None, quiet(label_smoothing=0.2, lr=1e-3))
+    row = trainer.fit()[-1]
+    x, y = data.tensors
+    with torch.no_grad():
+        logits = before(x)
+        aux = float(0.5 * before.head.fc.weight.pow(2).sum())
+        expected = float(F.cross_entropy(logits, y, label_smoothing=0.2)) + aux
+    assert row["train_l2"] == pytest.approx(aux, rel=1e-5)
+    assert row["train_loss"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_gradients_are_clipped_before_each_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = torch.nn.utils.clip_grad_norm_
+    norms: list[float] = []
+
+    def spy(params, max_norm, *args, **kwargs):
+        params = list(params)
+        out = real(params, max_norm, *args, **kwargs)
+        norms.append(float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params]))))
+        return out
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spy)
+    Trainer(tiny_model(), colour_task(16), None, quiet(batch_size=4, clip_grad=1e-3)).fit()
+    assert len(norms) == 4  # one per optimiser step
+    assert all(n <= 1e-3 * (1 + 1e-4) for n in norms)
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_amp_runs_on_cpu(amp: str, tmp_path: Path) -> None:
+    trainer = Trainer(tiny_model(), colour_task(16), colour_task(8), quiet(amp=amp, epochs=2), output_dir=tmp_path,
+                      log=lambda _: None)
+    history = trainer.fit()
+    assert all(math.isfinite(r["train_loss"]) and math.isfinite(r["val_loss"]) for r in history)
+    state = torch.load(tmp_path / "checkpoint_last.pt", weights_only=True)
+    assert ("scale" in state["scaler"]) == (amp == "fp16")  # the gradient scaler is saved when it is used
+
+
+def test_warmup_cosine_schedule_by_hand() -> None:
+    f = WarmupCosine(total_steps=10, warmup_steps=2, min_lr_ratio=0.1)
+    assert [f(0), f(1), f(2)] == pytest.approx([0.5, 1.0, 1.0])
+    assert f(6) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 4 / 8)))
+    assert f(10) == pytest.approx(0.1) and f(50) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="warmup_steps"):
+        WarmupCosine(10, 11)
+
+
+def test_trainer_follows_the_schedule() -> None:
+    trainer = Trainer(tiny_model(), colour_task(16), None, quiet(batch_size=4, epochs=2, lr=0.1, warmup_epochs=1))
+    history = trainer.fit()  # 4 steps per epoch, 8 in all, 4 of warm-up
+    f = WarmupCosine(8, 4)
+    assert [r["lr"] for r in history] == pytest.approx([0.1 * f(4), 0.1 * f(8)])
+
+
+def test_backbone_learning_rate_scale() -> None:
+    opt = build_optimizer(tiny_model(), "adam", lr=1e-3, backbone_lr_scale=0.1)
+    lrs = {g["name"]: g["lr"] for g in opt.param_groups}
+    assert lrs == pytest.approx({"backbone": 1e-4, "head": 1e-3})
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        build_optimizer(tiny_model(), "sgd")
+
+
+def test_evaluate_matches_the_metric_functions() -> None:
+    model = tiny_model(num_classes=4).eval()
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(13, 3, 4, 8, 8, generator=g), torch.tensor([0, 1, 2] * 4 + [0])  # class 3 absent
+    metrics, meter = evaluate(model, TensorDataset(x, y), batch_size=5, progress=False)
+    with torch.no_grad():
+        logits = model(x)
+    assert metrics["count"] == 13
+    assert metrics["top1"] == pytest.approx(topk_accuracy(logits, y, 1))
+    assert metrics["top5"] == 1.0  # 4 classes: every class is in the top 5
+    cm = confusion_matrix(logits.argmax(1), y, 4)
+    assert torch.equal(meter.confusion, cm)
+    assert metrics["mca"] == pytest.approx(mean_class_accuracy(cm))
+    assert metrics["loss"] == pytest.approx(float(F.cross_entropy(logits, y)), rel=1e-5)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(epochs=0), "epochs"), (dict(amp="fp8"), "amp"), (dict(optimizer="sgd"), "optimizer"),
+    (dict(label_smoothing=1.0), "label_smoothing"), (dict(clip_grad=0.0), "clip_grad"),
+    (dict(warmup_epochs=5, epochs=2), "warmup_epochs"), (dict(monitor="top5"), "monitor"),
+])
+def test_bad_training_options_are_clear_errors(kwargs, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**kwargs)
+
+
+def test_unreadable_video_is_skipped_counted_and_summarised(tmp_path: Path) -> None:
+    from taghead.data import CorruptVideoWarning, VideoClipDataset, write_video
+
+    g = torch.Generator().manual_seed(0)
+    for cls in ("a", "b"):
+        for i in range(2):
+            frames = torch.randint(0, 256, (6, 8, 8, 3), dtype=torch.uint8, generator=g)
+            write_video(tmp_path / cls / f"{i}.mp4", frames)
+    (tmp_path / "b" / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not really a video")
+    data = VideoClipDataset.from_folder(tmp_path, CFG, train=True, hflip_p=0.0)
+    lines: list[str] = []
+    trainer = Trainer(tiny_model(num_classes=2), data, None, quiet(batch_size=5), log=lines.append)
+    with pytest.warns(CorruptVideoWarning, match="broken.mp4"):
+        trainer.fit()
+    summary = [line for line in lines if line.startswith("train data:")]
+    assert len(summary) == 1 and "broken.mp4" in summary[0] and "1 item(s) replaced" in summary[0]
+
+
+def test_wrap_backbone_model_trains_with_the_tag_head(tmp_path: Path) -> None:
+    model = taghead.wrap_backbone("taghead/tiny_video_cnn", 3, num_frames=8, crop_size=32, backbone_kwargs={"width": 4},
+                                  embed_dim=16, depth=1, num_heads=2, mlp_dim=32)
+    g = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.randn(8, 3, 8, 32, 32, generator=g), torch.arange(8) % 3)
+    history = Trainer(model, data, data, quiet(batch_size=4), output_dir=tmp_path, log=lambda _: None).fit()
+    assert math.isfinite(history[-1]["val_loss"])
+    assert taghead.from_pretrained(tmp_path / "best").head.head_name == "tag"
