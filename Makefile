@@ -9,7 +9,6 @@ BIN := $(VENV)/bin
 
 $(BIN)/taghead: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c constraints.txt torch torchvision
 	$(BIN)/pip install -q -c constraints.txt -e ".[dev]"
 	touch $(BIN)/taghead
@@ -19,9 +18,11 @@ env: $(BIN)/taghead
 demo: env
 	$(BIN)/taghead demo
 
+# One intra-op thread per process: the suite also starts subprocesses (DDP, kill/resume), and
+# oversubscribed OpenMP threads on 2 cores cost far more than they give.
 test: env
 	$(BIN)/ruff check taghead tests benchmarks examples
-	$(BIN)/python -m pytest -q
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q
 
 bench: env
 	$(BIN)/python benchmarks/bench_ops.py

@@ -9,7 +9,8 @@ clips, with the same seed, optimiser, schedule and number of epochs (the ``taghe
 - intra-frame edges only: ``temporal=False``;
 - temporal edges only: ``intra=False``;
 - full TAG-Head;
-- ART and ART without its text bank, when the ``"art"`` head is registered.
+- ART (with a text bank of the class names from the hashing text encoder) and ART without its text
+  bank, when the ``"art"`` head is registered.
 
 It prints validation Top-1 and mean class accuracy per row, writes the table to the ``ablations``
 section of ``benchmarks/RESULTS.md`` and a bar plot to ``benchmarks/ablations.png``.
@@ -29,7 +30,7 @@ from typing import Any
 import torch
 
 import taghead
-from taghead.commands.demo import DEMO_RECIPE, QUICK_RECIPE, DemoRecipe
+from taghead.commands.demo import DEMO_RECIPE, QUICK_RECIPE, DemoRecipe, head_kwargs_for
 from taghead.data import SYNTHETIC_CLASSES, SyntheticFineGrainedDataset
 from taghead.engine.datasets import RenderedClips
 from taghead.engine.plots import plot_bars
@@ -51,15 +52,8 @@ def variants(recipe: DemoRecipe, class_names: list[str]) -> list[tuple[str, str,
         ("full TAG-Head", "tag", tag),
     ]
     if "art" in list_heads():
-        art = dict(recipe.head_kwargs.get("art", {}))
-        try:
-            from taghead.text import HashingTextEncoder, build_text_bank
-        except ImportError:
-            print("note: the 'art' head is registered but taghead.text is missing; only 'art (no text)' is run")
-        else:
-            dim = art.get("embed_dim", tag.get("embed_dim", 64))
-            rows.append(("art", "art", dict(art, text_bank=build_text_bank(class_names, encoder=HashingTextEncoder(dim)))))
-        rows.append(("art (no text)", "art", art))
+        rows.append(("ART", "art", head_kwargs_for("art", recipe, class_names, text=True)))
+        rows.append(("ART (no text)", "art", head_kwargs_for("art", recipe, class_names, text=False)))
     return rows
 
 
@@ -80,7 +74,8 @@ def run(recipe: DemoRecipe, seed: int, progress: bool) -> list[dict[str, Any]]:
                                       label_names=class_names, **kwargs)
         config = TrainConfig(epochs=recipe.epochs, batch_size=recipe.batch_size, optimizer="adamw", lr=recipe.lr,
                              weight_decay=recipe.weight_decay, warmup_epochs=recipe.warmup_epochs, seed=seed,
-                             progress=progress, tensorboard=False, plot=False, save_best_pretrained=False)
+                             channels_last=True, progress=progress, tensorboard=False, plot=False,
+                             save_best_pretrained=False)
         t = time.time()
         history = Trainer(model, sets["train"], sets["val"], config, log=lambda _: None).fit()
         last = history[-1]

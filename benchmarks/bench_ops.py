@@ -18,7 +18,10 @@ resident set size (``ru_maxrss``) over its value once the inputs exist, on CUDA
 after warm-up; the cases of one shape run in one subprocess in interleaved rounds, so that on a shared
 machine they all see the same load. The script prints a table, the ratios and PASS/FAIL for the
 targets, and writes the table to the ``ops`` section of ``benchmarks/RESULTS.md`` (``ops-cuda`` for
-``--device cuda``).
+``--device cuda``, ``ops-threads1`` for ``--threads 1``).
+
+On a machine shared with other work, two OpenMP threads per process stall at every parallel region
+whenever the other core is busy; ``--threads 1`` then gives steadier numbers.
 
 Usage::
 
@@ -444,16 +447,19 @@ def main(argv: list[str] | None = None) -> int:
         notes = "".join(f"\n\n{line}." for line in skipped)
         verdicts = "\n".join(f"- {'PASS' if ok else 'FAIL'}: {message}" for ok, message in checks)
         mode = " (--quick)" if args.quick else ""
-        write_section(f"ops-{args.device}" if args.device != "cpu" else "ops", (
-            f"## Graph operator and head ({args.device}{mode})\n\n"
-            f"`python benchmarks/bench_ops.py{' --device cuda' if args.device == 'cuda' else ''}{' --quick' if args.quick else ''}`"
+        section = "ops" + (f"-{args.device}" if args.device != "cpu" else "") + (
+            f"-threads{args.threads}" if args.threads else "")
+        write_section(section, (
+            f"## Graph operator and head ({args.device}{mode}"
+            f"{f', {args.threads} thread' + ('s' if args.threads > 1 else '') if args.threads else ''})\n\n"
+            f"`python benchmarks/bench_ops.py{' '.join([''] + (argv if argv is not None else sys.argv[1:]))}`"
             f" on {time.strftime('%Y-%m-%d')}. {machine}.\n"
             f"Times are medians (minimum) after warm-up, the cases of one shape timed in interleaved rounds "
             f"so that they see the same load; peak memory is measured in a fresh process per case "
             f"({'torch.cuda.max_memory_allocated' if args.device == 'cuda' else 'rise of ru_maxrss'} above the inputs).\n\n"
             f"{table}{notes}\n\n{verdicts}"
         ))
-        print("wrote the ops section of benchmarks/RESULTS.md")
+        print(f"wrote the {section} section of benchmarks/RESULTS.md")
     return 0 if all(ok for ok, _ in checks) else 1
 
 

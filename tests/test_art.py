@@ -33,6 +33,15 @@ SMALL = dict(num_classes=K, embed_dim=16, num_heads=2, se_depth=1, rssa_depth=1,
 ALL_LOSSES = {"ce_global", "mtc_spatial", "mtc_temporal", "mtc_tracklet", "text_video", "text_prototype"}
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """These tensors are tiny: intra-op threads only add overhead, a lot of it on busy cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def bank(dim: int = 24) -> torch.Tensor:
     return build_text_bank(NAMES, encoder=HashingTextEncoder(dim), progress=False)
 
@@ -154,7 +163,7 @@ def test_temporal_term_pulls_correlation_towards_gamma():
         opt.zero_grad()
         temporal_contrast(pair, 0.6).backward()
         opt.step()
-    assert math.isclose(float(F.cosine_similarity(pair[0, 0, 0], pair[0, 1, 0], dim=0)), 0.6, abs_tol=0.02)
+    assert math.isclose(float(F.cosine_similarity(pair[0, 0, 0], pair[0, 1, 0], dim=0).detach()), 0.6, abs_tol=0.02)
 
 
 def test_tracklet_term_identical_vs_orthogonal(generator):
@@ -188,9 +197,9 @@ def test_video_consistency_is_winner_take_all_by_hand(generator):
     agent = nn.Parameter(torch.randn(4, 5, 6, generator=generator))
     y = torch.tensor([0, 3, 1])
     loss = video_consistency(video, agent, y, temperature=0.5)
-    scores = torch.tensor([[max(float(F.cosine_similarity(video[b], agent[k, m], dim=0)) for m in range(5))
+    scores = torch.tensor([[max(float(F.cosine_similarity(video[b], agent[k, m].detach(), dim=0)) for m in range(5))
                             for k in range(4)] for b in range(3)]) / 0.5
-    assert math.isclose(float(loss), float(F.cross_entropy(scores, y)), rel_tol=1e-5)
+    assert math.isclose(float(loss.detach()), float(F.cross_entropy(scores, y)), rel_tol=1e-5)
     loss.backward()
     winners = torch.einsum("bd,kmd->bkm", F.normalize(video, dim=-1), F.normalize(agent.detach(), dim=-1)).argmax(-1)
     used = torch.zeros(4, 5, dtype=torch.bool)
@@ -314,6 +323,7 @@ def test_prototypes_are_an_ema_of_class_embeddings_updated_once_per_forward(gene
 # ---------------------------------------------------------------------------------------- loss API
 
 
+@torch.no_grad()  # values only; training-mode forwards keep their intermediates without a graph too
 def test_losses_are_named_weighted_and_removable(generator):
     x, y = features(generator), targets()
     base = small_head().train()
@@ -506,8 +516,8 @@ def test_short_training_run_on_constructed_features_lowers_the_loss():
         opt.zero_grad()
         loss.backward()
         opt.step()
-        totals.append(float(loss))
-        ces.append(float(ce))
+        totals.append(float(loss.detach()))
+        ces.append(float(ce.detach()))
     assert totals[-1] < 0.75 * totals[0] and ces[-1] < 0.5 * ces[0]
     assert float((head.eval()(x).argmax(1) == y).float().mean()) > 0.8
 
@@ -542,7 +552,7 @@ def test_video_classifier_on_the_synthetic_dataset_trains_and_round_trips(tmp_pa
         opt.zero_grad()
         loss.backward()
         opt.step()
-        history.append(float(loss))
+        history.append(float(loss.detach()))
     assert sum(history[-3:]) / 3 < 0.75 * sum(history[:3]) / 3
 
     # the same head through wrap_backbone: the spec stays JSON and the saved model reloads exactly

@@ -204,3 +204,14 @@ def test_wrap_backbone_model_trains_with_the_tag_head(tmp_path: Path) -> None:
     history = Trainer(model, data, data, quiet(batch_size=4), output_dir=tmp_path, log=lambda _: None).fit()
     assert math.isfinite(history[-1]["val_loss"])
     assert taghead.from_pretrained(tmp_path / "best").head.head_name == "tag"
+
+
+def test_channels_last_gives_the_same_training() -> None:
+    runs = []
+    for channels_last in (False, True):
+        model = tiny_model(seed=2)
+        Trainer(model, colour_task(16), None, quiet(batch_size=4, channels_last=channels_last)).fit()
+        runs.append(model)
+    assert runs[1].backbone.weight.is_contiguous(memory_format=torch.channels_last_3d)
+    for a, b in zip(runs[0].parameters(), runs[1].parameters()):
+        assert torch.allclose(a, b, atol=1e-5)

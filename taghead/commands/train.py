@@ -52,6 +52,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--max-steps-per-epoch", type=int, default=None, help="cap on batches per epoch (quick runs)")
     g.add_argument("--find-unused-parameters", action="store_true", help="DDP option for heads with unused branches")
     g.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across GPUs under torchrun (CUDA only)")
+    g.add_argument("--channels-last", action="store_true",
+                   help="channels_last_3d memory format (faster 3D convolutions on CPUs with oneDNN)")
     r = parser.add_argument_group("run")
     r.add_argument("--output", type=Path, default=Path("runs/train"), help="output folder (default: runs/train)")
     r.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CHECKPOINT",
@@ -93,6 +95,7 @@ def _run(args: argparse.Namespace) -> int:
         min_lr_ratio=args.min_lr_ratio, amp=args.amp, accum_steps=args.accum_steps, clip_grad=args.clip_grad,
         label_smoothing=args.label_smoothing, seed=args.seed, workers=args.workers, monitor=args.monitor,
         max_steps_per_epoch=args.max_steps_per_epoch, find_unused_parameters=args.find_unused_parameters,
+        channels_last=args.channels_last,
         progress=not args.no_progress, tensorboard=not args.no_tensorboard,
     )
     resume = None

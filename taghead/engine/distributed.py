@@ -36,6 +36,7 @@ __all__ = [
     "all_reduce_meter",
     "all_reduce_sum",
     "all_gather_objects",
+    "broadcast_buffers",
     "barrier",
 ]
 
@@ -163,6 +164,14 @@ def all_reduce_meter(meter: ClassificationMeter, ctx: DistributedContext) -> Cla
     if ctx.is_distributed:
         meter.load_state_tensor(all_reduce_sum(meter.state_tensor(), ctx))
     return meter
+
+
+def broadcast_buffers(module: torch.nn.Module, ctx: DistributedContext, src: int = 0) -> None:
+    """Copy rank ``src``'s buffers (e.g. BatchNorm running statistics) to every process, in place."""
+    if not ctx.is_distributed:
+        return
+    for buffer in module.buffers():
+        dist.broadcast(buffer.data, src=src)
 
 
 def all_gather_objects(obj: Any, ctx: DistributedContext) -> list[Any]:

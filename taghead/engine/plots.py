@@ -44,11 +44,11 @@ def _save(fig: Any, path: str | os.PathLike) -> Path:
 
 
 def plot_training_curves(runs: Mapping[str, Sequence[Mapping[str, float]]], path: str | os.PathLike,
-                         title: str | None = None) -> Path:
+                         title: str | None = None, chance: float | None = None) -> Path:
     """Loss and validation accuracy per epoch for one or more runs (``{name: metrics rows}``).
 
     Left: training loss (solid) and validation loss (dashed). Right: validation Top-1 (solid) and
-    mean class accuracy (dotted), in percent.
+    mean class accuracy (dotted), in percent, and the ``chance`` level (a fraction) when given.
     """
     plt = _pyplot()
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
@@ -62,6 +62,8 @@ def plot_training_curves(runs: Mapping[str, Sequence[Mapping[str, float]]], path
             ax_acc.plot(epochs, [100 * r.get("val_top1", math.nan) for r in rows], "-o", ms=3, color=colour,
                         label=f"{name} Top-1")
             ax_acc.plot(epochs, [100 * r.get("val_mca", math.nan) for r in rows], ":", color=colour, label=f"{name} MCA")
+    if chance is not None:
+        ax_acc.axhline(100 * chance, color="grey", ls="--", lw=1, label="chance")
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="validation accuracy", ylim=(0, 100))
     for ax in (ax_loss, ax_acc):
