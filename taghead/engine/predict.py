@@ -68,7 +68,11 @@ def load_model(source: str | os.PathLike, *, device: str | torch.device = "cpu",
     elif path.is_file():
         model = _from_checkpoint(path, backbone)
     elif isinstance(source, str) and source.count("/") == 1 and not source.startswith((".", "/")):
-        model = from_pretrained(source, backbone=backbone)  # a Hub repo id "org/name"
+        try:
+            model = from_pretrained(source, backbone=backbone)  # a Hub repo id "org/name"
+        except Exception as err:  # offline, unknown repo, ...: say that the local path does not exist either
+            raise FileNotFoundError(f"{source!r} is not a local folder or file, and loading it as a Hub repo id "
+                                    f"failed: {err}") from err
     else:
         raise FileNotFoundError(f"model {str(source)!r} is neither a folder, a checkpoint file nor a Hub repo id")
     return model.to(device).eval()
