@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..weights import CheckpointError
+from ..weights import CheckpointError, fsync_dir
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -92,19 +92,6 @@ def model_config_json(model: torch.nn.Module) -> str:
         return "null"
 
 
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory file descriptors
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
 def default_file_mode() -> int:
     """``0o666`` less the process umask: the mode ``open()`` would give a new file (``mkstemp`` gives 0o600)."""
     umask = os.umask(0)
@@ -130,7 +117,7 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
     return path
