@@ -295,8 +295,9 @@ def machine_description(device: str, threads: int | None) -> str:
                 break
     except OSError:
         pass
+    n = threads or torch.get_num_threads()
     parts = [f"CPU {cpu} ({os.cpu_count()} logical cores), torch {torch.__version__} "
-             f"with {threads or torch.get_num_threads()} threads"]
+             f"with {n} thread{'s' if n != 1 else ''}"]
     try:
         import torch_geometric
 

@@ -64,7 +64,7 @@ def head_kwargs_for(head: str, recipe: DemoRecipe, class_names: list[str], text:
 DEMO_RECIPE = DemoRecipe()
 QUICK_RECIPE = DemoRecipe(train_samples=16, val_samples=8, num_frames=8, size=32, width=4, epochs=1, batch_size=8,
                           warmup_epochs=0.0,
-                          head_kwargs={"tag": dict(embed_dim=16, depth=1, num_heads=2, mlp_dim=32, dropout=0.1),
+                          head_kwargs={"tag": dict(embed_dim=16, depth=1, num_heads=2, mlp_dim=32, dropout=0.0),
                                        "art": dict(embed_dim=16, num_heads=2, se_depth=1, rssa_depth=1, mlp_dim=32)})
 
 

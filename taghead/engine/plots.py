@@ -111,17 +111,22 @@ def plot_confusion_matrix(confusion: torch.Tensor, class_names: Sequence[str], p
         plt.close(fig)
 
 
-def plot_bars(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str], path: str | os.PathLike,
+def plot_bars(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str] | Mapping[str, str], path: str | os.PathLike,
               label_key: str = "name", title: str | None = None, chance: float | None = None) -> Path:
-    """Grouped bars, one group per row and one bar per metric (values are fractions, shown in percent)."""
+    """Grouped bars, one group per row and one bar per metric (values are fractions, shown in percent).
+
+    ``metrics`` lists the keys to plot, or maps each key to its legend label.
+    """
     plt = _pyplot()
+    labels = dict(metrics) if isinstance(metrics, Mapping) else {m: m for m in metrics}
+    metrics = list(labels)
     names = [str(r[label_key]) for r in rows]
     fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(rows) + 2), 4.5), layout="constrained")
     width = 0.8 / max(1, len(metrics))
     for j, metric in enumerate(metrics):
         xs = [i + (j - (len(metrics) - 1) / 2) * width for i in range(len(rows))]
         vals = [100 * float(r[metric]) for r in rows]
-        bars = ax.bar(xs, vals, width, label=metric)
+        bars = ax.bar(xs, vals, width, label=labels[metric])
         ax.bar_label(bars, fmt="%.1f", fontsize=7)
     if chance is not None:
         ax.axhline(100 * chance, color="grey", ls="--", lw=1, label="chance")
