@@ -22,7 +22,7 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from torch import nn
 
@@ -37,12 +37,14 @@ from .weights import (
 )
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from .models.classifier import VideoClassifier
 
 __all__ = [
     "CONFIG_NAME", "WEIGHTS_NAME", "MODEL_CARD_NAME",
     "HubMixin", "save_pretrained", "from_pretrained", "push_to_hub", "load_weights", "model_card",
-    "read_config", "resolve_pretrained_folder", "apply_num_classes",
+    "read_config", "resolve_pretrained_folder", "apply_num_classes", "HubDownloadKwargs",
 ]
 
 CONFIG_NAME = "config.json"
@@ -325,6 +327,17 @@ def _offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE) or env in {"1", "ON", "YES", "TRUE"}
 
 
+class HubDownloadKwargs(TypedDict, total=False):
+    """The download options of :func:`from_pretrained` and :func:`load_weights` (see
+    :func:`resolve_pretrained_folder`), passed to ``huggingface_hub.snapshot_download``."""
+
+    revision: str | None
+    cache_dir: str | os.PathLike | None
+    force_download: bool
+    token: str | None
+    local_files_only: bool
+
+
 def resolve_pretrained_folder(
     repo_id_or_path: str | os.PathLike,
     *,
@@ -398,18 +411,33 @@ def _classifier_keys(module: nn.Module) -> list[str]:
     return [f"{prefix}.{k}" if prefix else k for k in classifier.state_dict()]
 
 
+def _class_dependent_keys(module: nn.Module) -> tuple[list[str], list[str]]:
+    """State-dict keys that follow ``num_classes``: the classifier's, and the others that the head lists in
+    ``class_dependent_keys()`` (``head.``-prefixed in a full model)."""
+    classifier = _classifier_keys(module)
+    for prefix, owner in (("", module), ("head.", getattr(module, "head", None))):
+        class_dependent_keys = getattr(owner, "class_dependent_keys", None)
+        if callable(class_dependent_keys):
+            return classifier, [prefix + k for k in class_dependent_keys() if prefix + k not in classifier]
+    return classifier, []
+
+
 def apply_num_classes(module: nn.Module, num_classes: int | None, *, what: str) -> None:
-    """Swap the classifier for a fresh one of ``num_classes`` outputs (if different), with a warning."""
+    """Re-initialise the classifier (and the head's other class-dependent weights) for ``num_classes``
+    (if different), with a warning that names them."""
     if num_classes is None or num_classes == module.num_classes:
         return
     if not callable(getattr(module, "reset_classifier", None)):
         raise TypeError(f"{what}: cannot change num_classes, the model has no reset_classifier()")
-    keys = _classifier_keys(module)
-    old = module.num_classes
+    old, before = module.num_classes, _class_dependent_keys(module)
     module.reset_classifier(num_classes)
+    # Keys from both sides of the reset: with 0 classes a head has none.
+    classifier, others = (list(dict.fromkeys(b + a)) for b, a in zip(before, _class_dependent_keys(module)))
+    also = f" and the other class-dependent weights ({', '.join(others)})" if others else ""
     warnings.warn(
-        f"{what}: loaded the pretrained weights ({old} classes) except the classifier ({', '.join(keys)}), "
-        f"which was re-initialised for num_classes={num_classes}; train it before use.",
+        f"{what}: loaded the pretrained weights ({old} classes) except the classifier ({', '.join(classifier)})"
+        f"{also}, which {'were' if others else 'was'} re-initialised for num_classes={num_classes}; "
+        f"train {'them' if others else 'it'} before use.",
         UserWarning,
         stacklevel=3,
     )
@@ -463,31 +491,27 @@ def _head_from_model_config(config: dict[str, Any]) -> tuple[dict[str, Any], str
 def from_pretrained(
     repo_id_or_path: str | os.PathLike,
     *,
-    revision: str | None = None,
-    cache_dir: str | os.PathLike | None = None,
-    force_download: bool = False,
-    token: str | None = None,
-    local_files_only: bool = False,
     backbone: nn.Module | None = None,
     num_classes: int | None = None,
     kind: str | None = None,
+    **hub_kwargs: Unpack[HubDownloadKwargs],
 ) -> nn.Module:
     """Rebuild a model (or a head) from a saved folder or a Hub repository and load its weights.
 
     Args:
         repo_id_or_path: a folder written by :func:`save_pretrained`, or a Hub repo id ``"org/name"``.
-        revision, cache_dir, force_download, token, local_files_only: passed to
-            ``huggingface_hub.snapshot_download``. ``HF_HUB_OFFLINE=1`` implies ``local_files_only``.
         backbone: the backbone module, required when the model was saved with a user-supplied one.
-        num_classes: a different class count: everything but the classifier is loaded, the
-            classifier is re-initialised and a warning says so.
+        num_classes: a different class count: everything but the classifier (and the head's other
+            class-dependent weights) is loaded, those are re-initialised and a warning names them.
         kind: ``"head"`` to load only the head of a full-model checkpoint; ``None`` loads what was saved.
+        **hub_kwargs: ``revision``, ``cache_dir``, ``force_download``, ``token``, ``local_files_only``
+            (:class:`HubDownloadKwargs`), passed to ``huggingface_hub.snapshot_download``.
+            ``HF_HUB_OFFLINE=1`` implies ``local_files_only``.
 
     Returns:
         a :class:`~taghead.VideoClassifier` (``kind="model"``) or a head (``kind="head"``), in eval mode.
     """
-    folder = resolve_pretrained_folder(repo_id_or_path, revision=revision, cache_dir=cache_dir,
-                                       force_download=force_download, token=token, local_files_only=local_files_only)
+    folder = resolve_pretrained_folder(repo_id_or_path, **hub_kwargs)
     source = repr(os.fspath(repo_id_or_path))
     config = read_config(folder)
     if kind not in (None, *_KINDS):
@@ -517,7 +541,8 @@ def from_pretrained(
     return module.eval()
 
 
-def load_weights(module: nn.Module, repo_id_or_path: str | os.PathLike, **hub_kwargs: Any) -> nn.Module:
+def load_weights(module: nn.Module, repo_id_or_path: str | os.PathLike,
+                 **hub_kwargs: Unpack[HubDownloadKwargs]) -> nn.Module:
     """Load a saved folder's (or Hub repo's) ``model.safetensors`` into an already built ``module``.
 
     For models whose head or backbone cannot be rebuilt from ``config.json``. Keys and shapes are

@@ -7,6 +7,7 @@ import copy
 import pytest
 import torch
 from _adapter_checks import SMALL_HEAD, check_forward_backward, fast_trunc_normal
+from _helpers import adapt_and_capture
 
 import taghead
 from taghead.adapters import SlowFastFeatures, adapt
@@ -84,15 +85,9 @@ def test_x3d_features_equal_conv5_of_the_original_head() -> None:
 
     torch.manual_seed(0)
     original = x3d_xs().eval()
-    extractor = adapt(copy.deepcopy(original)).eval()  # before the hook: a deep copy would copy it
-    captured = {}
-    original.blocks[5].pool.pre_act.register_forward_hook(lambda m, i, o: captured.update(out=o))
-    video = torch.randn(1, 3, 4, 160, 160)
-    with torch.no_grad():
-        original(video)
-        features = extractor(video)
+    extractor, features, conv5 = adapt_and_capture(original, "blocks.5.pool.pre_act", torch.randn(1, 3, 4, 160, 160))
     assert features.shape == (1, 432, 4, 5, 5)
-    torch.testing.assert_close(features, captured["out"])
+    torch.testing.assert_close(features, conv5)
     assert "model.blocks.5.pool.post_conv.weight" not in extractor.state_dict()
 
 
@@ -158,14 +153,7 @@ def test_mvit_features_equal_the_original_norm_output_without_class_token() -> N
     torch.manual_seed(0)
     with fast_trunc_normal():
         original = mvit_base_16x4(**SMALL_MVIT).eval()
-    extractor = adapt(copy.deepcopy(original)).eval()  # before the hook: a deep copy would copy it
-    captured = {}
-    original.norm_embed.register_forward_hook(lambda m, i, o: captured.update(out=o))
-    video = torch.randn(1, 3, 4, 32, 32)
-    with torch.no_grad():
-        original(video)
-        features = extractor(video)
-    tokens = captured["out"]
+    extractor, features, tokens = adapt_and_capture(original, "norm_embed", torch.randn(1, 3, 4, 32, 32))
     assert tokens.shape == (1, 1 + 2 * 1 * 1, 768)
     torch.testing.assert_close(features, tokens[:, 1:].transpose(1, 2).reshape(1, 768, 2, 1, 1))
     cfg = extractor.default_data_config()
@@ -183,13 +171,8 @@ def test_mvit_with_a_joint_positional_embedding() -> None:
     original = create_multiscale_vision_transformers(spatial_size=32, temporal_size=4, depth=2, sep_pos_embed=False,
                                                      patch_embed_dim=16, num_heads=2, head_num_classes=5).eval()
     torch.nn.init.normal_(original.cls_positional_encoding.pos_embed)
-    extractor = adapt(copy.deepcopy(original)).eval()  # before the hook: a deep copy would copy it
-    captured = {}
-    original.norm_embed.register_forward_hook(lambda m, i, o: captured.update(out=o))
-    video = torch.randn(1, 3, 4, 32, 32)
-    with torch.no_grad():
-        original(video)
-        features = extractor(video)
-        assert extractor(torch.randn(1, 3, 8, 64, 64)).shape == (1, 16, 4, 16, 16)
-    tokens = captured["out"]  # no pooling stages: 1 + 2 * 8 * 8 tokens
+    extractor, features, tokens = adapt_and_capture(original, "norm_embed", torch.randn(1, 3, 4, 32, 32))
+    # no pooling stages: 1 + 2 * 8 * 8 tokens
     torch.testing.assert_close(features, tokens[:, 1:].transpose(1, 2).reshape(1, 16, 2, 8, 8))
+    with torch.no_grad():
+        assert extractor(torch.randn(1, 3, 8, 64, 64)).shape == (1, 16, 4, 16, 16)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 from _adapter_checks import SMALL_HEAD, check_forward_backward, fast_trunc_normal
+from _helpers import adapt_and_capture
 
 import taghead
 from taghead.adapters import adapt, resample_separable_pos_embed
@@ -63,14 +62,8 @@ def test_video_resnet_features_equal_layer4_of_the_original() -> None:
 
     torch.manual_seed(0)
     original = r3d_18().eval()
-    extractor = adapt(copy.deepcopy(original)).eval()  # before the hook: a deep copy would copy it
-    captured = {}
-    original.layer4.register_forward_hook(lambda m, i, o: captured.update(out=o))
-    video = torch.randn(2, 3, 8, 32, 32)
-    with torch.no_grad():
-        original(video)
-        features = extractor(video)
-    torch.testing.assert_close(features, captured["out"])
+    extractor, features, layer4 = adapt_and_capture(original, "layer4", torch.randn(2, 3, 8, 32, 32))
+    torch.testing.assert_close(features, layer4)
     assert extractor.temporal_stride == 8 and extractor.spatial_stride == 16 and extractor.out_channels == 512
 
 
@@ -80,15 +73,9 @@ def test_swin3d_features_equal_the_original_norm_output_channels_first() -> None
     torch.manual_seed(0)
     with fast_trunc_normal():
         original = swin3d_t().eval()
-    extractor = adapt(copy.deepcopy(original)).eval()  # before the hook: a deep copy would copy it
-    captured = {}
-    original.norm.register_forward_hook(lambda m, i, o: captured.update(out=o))
-    video = torch.randn(1, 3, 4, 64, 64)
-    with torch.no_grad():
-        original(video)
-        features = extractor(video)
-    assert captured["out"].shape == (1, 2, 2, 2, 768)  # channels-last in the original
-    torch.testing.assert_close(features, captured["out"].permute(0, 4, 1, 2, 3))
+    _, features, normed = adapt_and_capture(original, "norm", torch.randn(1, 3, 4, 64, 64))
+    assert normed.shape == (1, 2, 2, 2, 768)  # channels-last in the original
+    torch.testing.assert_close(features, normed.permute(0, 4, 1, 2, 3))
 
 
 def test_mvit_positional_encoding_matches_torchvision_at_the_native_grid() -> None:

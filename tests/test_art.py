@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -24,6 +25,7 @@ from taghead.heads.art_losses import (
     video_consistency,
     winner_take_all_scores,
 )
+from taghead.hub import apply_num_classes
 from taghead.weights import load_safetensors, save_safetensors
 
 C, GRID, K = 8, (3, 2, 2), 4
@@ -411,6 +413,41 @@ def test_hub_head_round_trip(generator, tmp_path):
     assert isinstance(loaded, ARTHead)
     x = features(generator)
     assert torch.equal(loaded(x), head(x))
+
+
+def test_loading_with_other_num_classes_names_every_class_dependent_weight(generator, tmp_path):
+    """The hub warning names the global classifier and the prototypes too; the rest (text bank included) loads."""
+    head = small_head()
+    head.train()(features(generator))
+    head.losses(head(features(generator)), targets())  # non-zero prototypes, so that their reset shows
+    head.save_pretrained(tmp_path / "head")
+    reset = ["fc.weight", "fc.bias", "global_fc.weight", "global_fc.bias", "prototypes", "prototype_seen"]
+    with pytest.warns(UserWarning) as record:
+        loaded = taghead.from_pretrained(tmp_path / "head", num_classes=6)
+    messages = [str(w.message) for w in record]
+    expected = (r"except the classifier \(fc\.weight, fc\.bias\) and the other class-dependent weights "
+                r"\(global_fc\.weight, global_fc\.bias, prototypes, prototype_seen\), which were re-initialised "
+                r"for num_classes=6")
+    assert any(re.search(expected, m) for m in messages), messages
+    assert any("set_text_bank" in m for m in messages), messages  # the kept bank still has 4 classes
+    assert loaded.class_dependent_keys() == reset
+    assert loaded.global_fc.out_features == 6 and not loaded.prototype_seen.any() and not loaded.prototypes.any()
+    reference = head.state_dict()
+    for key, value in loaded.state_dict().items():
+        if key not in reset:
+            assert torch.equal(value, reference[key]), key
+
+
+def test_class_dependent_keys_follow_the_head_and_the_full_model_prefix():
+    assert small_head(text=False).class_dependent_keys() == ["fc.weight", "fc.bias", "global_fc.weight", "global_fc.bias"]
+    assert small_head(global_loss_weight=0).class_dependent_keys() == ["fc.weight", "fc.bias", "prototypes",
+                                                                       "prototype_seen"]
+    assert small_head(num_classes=0).class_dependent_keys() == []
+    model = VideoClassifier(nn.Conv3d(3, C, 1), small_head(text=False), DataConfig(num_frames=3, crop_size=2))
+    with pytest.warns(UserWarning, match=r"classifier \(head\.fc\.weight, head\.fc\.bias\) and the other "
+                      r"class-dependent weights \(head\.global_fc\.weight, head\.global_fc\.bias\), which were"):
+        apply_num_classes(model, 2, what="test")
+    assert model.head.fc.out_features == model.head.global_fc.out_features == 2
 
 
 def test_reset_classifier_and_set_text_bank(generator):

@@ -126,3 +126,112 @@ def test_info_lists_versions_and_registries(capsys) -> None:
     assert main(["info"]) == 0
     out = capsys.readouterr().out
     assert "torch" in out and "heads" in out and "tag" in out and "meanpool" in out and "models" in out
+
+
+ART_HEAD = ["--head-kwargs", '{"embed_dim": 16, "num_heads": 2, "se_depth": 1, "rssa_depth": 1, "mlp_dim": 32}']
+TINY_SYNTHETIC = ["--data", "synthetic", "--num-classes", "3", "--train-samples", "4", "--val-samples", "3",
+                  "--num-frames", "8", "--crop-size", "32", "--epochs", "1", "--batch-size", "2",
+                  "--max-steps-per-epoch", "2", "--lr", "1e-3", *QUIET]
+
+
+def _check_text_bank_run(out: Path, dim: int) -> None:
+    """The saved best/ model has an ART head whose bank is the class names' ``[K, M, dim]`` bank, and the
+    text losses were trained (their columns are in metrics.csv)."""
+    import taghead
+    from taghead.text import DEFAULT_TEMPLATES
+
+    model = taghead.from_pretrained(out / "best")
+    names = list(model.label_names)
+    bank = model.head.text_bank
+    assert tuple(bank.shape) == (3, len(DEFAULT_TEMPLATES), dim)
+    # two small optimiser steps move the bank by at most (1 - bank_momentum) * their size
+    expected = taghead.build_text_bank(names, encoder=f"hashing:{dim}", progress=False)
+    assert (bank - expected).abs().max() < 1e-2
+    header = next(csv.reader((out / "metrics.csv").open()))
+    assert "train_text_video" in header and "train_text_prototype" in header and "train_mtc_spatial" in header
+
+
+def test_train_art_with_text_bank(tmp_path: Path) -> None:
+    rc = main(["train", *TINY_SYNTHETIC, "--backbone-kwargs", "width=4", "--head", "art", *ART_HEAD,
+               "--text-bank", "hashing:24", "--output", str(tmp_path)])
+    assert rc == 0
+    _check_text_bank_run(tmp_path, 24)
+
+
+def test_train_registered_art_model_with_text_bank(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from taghead.models import registry
+    from taghead.models.wrap import wrap_backbone
+
+    def tiny_art(num_classes: int, **kwargs):
+        return wrap_backbone("taghead/tiny_video_cnn", num_classes, head="art", backbone_kwargs={"width": 4}, **kwargs)
+
+    registry._ensure_builtin()
+    monkeypatch.setitem(registry._MODELS, "test_cli_tiny_art", tiny_art)
+    rc = main(["train", *TINY_SYNTHETIC, "--model", "test_cli_tiny_art", *ART_HEAD, "--text-bank", "hashing:20",
+               "--output", str(tmp_path)])
+    assert rc == 0
+    _check_text_bank_run(tmp_path, 20)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--head", "tag", "--text-bank", "hashing:8"], "--text-bank needs an ART head (--head art, or a --model whose "
+                                                    "head is ART), got --head tag"),
+    (["--model", "tag_r3d_18", "--text-bank", "hashing:8"], "but the head of --model tag_r3d_18 is TAGHead"),
+    (["--head", "art", "--text-bank", "nope:8"], "unknown text encoder 'nope:8'"),
+    (["--head", "art", "--text-bank", "hashing:0"], "needs a positive integer DIM"),
+])
+def test_text_bank_errors(argv, message, capsys) -> None:
+    rc = main(["train", "--data", "synthetic", "--num-classes", "3", "--num-frames", "8", "--crop-size", "32",
+               *argv, *QUIET])
+    assert rc == 2
+    assert message in capsys.readouterr().err
+
+
+def test_train_init_starts_from_a_saved_model(trained: Path, tmp_path: Path) -> None:
+    """``--init``: the saved architecture and weights; a new class count re-initialises only the classifier."""
+    import warnings
+
+    import torch
+    from safetensors.torch import load_file
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rc = main(["train", "--init", str(trained / "best"), "--data", "synthetic", "--num-classes", "3",
+                   "--train-samples", "4", "--val-samples", "3", "--epochs", "1", "--batch-size", "2",
+                   "--max-steps-per-epoch", "1", "--lr", "1e-9", "--freeze-backbone", "--output", str(tmp_path),
+                   *QUIET])
+    assert rc == 0
+    assert any("re-initialised for num_classes=3" in str(w.message) for w in caught)
+    before = load_file(trained / "best" / "model.safetensors")
+    after = load_file(tmp_path / "best" / "model.safetensors")
+    assert after["head.fc.weight"].shape[0] == 3 and before["head.fc.weight"].shape[0] == 4
+    kept = [k for k in before if not k.startswith("head.fc.")]
+    assert any(k.startswith("backbone.") for k in kept) and any(k.startswith("head.") for k in kept)
+    for key in kept:  # frozen backbone: exactly the loaded weights; head: one step of lr 1e-9 away from them
+        if key.startswith("backbone."):
+            assert after[key].equal(before[key]), key
+        else:
+            torch.testing.assert_close(after[key], before[key], atol=1e-6, rtol=0, msg=key)
+    assert json.loads((tmp_path / "best" / "config.json").read_text())["spec"]["freeze_backbone"] is True
+    config = json.loads((tmp_path / "best" / "config.json").read_text())
+    assert config["data_config"]["num_frames"] == 8 and config["spec"]["head_config"]["embed_dim"] == 16
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--num-frames", "16"], "--num-frames cannot change them"),
+    (["--head-kwargs", "depth=2"], "--head-kwargs cannot change them"),
+    (["--model", "tag_r3d_18"], "not allowed with argument"),
+])
+def test_train_init_refuses_architecture_options(trained: Path, extra: list[str], message: str, capsys) -> None:
+    with pytest.raises(SystemExit) if "--model" in extra else _no_exit():
+        rc = main(["train", "--init", str(trained / "best"), "--data", "synthetic", *extra, *QUIET])
+        assert rc == 2
+    assert message in capsys.readouterr().err
+
+
+class _no_exit:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> bool:
+        return False

@@ -24,3 +24,22 @@ def test_quick_demo_runs_end_to_end(tmp_path: Path, capsys) -> None:
 def test_demo_rejects_unknown_heads(tmp_path: Path, capsys) -> None:
     assert main(["demo", "--quick", "--heads", "tag,nope", "--output", str(tmp_path)]) == 2
     assert "unknown head(s) ['nope']" in capsys.readouterr().err
+
+
+def test_quick_demo_with_art_rows_with_and_without_text_bank(tmp_path: Path, capsys) -> None:
+    import taghead
+
+    assert main(["demo", "--quick", "--heads", "art,art-notext", "--output", str(tmp_path), "--no-progress"]) == 0
+    table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert [row.split("|")[1].strip() for row in table[2:]] == ["art", "art-notext"]
+    for name in ("runs/art/metrics.csv", "runs/art-notext/metrics.csv", "art_model/config.json"):
+        assert (tmp_path / name).is_file(), name
+    assert taghead.from_pretrained(tmp_path / "art_model").head.has_text  # the saved one is "art", with its bank
+    header = (tmp_path / "runs/art-notext/metrics.csv").read_text().splitlines()[0]
+    with_text = (tmp_path / "runs/art/metrics.csv").read_text().splitlines()[0]
+    assert "train_text_video" in with_text and "train_text_video" not in header  # text-bank losses need a bank
+
+
+def test_demo_rejects_repeated_heads(tmp_path: Path, capsys) -> None:
+    assert main(["demo", "--quick", "--heads", "tag,tag", "--output", str(tmp_path)]) == 2
+    assert "names a head twice" in capsys.readouterr().err

@@ -16,7 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["register", "run", "DemoRecipe", "DEMO_RECIPE", "QUICK_RECIPE", "run_demo", "head_kwargs_for"]
+__all__ = ["register", "run", "DemoRecipe", "DEMO_RECIPE", "QUICK_RECIPE", "run_demo", "head_kwargs_for",
+           "DEMO_VARIANTS"]
+
+#: Extra names ``--heads`` accepts: ``name -> (registered head, with a text bank)``.
+DEMO_VARIANTS: dict[str, tuple[str, bool]] = {"art-notext": ("art", False)}
 
 
 @dataclass(frozen=True)
@@ -76,7 +80,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--output", type=Path, default=Path("taghead-demo"),
                         help="folder for the plots, runs and the saved model (default: ./taghead-demo)")
     parser.add_argument("--heads", default="tag,meanpool",
-                        help="comma-separated registered heads to compare (default: tag,meanpool)")
+                        help="comma-separated registered heads to compare (default: tag,meanpool); ART gets a "
+                             "text bank of the class names, 'art-notext' is ART without it")
     parser.add_argument("--quick", action="store_true", help="a few seconds: tiny data, one epoch (smoke test)")
     parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
     parser.add_argument("--train-samples", type=int, default=None, help="override the recipe's training clips")
@@ -124,9 +129,11 @@ def run_demo(heads: list[str], recipe: DemoRecipe, output: Path, *, seed: int = 
 
     if not heads:
         raise ValueError("--heads is empty; give e.g. tag,meanpool")
-    unknown = [h for h in heads if h not in list_heads()]
+    if len(set(heads)) != len(heads):
+        raise ValueError(f"--heads names a head twice: {heads}")
+    unknown = [h for h in heads if DEMO_VARIANTS.get(h, (h,))[0] not in list_heads()]
     if unknown:
-        raise ValueError(f"unknown head(s) {unknown}; registered heads: {list_heads()}")
+        raise ValueError(f"unknown head(s) {unknown}; registered heads: {list_heads()}, and {sorted(DEMO_VARIANTS)}")
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
@@ -144,26 +151,28 @@ def run_demo(heads: list[str], recipe: DemoRecipe, output: Path, *, seed: int = 
     print(f"  done in {time.time() - t_start:.0f} s")
 
     results, histories, models = [], {}, {}
-    for head in heads:
-        print(f"\n== {head}: tiny 3D CNN (width {recipe.width}) + {head} head, {recipe.epochs} epochs ==", flush=True)
+    for name in heads:
+        head, text = DEMO_VARIANTS.get(name, (name, True))
+        label = head if name == head else f"{head} (no text bank)"
+        print(f"\n== {name}: tiny 3D CNN (width {recipe.width}) + {label} head, {recipe.epochs} epochs ==", flush=True)
         seed_everything(seed)
         model = taghead.wrap_backbone(
             "taghead/tiny_video_cnn", num_classes, head=head, num_frames=recipe.num_frames,
             crop_size=recipe.size, backbone_kwargs={"width": recipe.width}, label_names=class_names,
-            **head_kwargs_for(head, recipe, class_names),
+            **head_kwargs_for(head, recipe, class_names, text=text),
         )
         config = TrainConfig(epochs=recipe.epochs, batch_size=recipe.batch_size, optimizer="adamw", lr=recipe.lr,
                              weight_decay=recipe.weight_decay, warmup_epochs=recipe.warmup_epochs, seed=seed,
                              channels_last=True, progress=progress, tensorboard=False, save_best_pretrained=False)
-        trainer = Trainer(model, sets["train"], sets["val"], config, output_dir=output / "runs" / head,
+        trainer = Trainer(model, sets["train"], sets["val"], config, output_dir=output / "runs" / name,
                           ctx=None, class_names=class_names)
         t0 = time.time()
         history = trainer.fit()
         seconds = time.time() - t0
         last = history[-1]
-        histories[head], models[head] = history, model
+        histories[name], models[name] = history, model
         results.append({
-            "head": head, "top1": last["val_top1"], "mca": last["val_mca"],
+            "head": name, "top1": last["val_top1"], "mca": last["val_mca"],
             "best_top1": max(r["val_top1"] for r in history),
             "params": sum(p.numel() for p in model.parameters()),
             "head_params": sum(p.numel() for p in model.head.parameters()),

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 __all__ = ["register", "run"]
+
+DESCRIPTION = """\
+Evaluate a saved model (save_pretrained folder, Hub repo id, training output folder or training checkpoint) on
+a labelled set. Mean class accuracy is the mean of the per-class accuracies over the classes present in the
+set. Writes metrics.json, per_class.csv and confusion_matrix.png to --output. Works under torchrun (each
+process evaluates a shard; counts are summed).
+"""
 
 EPILOG = """examples:
   taghead eval runs/gym99 --csv gym99_val.csv --video-dir videos/          (a training output folder)
@@ -17,36 +23,24 @@ EPILOG = """examples:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from ..engine.builders import add_data_arguments
-    from ..engine.trainer import AMP_MODES
+    from ._args import add_command_parser, add_run_arguments
 
-    parser = subparsers.add_parser(
-        "eval", help="evaluate a model: Top-1, Top-5, MCA, confusion matrix, per-class accuracy",
-        description="Evaluate a saved model (save_pretrained folder, Hub repo id, training output folder or training "
-                    "checkpoint) on a labelled set. Mean class accuracy is the mean of the per-class accuracies over "
-                    "the classes present in the set. Writes metrics.json, per_class.csv and confusion_matrix.png to "
-                    "--output. Works under torchrun (each process evaluates a shard; counts are summed).",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = add_command_parser(
+        subparsers, "eval", help="evaluate a model: Top-1, Top-5, MCA, confusion matrix, per-class accuracy",
+        description=DESCRIPTION, epilog=EPILOG,
     )
     parser.add_argument("model", help="saved model folder, training output folder, checkpoint file or Hub repo id")
     add_data_arguments(parser, train=False)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--workers", type=int, default=0)
-    parser.add_argument("--amp", choices=AMP_MODES, default="none")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
+    add_run_arguments(parser, batch_size_help="clips per process and batch (default 8)")
     parser.add_argument("--output", type=Path, default=None,
                         help="folder for the reports (default: eval/ inside a model folder, else ./eval)")
-    parser.add_argument("--no-progress", action="store_true")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..weights import CheckpointError
+    from ._args import run_reporting_errors
 
-    try:
-        return _run(args)
-    except (ValueError, TypeError, FileNotFoundError, CheckpointError) as err:
-        print(f"taghead eval: error: {err}", file=sys.stderr)
-        return 2
+    return run_reporting_errors("eval", _run, args)
 
 
 def write_per_class_csv(path: Path, class_names: list[str], confusion) -> Path:

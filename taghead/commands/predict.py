@@ -3,24 +3,34 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 __all__ = ["register", "run"]
 
+DESCRIPTION = """\
+Decode each video (num_frames frames uniformly over the whole clip, centre crop, normalisation from the
+model's data config) and print its top-k classes with softmax probabilities. An unreadable video is reported
+and skipped.
+"""
+
+EPILOG = """examples:
+  taghead predict clip1.mp4 clip2.mp4 --model runs/gym99           (a training output folder: its best/ model)
+  taghead predict videos/*.mp4 --model my-model/ -k 3 --json        (one JSON object per video)
+"""
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "predict", help="top-k labels and scores for video files",
-        description="Decode each video (num_frames frames uniformly over the whole clip, centre crop, normalisation "
-                    "from the model's data config) and print its top-k classes with softmax probabilities. An "
-                    "unreadable video is reported and skipped.",
+    from ._args import add_command_parser, add_device_argument
+
+    parser = add_command_parser(
+        subparsers, "predict", help="top-k labels and scores for video files",
+        description=DESCRIPTION, epilog=EPILOG,
     )
     parser.add_argument("videos", nargs="+", help="video files")
     parser.add_argument("--model", required=True,
                         help="saved model folder, training output folder, checkpoint file or Hub repo id")
     parser.add_argument("-k", "--topk", type=int, default=5, help="labels per video (default 5)")
     parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
+    add_device_argument(parser)
     parser.add_argument("--json", action="store_true", help="one JSON object per line instead of text")
     parser.set_defaults(func=run)
 
@@ -31,17 +41,15 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..engine.predict import load_model, predict_videos
-    from ..weights import CheckpointError
+    from ._args import fail
 
     if args.topk < 1:
-        print(f"taghead predict: error: --topk must be >= 1, got {args.topk}", file=sys.stderr)
-        return 2
+        return fail("predict", f"--topk must be >= 1, got {args.topk}")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
         model = load_model(args.model, device=device)
-    except (ValueError, TypeError, FileNotFoundError, CheckpointError) as err:
-        print(f"taghead predict: error: {err}", file=sys.stderr)
-        return 2
+    except (ValueError, TypeError, FileNotFoundError) as err:  # CheckpointError is a ValueError
+        return fail("predict", err)
     results = predict_videos(model, args.videos, k=args.topk, batch_size=args.batch_size)
     for r in results:
         if args.json:

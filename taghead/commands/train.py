@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["register", "run"]
+
+DESCRIPTION = """\
+Train a video classifier: a registered model (--model) or a backbone + head (--backbone, --head). Writes
+metrics.csv, curves.png, checkpoint_last.pt, checkpoint_best.pt and best/ (save_pretrained) to --output. Under
+torchrun, runs DistributedDataParallel (NCCL on GPU, Gloo on CPU); --batch-size is per process.
+"""
 
 EPILOG = """examples:
   taghead train --data synthetic --backbone taghead/tiny_video_cnn --head tag \\
@@ -14,6 +23,7 @@ EPILOG = """examples:
       --optimizer adamw --lr 1e-3 --epochs 12 --batch-size 32 --output runs/tiny
   taghead train --model tag_r2plus1d_34_gym99 --train-csv gym99_train.csv --val-csv gym99_val.csv \\
       --video-dir videos/ --epochs 60 --batch-size 8 --lr 1e-5 --amp bf16 --output runs/gym99
+  taghead train --data synthetic --head art --text-bank hashing:64 --head-kwargs embed_dim=64 --output runs/art
   torchrun --nproc_per_node 4 -m taghead.cli train ...     (DistributedDataParallel, one process per GPU)
   taghead train ... --output runs/gym99 --resume           (continue from runs/gym99/checkpoint_last.pt)
 """
@@ -22,28 +32,27 @@ EPILOG = """examples:
 def register(subparsers: argparse._SubParsersAction) -> None:
     from ..engine.builders import add_data_arguments, add_model_arguments
     from ..engine.optim import OPTIMIZERS
-    from ..engine.trainer import AMP_MODES
+    from ._args import add_command_parser, add_run_arguments
 
-    parser = subparsers.add_parser(
-        "train", help="train a model (CSV, folder or synthetic data; DDP under torchrun)",
-        description="Train a video classifier: a registered model (--model) or a backbone + head (--backbone, --head). "
-                    "Writes metrics.csv, curves.png, checkpoint_last.pt, checkpoint_best.pt and best/ "
-                    "(save_pretrained) to --output. Under torchrun, runs DistributedDataParallel (NCCL on GPU, Gloo "
-                    "on CPU); --batch-size is per process.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = add_command_parser(
+        subparsers, "train", help="train a model (CSV, folder or synthetic data; DDP under torchrun)",
+        description=DESCRIPTION, epilog=EPILOG,
     )
     add_model_arguments(parser)
+    a = parser.add_argument_group("ART")
+    a.add_argument("--text-bank", default=None, metavar="ENCODER",
+                   help="ART heads only: build the text-constrained semantic bank from the training class names with "
+                        "this text encoder (hashing:DIM, open_clip:MODEL[:PRETRAINED], hf:NAME; see "
+                        "taghead.build_text_bank) and pass it as the head's text_bank")
     add_data_arguments(parser, train=True)
     g = parser.add_argument_group("optimisation (defaults: the reference recipe)")
     g.add_argument("--epochs", type=int, default=60)
-    g.add_argument("--batch-size", type=int, default=8, help="clips per process and step")
     g.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
     g.add_argument("--lr", type=float, default=1e-5, help="peak learning rate (head)")
     g.add_argument("--weight-decay", type=float, default=0.0)
     g.add_argument("--backbone-lr-scale", type=float, default=1.0, help="backbone learning rate = lr x this")
     g.add_argument("--warmup-epochs", type=float, default=0.0, help="linear warm-up, then cosine decay per step")
     g.add_argument("--min-lr-ratio", type=float, default=0.0, help="final learning rate / peak")
-    g.add_argument("--amp", choices=AMP_MODES, default="none", help="automatic mixed precision")
     g.add_argument("--accum-steps", type=int, default=1, help="gradient accumulation micro-batches")
     g.add_argument("--clip-grad", type=float, default=None, help="max global gradient norm")
     g.add_argument("--label-smoothing", type=float, default=0.0)
@@ -55,22 +64,41 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--channels-last", action="store_true",
                    help="channels_last_3d memory format (faster 3D convolutions on CPUs with oneDNN)")
     r = parser.add_argument_group("run")
+    add_run_arguments(r, batch_size_help="clips per process and step (default 8)",
+                      amp_help="automatic mixed precision", workers_help="DataLoader worker processes",
+                      progress_help="no progress bars")
     r.add_argument("--output", type=Path, default=Path("runs/train"), help="output folder (default: runs/train)")
     r.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CHECKPOINT",
                    help="continue a run: a checkpoint file, or without value OUTPUT/checkpoint_last.pt")
-    r.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
-    r.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
-    r.add_argument("--no-progress", action="store_true", help="no progress bars")
     r.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard logs")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        return _run(args)
-    except (ValueError, TypeError, FileNotFoundError) as err:
-        print(f"taghead train: error: {err}", file=sys.stderr)
-        return 2
+    from ._args import run_reporting_errors
+
+    return run_reporting_errors("train", _run, args)
+
+
+def _check_art_head(head: str) -> None:
+    """``--text-bank`` with ``--backbone``/``--head``: the head must be ART (checked before anything is built)."""
+    from ..heads import ARTHead
+    from ..heads.registry import get_head_class
+
+    cls = get_head_class(head)
+    if not (isinstance(cls, type) and issubclass(cls, ARTHead)):
+        raise ValueError(f"--text-bank needs an ART head (--head art, or a --model whose head is ART), got --head {head}")
+
+
+def _set_model_text_bank(model: torch.nn.Module, bank: torch.Tensor, name: str) -> None:
+    """``--text-bank`` with a registered ``--model``: give its ART head the bank."""
+    from ..heads import ARTHead
+
+    head = getattr(model, "head", None)
+    if not isinstance(head, ARTHead):
+        raise ValueError(f"--text-bank needs an ART head (--head art, or a --model or --init whose head is ART), but the "
+                         f"head of {name} is {type(head).__name__}")
+    head.set_text_bank(bank)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -105,19 +133,35 @@ def _run(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"--resume: checkpoint {str(resume)!r} does not exist")
     source = data_source(args)
     num_frames, crop_size = args.num_frames, args.crop_size
-    if source == "synthetic":
+    if source == "synthetic" and args.init is None:  # --init: the saved model's clip size
         num_frames = num_frames or SYNTHETIC_DEFAULTS["num_frames"]
         crop_size = crop_size or SYNTHETIC_DEFAULTS["crop_size"]
+
+    if args.text_bank is not None:
+        if "text_bank" in head_kwargs:
+            raise ValueError("give the text bank with --text-bank ENCODER or in --head-kwargs, not both")
+        if args.model is None and args.init is None:
+            _check_art_head(args.head)
 
     ctx = init_distributed(args.device)
     if source == "synthetic" and args.hflip_p != 0.5 and ctx.is_main:
         print("note: --hflip-p has no effect on synthetic data (rendered clips are not augmented)")
     try:
         class_names = class_names_for(args)
+        text_bank = None
+        if args.text_bank is not None:
+            from ..text import build_text_bank
+
+            text_bank = build_text_bank(class_names, encoder=args.text_bank, progress=False)
+            if args.model is None and args.init is None:
+                head_kwargs["text_bank"] = text_bank
         seed_everything(args.seed)  # the same initial weights in every process (DDP also broadcasts rank 0's)
         model = build_model(num_classes=len(class_names), model=args.model, backbone=args.backbone, head=args.head,
                             head_kwargs=head_kwargs, backbone_kwargs=backbone_kwargs, num_frames=num_frames,
-                            crop_size=crop_size, freeze_backbone=args.freeze_backbone, label_names=class_names)
+                            crop_size=crop_size, freeze_backbone=args.freeze_backbone, label_names=class_names,
+                            init=args.init)
+        if text_bank is not None and (args.model or args.init):
+            _set_model_text_bank(model, text_bank, f"--model {args.model}" if args.model else f"--init {args.init}")
         if args.sync_bn:
             if ctx.device.type != "cuda":
                 raise ValueError("--sync-bn needs CUDA (torch's SyncBatchNorm runs on GPUs only)")

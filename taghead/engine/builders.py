@@ -73,6 +73,10 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     which.add_argument("--backbone", default=None,
                        help="a registered backbone name (taghead.list_backbones(), or timm/<name>), combined with "
                             "--head (default when neither is given: taghead/tiny_video_cnn)")
+    which.add_argument("--init", default=None, metavar="DIR_OR_REPO",
+                       help="start from a saved model (a save_pretrained folder, e.g. the best/ of a run or the "
+                            "output of taghead convert, or a Hub repo id): its architecture, data config and "
+                            "weights; a different class count re-initialises the class-dependent weights")
     g.add_argument("--head", default="tag", help="registered head name for --backbone (taghead.list_heads())")
     g.add_argument("--head-kwargs", action="append", metavar="K=V|JSON", default=None,
                    help="head options, repeated key=value (typed as JSON: 64, 0.1, true) or a JSON object, "
@@ -96,9 +100,15 @@ def build_model(
     crop_size: int | None = None,
     freeze_backbone: bool = False,
     label_names: list[str] | None = None,
+    init: str | None = None,
 ) -> nn.Module:
-    """A :class:`~taghead.VideoClassifier` from a registered model name, or a backbone name + a head name."""
+    """A :class:`~taghead.VideoClassifier` from a registered model name, a backbone name + a head name, or
+    (``init``) a saved model folder or Hub repo whose weights it loads."""
     head_kwargs = dict(head_kwargs or {})
+    if init is not None:
+        return _from_saved(init, num_classes, head_kwargs=head_kwargs, backbone_kwargs=backbone_kwargs,
+                           num_frames=num_frames, crop_size=crop_size, freeze_backbone=freeze_backbone,
+                           label_names=label_names)
     if model is not None:
         from ..models.registry import create_model
 
@@ -120,6 +130,30 @@ def build_model(
     return wrap_backbone(backbone or "taghead/tiny_video_cnn", num_classes, head=head, num_frames=num_frames,
                          crop_size=crop_size, freeze_backbone=freeze_backbone,
                          backbone_kwargs=backbone_kwargs or None, label_names=label_names, **head_kwargs)
+
+
+def _from_saved(init: str, num_classes: int, *, head_kwargs: dict[str, Any], backbone_kwargs: dict[str, Any] | None,
+                num_frames: int | None, crop_size: int | None, freeze_backbone: bool,
+                label_names: list[str] | None) -> nn.Module:
+    """``--init``: the saved model, with ``num_classes`` outputs; architecture options are not accepted."""
+    given = [flag for flag, value in (("--head-kwargs", head_kwargs), ("--backbone-kwargs", backbone_kwargs),
+                                      ("--num-frames", num_frames), ("--crop-size", crop_size)) if value]
+    if given:
+        raise ValueError(f"--init {init}: the saved model fixes the architecture and data config; "
+                         f"{', '.join(given)} cannot change them (drop {'them' if len(given) > 1 else 'it'})")
+    from ..hub import from_pretrained
+    from ..models.classifier import VideoClassifier
+
+    net = from_pretrained(init, num_classes=num_classes)
+    if not isinstance(net, VideoClassifier):
+        raise ValueError(f"--init {init}: expected a full model (backbone + head) saved with save_pretrained, "
+                         f"got a {type(net).__name__} checkpoint")
+    if freeze_backbone:
+        net.backbone.freeze()
+        net.spec["freeze_backbone"] = True
+    if label_names is not None:
+        net.label_names = list(label_names)
+    return net.train()
 
 
 def add_data_arguments(parser: argparse.ArgumentParser, *, train: bool = True) -> None:

@@ -164,6 +164,7 @@ class ARTHead(VideoHead):
     """
 
     head_name = "art"
+    class_dependent = ("fc", "global_fc", "prototypes", "prototype_seen")
 
     def __init__(
         self,
@@ -365,20 +366,10 @@ class ARTHead(VideoHead):
         return self.text_proj(class_semantics(self.text_bank.detach()).to(self.text_proj.weight.dtype))
 
     # ------------------------------------------------------------------------------------------ forward
-    def _grid_for(self, x: torch.Tensor) -> tuple[int, int, int]:
-        grid = self.check_input(x)
-        if self.pos_embed is not None and grid != self.grid and not self.dynamic_size:
-            t, h, w = self.grid
-            raise ValueError(
-                f"ARTHead was built for a feature map grid (T, H, W) = {self.grid}, i.e. input "
-                f"[B, {self.in_channels}, {t}, {h}, {w}], but got {tuple(x.shape)}. Build the head for this grid, "
-                "pass dynamic_size=True to resample the positional embedding, or pos_embed=False."
-            )
-        return grid
-
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Pre-norm features ``[B, (num_queries + 1) * embed_dim]``: the global representation, then the aggregated tracklets."""
-        grid = self._grid_for(x)
+        grid = self._grid_for(x, fixed=self.pos_embed is not None and not self.dynamic_size,
+                              remedy="pass dynamic_size=True to resample the positional embedding, or pos_embed=False")
         b, (t, h, w), d, n = x.shape[0], grid, self.embed_dim, self.num_queries
         if self.training and self.has_text and self.bank_momentum < 1:
             self._update_bank()

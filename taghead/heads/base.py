@@ -48,7 +48,8 @@ class VideoHead(nn.Module, HubMixin):
     Subclasses build ``self.fc`` (the final classifier, ``nn.Identity`` when ``num_classes == 0``),
     set ``num_features`` (width of the pooled representation) and implement ``forward_features``
     and ``forward_head``. They call ``_record_config`` with their constructor arguments so that
-    ``get_config()`` can rebuild them (``type(head)(**head.get_config())``).
+    ``get_config()`` can rebuild them (``type(head)(**head.get_config())``). A head with more
+    state than ``fc`` that follows ``num_classes`` names it in ``class_dependent``.
 
     Head-only checkpoints (:mod:`taghead.hub`): ``head.save_pretrained(dir)``, ``head.push_to_hub(repo_id)``
     and ``TAGHead.from_pretrained(dir_or_repo_id)`` (which also takes the head out of a full-model
@@ -56,6 +57,8 @@ class VideoHead(nn.Module, HubMixin):
     """
 
     head_name: str = ""
+    #: Submodules and buffers whose shape follows ``num_classes`` (``reset_classifier`` re-initialises them).
+    class_dependent: tuple[str, ...] = ("fc",)
     num_classes: int
     num_features: int
     fc: nn.Module
@@ -79,6 +82,21 @@ class VideoHead(nn.Module, HubMixin):
     def check_input(self, x: torch.Tensor) -> tuple[int, int, int]:
         return check_feature_map(x, self.in_channels, type(self).__name__)
 
+    def _grid_for(self, x: torch.Tensor, *, fixed: bool, remedy: str) -> tuple[int, int, int]:
+        """Check ``x`` and return its grid; when ``fixed`` it must be the grid the head was built for.
+
+        ``remedy`` completes the error's advice after "Build the head for this grid, ".
+        """
+        grid = self.check_input(x)
+        if fixed and grid != self.grid:
+            t, h, w = self.grid
+            raise ValueError(
+                f"{type(self).__name__} was built for a feature map grid (T, H, W) = {self.grid}, i.e. input "
+                f"[B, {self.in_channels}, {t}, {h}, {w}], but got {tuple(x.shape)}. Build the head for this grid, "
+                f"{remedy}."
+            )
+        return grid
+
     def _make_classifier(self, num_classes: int) -> nn.Module:
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
             raise ValueError(f"num_classes must be a non-negative int (0 = no classifier), got {num_classes!r}")
@@ -87,6 +105,12 @@ class VideoHead(nn.Module, HubMixin):
 
     def get_classifier(self) -> nn.Module:
         return self.fc
+
+    def class_dependent_keys(self) -> list[str]:
+        """State-dict keys of the parameters and buffers in ``class_dependent``, in that order (none when
+        ``num_classes == 0``)."""
+        keys = list(self.state_dict())
+        return [key for name in self.class_dependent for key in keys if key.split(".", 1)[0] == name]
 
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the final linear layer by a freshly initialised one (``0`` removes it)."""

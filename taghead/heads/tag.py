@@ -129,20 +129,10 @@ class TAGHead(VideoHead):
         t, h, w = cfg.pop("t"), cfg.pop("h"), cfg.pop("w")
         return cls(in_channels, t, h, w, **cfg)
 
-    def _grid_for(self, x: torch.Tensor) -> tuple[int, int, int]:
-        grid = self.check_input(x)
-        if grid != self.grid and not self.dynamic_size:
-            t, h, w = self.grid
-            raise ValueError(
-                f"TAGHead was built for a feature map grid (T, H, W) = {self.grid}, i.e. input "
-                f"[B, {self.in_channels}, {t}, {h}, {w}], but got {tuple(x.shape)}. Build the head for this "
-                "grid, or pass dynamic_size=True to resample the positional embedding."
-            )
-        return grid
-
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Refined tokens ``[B, N, embed_dim]`` (after the Transformer and the graph propagation)."""
-        grid = self._grid_for(x)
+        grid = self._grid_for(x, fixed=not self.dynamic_size,
+                              remedy="or pass dynamic_size=True to resample the positional embedding")
         # Row-major tokens: the Transformer's linear layers and LayerNorms would copy them anyway, per layer.
         tokens = self.proj(x.flatten(2).transpose(1, 2).contiguous())
         if self.pos_embed is not None:

@@ -1,0 +1,54 @@
+"""Command-line pieces that ``taghead train``, ``eval`` and ``predict`` share: the parser, run options, errors."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import textwrap
+from collections.abc import Callable
+
+__all__ = ["add_command_parser", "add_device_argument", "add_run_arguments", "fail", "run_reporting_errors"]
+
+
+def add_command_parser(subparsers: argparse._SubParsersAction, name: str, *, help: str, description: str,
+                       epilog: str | None = None) -> argparse.ArgumentParser:
+    """The sub-command's parser: ``description`` (one paragraph, any line breaks) wrapped to the terminal, ``epilog``
+    (examples) printed as written."""
+    width = max(min(shutil.get_terminal_size().columns, 100) - 2, 40)
+    return subparsers.add_parser(name, help=help, description=textwrap.fill(" ".join(description.split()), width), epilog=epilog,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def add_device_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--device {cpu,cuda}`` (default: CUDA when available)."""
+    parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
+
+
+def add_run_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *, batch_size_help: str | None = None,
+                      amp_help: str | None = None, workers_help: str | None = None,
+                      progress_help: str | None = None) -> None:
+    """``--batch-size`` (8), ``--workers`` (0), ``--amp`` (none), ``--device`` and ``--no-progress``."""
+    from ..engine.trainer import AMP_MODES
+
+    parser.add_argument("--batch-size", type=int, default=8, help=batch_size_help)
+    parser.add_argument("--workers", type=int, default=0, help=workers_help)
+    parser.add_argument("--amp", choices=AMP_MODES, default="none", help=amp_help)
+    add_device_argument(parser)
+    parser.add_argument("--no-progress", action="store_true", help=progress_help)
+
+
+def fail(command: str, message: object) -> int:
+    """Print ``taghead COMMAND: error: MESSAGE`` on stderr; returns the usage-error exit code 2."""
+    print(f"taghead {command}: error: {message}", file=sys.stderr)
+    return 2
+
+
+def run_reporting_errors(command: str, func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """``func(args)``; a usage error (bad value, missing file, unreadable checkpoint) is printed as
+    ``taghead COMMAND: error: ...`` on stderr and gives exit code 2 instead of a traceback
+    (:class:`taghead.weights.CheckpointError` is a ``ValueError``)."""
+    try:
+        return func(args)
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        return fail(command, err)
