@@ -286,6 +286,24 @@ def test_vmap_matches_batched_call(generator):
     assert torch.allclose(grad, 2 * time_aligned_appnp(time_aligned_appnp(x, 3, 2, 2), 3, 2, 2), rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("channels_first", [False, True])
+def test_autocast_does_not_lower_the_precision(channels_first, generator):
+    """Under autocast (bf16 mixed-precision training) the operator still computes in float32, both ways."""
+    t, h, w = 4, 3, 3
+    feat = torch.randn(2, 8, t, h, w, generator=generator)
+    x = feat.flatten(2).transpose(1, 2) if channels_first else feat.flatten(2).transpose(1, 2).contiguous()
+    expected = time_aligned_appnp(x, t, h, w)
+    xg = x.clone().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = time_aligned_appnp(x, t, h, w)
+        out_grad = time_aligned_appnp(xg, t, h, w)
+    assert out.dtype == torch.float32 and out_grad.dtype == torch.float32
+    torch.testing.assert_close(out, expected, rtol=1e-6, atol=1e-6)  # bf16 products would be off by ~1e-2
+    torch.testing.assert_close(out_grad, expected, rtol=1e-6, atol=1e-6)
+    (grad,) = torch.autograd.grad(out_grad.sum(), xg)
+    torch.testing.assert_close(grad, time_aligned_appnp(torch.ones_like(x), t, h, w), rtol=1e-6, atol=1e-6)
+
+
 @pytest.mark.parametrize("dtype,tol", [(torch.float16, 2e-3), (torch.bfloat16, 1.6e-2)])
 def test_half_precision_close_to_float32(dtype, tol, generator):
     """Half inputs are propagated in float32: exactly the float32 result on the rounded input, cast back.

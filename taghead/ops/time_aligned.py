@@ -35,7 +35,8 @@ limit :math:`Q = \alpha (I - (1 - \alpha) M)^{-1}`), and
     \mathbf{H}^{(K)}_{\tau p} = \sum_{\sigma} Q^{res}_{\tau\sigma} x_{\sigma p}
         + \sum_{\sigma} (Q^{mean} - Q^{res})_{\tau\sigma} m_\sigma .
 
-One ``t x t`` mix over time, one frame mean and one broadcast add: the cost is a small multiple of
+One frame mean, its correction broadcast over positions and one ``t x t`` mix over time accumulated
+onto it (a single batched GEMM): the cost is a small multiple of
 reading and writing ``x`` once, whatever ``K`` is, and no ``N x N`` matrix, edge list or per-edge
 tensor exists. The operator is linear and symmetric (``Q^{res}``, ``Q^{mean}`` and the frame-mean
 projector are), so its backward pass is the same propagation applied to the incoming gradient: nothing
@@ -200,7 +201,7 @@ def time_aligned_appnp(
         propagated in float32 and cast back. A channels-first view (``feat.flatten(2).transpose(1, 2)``)
         is propagated without a copy and the result has the same layout.
 
-    Cost: one ``t x t`` mix over time, one frame sum and one broadcast add, whatever ``k`` is; the
+    Cost: one frame sum, one broadcast write and one ``t x t`` mix over time, whatever ``k`` is; the
     backward pass is the same propagation of the gradient (the operator is symmetric) and saves only
     two ``t x t`` matrices.
     """
@@ -233,28 +234,42 @@ def time_aligned_appnp(
 def _propagate(
     x: torch.Tensor, q_res: torch.Tensor, q_corr: torch.Tensor | None, t: int, p: int
 ) -> torch.Tensor:
+    """:func:`_propagate_exact` outside autocast: its products run in ``q_res.dtype``, not autocast's."""
+    if torch.is_autocast_enabled(x.device.type):
+        with torch.autocast(x.device.type, enabled=False):
+            return _propagate_exact(x, q_res, q_corr, t, p)
+    return _propagate_exact(x, q_res, q_corr, t, p)
+
+
+def _propagate_exact(
+    x: torch.Tensor, q_res: torch.Tensor, q_corr: torch.Tensor | None, t: int, p: int
+) -> torch.Tensor:
     """``H = (Q_res ⊗ I) X + (Q_corr ⊗ 11ᵀ) X`` on ``[..., t*p, c]``, computed in ``q_res.dtype``.
 
     ``q_corr`` is ``(Q_mean - Q_res) / p``, so that it acts on frame sums (``None``: no intra edges).
-    One output allocation: the time mix writes it, the frame-mean correction is added in place.
-    Channels-first input (``feat.flatten(2).transpose(1, 2)``) is mixed in its own layout, without a
-    copy, and the output keeps that layout.
+    One output allocation: it is filled with the frame-mean correction (broadcast over positions),
+    then one batched GEMM accumulates the time mix on top (``baddbmm_``, beta = 1), which is cheaper
+    than a separate broadcast add. Channels-first input (``feat.flatten(2).transpose(1, 2)``) is mixed
+    in its own layout, without a copy, and the output keeps that layout.
     """
     lead, c = x.shape[:-2], x.shape[-1]
     channels_first = not x.is_contiguous() and x.transpose(-1, -2).is_contiguous()
     if channels_first:
-        frames = x.transpose(-1, -2).view(*lead, c, t, p)  # time on dim -2, positions on dim -1
+        frames = x.transpose(-1, -2).reshape(-1, t, p)  # [B*c, t, p]: a view, time on dim 1
     else:
-        frames = x.reshape(*lead, t, p * c)  # a view for contiguous x, one copy otherwise
+        frames = x.reshape(-1, t, p * c)  # [B, t, p*c]: a view for contiguous x, one copy otherwise
     if frames.dtype != q_res.dtype:
         frames = frames.to(q_res.dtype)  # half precision is accumulated in float32
-    out = torch.matmul(q_res, frames)
-    if q_corr is not None:
-        if channels_first:
-            out.add_(torch.matmul(frames.sum(dim=-1), q_corr.mT).unsqueeze(-1))
-        else:
-            frame_sums = frames.view(*lead, t, p, c).sum(dim=-2)
-            out.view(*lead, t, p, c).add_(torch.matmul(q_corr, frame_sums).unsqueeze(-2))
+    nb = frames.shape[0]
+    mix = q_res.expand(nb, t, t)
+    if q_corr is None:
+        out = torch.bmm(mix, frames)
+    elif channels_first:
+        correction = torch.matmul(frames.sum(dim=-1), q_corr.mT)  # [B*c, t]
+        out = correction.unsqueeze(-1).expand(nb, t, p).contiguous().baddbmm_(mix, frames)
+    else:
+        correction = torch.bmm(q_corr.expand(nb, t, t), frames.view(nb, t, p, c).sum(dim=2))  # [B, t, c]
+        out = correction.unsqueeze(2).expand(nb, t, p, c).contiguous().view(nb, t, p * c).baddbmm_(mix, frames)
     if channels_first:
         return out.view(*lead, c, t * p).transpose(-1, -2).to(x.dtype)
     return out.view(x.shape).to(x.dtype)
