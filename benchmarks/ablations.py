@@ -29,12 +29,9 @@ from typing import Any
 
 import torch
 
-import taghead
 from taghead.commands.demo import DEMO_RECIPE, QUICK_RECIPE, DemoRecipe, head_kwargs_for
-from taghead.data import SYNTHETIC_CLASSES, SyntheticFineGrainedDataset
-from taghead.engine.datasets import RenderedClips
 from taghead.engine.plots import plot_bars
-from taghead.engine.trainer import TrainConfig, Trainer, seed_everything
+from taghead.engine.trainer import Trainer, seed_everything
 from taghead.heads import list_heads
 
 HERE = Path(__file__).resolve().parent
@@ -58,24 +55,17 @@ def variants(recipe: DemoRecipe, class_names: list[str]) -> list[tuple[str, str,
 
 
 def run(recipe: DemoRecipe, seed: int, progress: bool) -> list[dict[str, Any]]:
-    num_classes = recipe.num_classes or len(SYNTHETIC_CLASSES)
+    num_classes = recipe.classes
     t0 = time.time()
-    sets = {split: RenderedClips.render(SyntheticFineGrainedDataset(n, recipe.num_frames, recipe.size, num_classes,
-                                                                    seed, split), progress=progress)
-            for split, n in (("train", recipe.train_samples), ("val", recipe.val_samples))}
+    sets = recipe.render(seed, progress)
     class_names = sets["train"].class_names
     print(f"rendered {recipe.train_samples} + {recipe.val_samples} clips ({num_classes} classes, chance "
           f"{100 / num_classes:.1f}%) in {time.time() - t0:.0f} s", flush=True)
     results = []
     for name, head, kwargs in variants(recipe, class_names):
         seed_everything(seed)
-        model = taghead.wrap_backbone("taghead/tiny_video_cnn", num_classes, head=head, num_frames=recipe.num_frames,
-                                      crop_size=recipe.size, backbone_kwargs={"width": recipe.width},
-                                      label_names=class_names, **kwargs)
-        config = TrainConfig(epochs=recipe.epochs, batch_size=recipe.batch_size, optimizer="adamw", lr=recipe.lr,
-                             weight_decay=recipe.weight_decay, warmup_epochs=recipe.warmup_epochs, seed=seed,
-                             channels_last=True, progress=progress, tensorboard=False, plot=False,
-                             save_best_pretrained=False)
+        model = recipe.build_model(head, class_names, **kwargs)
+        config = recipe.train_config(seed, progress, plot=False)
         t = time.time()
         history = Trainer(model, sets["train"], sets["val"], config, log=lambda _: None).fit()
         last = history[-1]
@@ -93,7 +83,7 @@ def run(recipe: DemoRecipe, seed: int, progress: bool) -> list[dict[str, Any]]:
 
 
 def markdown(results: list[dict[str, Any]], recipe: DemoRecipe, seed: int, total_s: float) -> str:
-    num_classes = recipe.num_classes or len(SYNTHETIC_CLASSES)
+    num_classes = recipe.classes
     lines = [
         "## Ablations on the synthetic fine-grained benchmark",
         "",
@@ -139,7 +129,7 @@ def main() -> None:
         return
     from _results import write_section
 
-    num_classes = recipe.num_classes or len(SYNTHETIC_CLASSES)
+    num_classes = recipe.classes
     plot_bars(results, {"top1": "val Top-1 (last epoch)", "mca": "val MCA (last epoch)",
                         "mean_top1": "val Top-1 (mean over epochs)"},
               HERE / "ablations.png", title="TAG-Head ablations (synthetic benchmark)", chance=1 / num_classes)

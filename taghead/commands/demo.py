@@ -52,6 +52,40 @@ class DemoRecipe:
         "art": dict(embed_dim=64, num_heads=4, se_depth=1, rssa_depth=1, mlp_dim=128, dropout=0.0),
     })
 
+    @property
+    def classes(self) -> int:
+        """The number of classes (``num_classes``, else every class of the synthetic benchmark)."""
+        from taghead.data import SYNTHETIC_CLASSES
+
+        return self.num_classes or len(SYNTHETIC_CLASSES)
+
+    def render(self, seed: int, progress: bool = True) -> dict[str, Any]:
+        """The recipe's ``"train"`` and ``"val"`` clips of the synthetic benchmark, rendered into memory."""
+        from taghead.data import SyntheticFineGrainedDataset
+        from taghead.engine.datasets import RenderedClips
+
+        return {split: RenderedClips.render(SyntheticFineGrainedDataset(n, self.num_frames, self.size, self.classes,
+                                                                        seed, split),
+                                            progress=progress, desc=f"rendering {split} clips")
+                for split, n in (("train", self.train_samples), ("val", self.val_samples))}
+
+    def build_model(self, head: str, class_names: list[str], **head_kwargs: Any) -> Any:
+        """The tiny 3D CNN of the recipe with ``head`` (call ``seed_everything`` first for equal initial weights)."""
+        import taghead
+
+        return taghead.wrap_backbone("taghead/tiny_video_cnn", self.classes, head=head, num_frames=self.num_frames,
+                                     crop_size=self.size, backbone_kwargs={"width": self.width},
+                                     label_names=class_names, **head_kwargs)
+
+    def train_config(self, seed: int, progress: bool, **overrides: Any) -> Any:
+        """The recipe's :class:`~taghead.engine.trainer.TrainConfig` (AdamW, cosine with warm-up, channels-last)."""
+        from taghead.engine.trainer import TrainConfig
+
+        options = dict(epochs=self.epochs, batch_size=self.batch_size, optimizer="adamw", lr=self.lr,
+                       weight_decay=self.weight_decay, warmup_epochs=self.warmup_epochs, seed=seed, channels_last=True,
+                       progress=progress, tensorboard=False, save_best_pretrained=False)
+        return TrainConfig(**{**options, **overrides})
+
 
 def head_kwargs_for(head: str, recipe: DemoRecipe, class_names: list[str], text: bool = True) -> dict[str, Any]:
     """The recipe's options for ``head``; ART gets a text bank of the class names (hashing text encoder,
@@ -120,11 +154,8 @@ def _fmt_params(n: int) -> str:
 
 def run_demo(heads: list[str], recipe: DemoRecipe, output: Path, *, seed: int = 0, progress: bool = True) -> list[dict]:
     """Train and compare ``heads``; returns one result dict per head (``head``, ``top1``, ``mca``, ...)."""
-    import taghead
-    from taghead.data import SYNTHETIC_CLASSES, SyntheticFineGrainedDataset
-    from taghead.engine.datasets import RenderedClips
     from taghead.engine.plots import plot_training_curves
-    from taghead.engine.trainer import TrainConfig, Trainer, seed_everything
+    from taghead.engine.trainer import Trainer, seed_everything
     from taghead.heads import list_heads
 
     if not heads:
@@ -137,16 +168,13 @@ def run_demo(heads: list[str], recipe: DemoRecipe, output: Path, *, seed: int = 
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
-    num_classes = recipe.num_classes or len(SYNTHETIC_CLASSES)
+    num_classes = recipe.classes
     chance = 1 / num_classes
     print(f"taghead demo: {num_classes} synthetic action classes that differ only in where and in which order two "
           f"small flashes happen (chance {100 * chance:.1f}%).")
     print(f"Rendering {recipe.train_samples} training + {recipe.val_samples} validation clips "
           f"({recipe.num_frames} frames, {recipe.size}x{recipe.size}) ...", flush=True)
-    sets = {}
-    for split, n in (("train", recipe.train_samples), ("val", recipe.val_samples)):
-        synthetic = SyntheticFineGrainedDataset(n, recipe.num_frames, recipe.size, num_classes, seed, split)
-        sets[split] = RenderedClips.render(synthetic, progress=progress, desc=f"rendering {split} clips")
+    sets = recipe.render(seed, progress)
     class_names = sets["train"].class_names
     print(f"  done in {time.time() - t_start:.0f} s")
 
@@ -156,15 +184,8 @@ def run_demo(heads: list[str], recipe: DemoRecipe, output: Path, *, seed: int = 
         label = head if name == head else f"{head} (no text bank)"
         print(f"\n== {name}: tiny 3D CNN (width {recipe.width}) + {label} head, {recipe.epochs} epochs ==", flush=True)
         seed_everything(seed)
-        model = taghead.wrap_backbone(
-            "taghead/tiny_video_cnn", num_classes, head=head, num_frames=recipe.num_frames,
-            crop_size=recipe.size, backbone_kwargs={"width": recipe.width}, label_names=class_names,
-            **head_kwargs_for(head, recipe, class_names, text=text),
-        )
-        config = TrainConfig(epochs=recipe.epochs, batch_size=recipe.batch_size, optimizer="adamw", lr=recipe.lr,
-                             weight_decay=recipe.weight_decay, warmup_epochs=recipe.warmup_epochs, seed=seed,
-                             channels_last=True, progress=progress, tensorboard=False, save_best_pretrained=False)
-        trainer = Trainer(model, sets["train"], sets["val"], config, output_dir=output / "runs" / name,
+        model = recipe.build_model(head, class_names, **head_kwargs_for(head, recipe, class_names, text=text))
+        trainer = Trainer(model, sets["train"], sets["val"], recipe.train_config(seed, progress), output_dir=output / "runs" / name,
                           ctx=None, class_names=class_names)
         t0 = time.time()
         history = trainer.fit()
