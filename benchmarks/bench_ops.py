@@ -347,7 +347,7 @@ def machine_description(device: str, threads: int | None) -> str:
         parts.append(f"GPU {torch.cuda.get_device_name(0)}")
     parts.append(f"Python {platform.python_version()}")
     if hasattr(os, "getloadavg"):
-        parts.append(f"load average {os.getloadavg()[0]:.1f} at the end (other work shares the machine)")
+        parts.append(f"load average {os.getloadavg()[0]:.1f} at the end (the benchmark's own workers included)")
     return ", ".join(parts)
 
 
