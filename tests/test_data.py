@@ -25,7 +25,7 @@ from taghead.data import (
     uniform_frame_indices,
     write_video,
 )
-from taghead.data.transforms import sample_crop_box
+from taghead.data.transforms import normalize, resized_crop, sample_crop_box, to_float_clip
 
 T_VIDEO, H_VIDEO, W_VIDEO = 12, 32, 48
 
@@ -110,6 +110,49 @@ def test_read_clip_recovers_from_a_wrong_frame_count(video_root):
         np.testing.assert_allclose(red, [20 * i for i in (0, 3, 7, 11)], atol=6)
     with pytest.raises(VideoDecodeError, match="truncated: 12 frames decode but 30"):
         read_clip(path, 4, total_frames=30)
+
+
+def test_read_clip_shrinks_while_converting(video_root):
+    path = video_root / "jump" / "jump_0.mp4"
+    full, _ = read_clip(path, 5)
+    small, total = read_clip(path, 5, shrink_to=16)
+    assert small.shape == (5, 16, 24, 3) and small.dtype == np.uint8 and total == T_VIDEO
+    # Antialiased bilinear shrink of the same frames (torch in float) within a level or two.
+    expected = torch.nn.functional.interpolate(torch.from_numpy(full).permute(0, 3, 1, 2).float(), size=(16, 24),
+                                               mode="bilinear", antialias=True).permute(0, 2, 3, 1)
+    assert (torch.from_numpy(small.copy()).float() - expected).abs().mean() < 2.0
+    # Not larger than shrink_to: native size, the very frames read_clip gives without it.
+    for size in (32, 40):
+        np.testing.assert_array_equal(read_clip(path, 5, shrink_to=size)[0], full)
+    # A clip longer than the video repeats frames, shrunk or not.
+    repeated, _ = read_clip(path, 20, shrink_to=16)
+    assert np.array_equal(repeated[0], repeated[1]) and np.array_equal(repeated[0], small[0])
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="shrink_to"):
+            read_clip(path, 5, shrink_to=bad)
+
+
+def test_decoder_threads(video_root):
+    from taghead.data.video import _resolve_threads
+
+    path = video_root / "spin" / "spin_0.mp4"
+    single, _ = read_clip(path, 6, threads=1)
+    for threads in (0, 2, None):  # decoding is exact whatever the threading
+        np.testing.assert_array_equal(read_clip(path, 6, threads=threads)[0], single)
+    assert count_frames(path, threads=1) == T_VIDEO
+    with pytest.raises(ValueError, match="threads"):
+        read_clip(path, 6, threads=-1)
+    # Default: automatic in this process, one thread inside a DataLoader worker.
+    assert _resolve_threads(None) == 0
+
+    class Probe(torch.utils.data.Dataset):
+        def __len__(self):
+            return 1
+
+        def __getitem__(self, i):
+            return _resolve_threads(None)
+
+    assert next(iter(DataLoader(Probe(), num_workers=1))).item() == 1
 
 
 def encode_faststart(path: Path, frames: np.ndarray) -> None:
@@ -239,6 +282,32 @@ def test_train_transform_matches_torchvision_resized_crop():
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
 
 
+def test_frames_already_at_the_resize_size_are_not_resized_again():
+    cfg = DataConfig(num_frames=4, crop_size=20, resize_size=28, mean=(0.1, 0.5, 0.9), std=(0.2, 0.3, 0.4))
+    frames = random_frames(h=28, w=42)  # shorter side already 28 (as load_clip decodes them)
+    plain = DataConfig(num_frames=4, crop_size=20, resize_size=None, mean=cfg.mean, std=cfg.std)
+    torch.testing.assert_close(EvalTransform(cfg)(frames), EvalTransform(plain)(frames))
+    a = TrainTransform(cfg, generator=torch.Generator().manual_seed(2))(frames)
+    b = TrainTransform(plain, generator=torch.Generator().manual_seed(2))(frames)
+    torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_train_transform_is_flip_then_random_resized_crop(seed):
+    """Cropping the mirrored box and mirroring the crop is the same as flipping the clip and cropping the box."""
+    cfg = DataConfig(num_frames=3, crop_size=24, resize_size=36, mean=(0.3, 0.4, 0.5), std=(0.2, 0.25, 0.3))
+    frames = random_frames(t=3, h=40, w=70, seed=seed)
+    out = TrainTransform(cfg, hflip_p=0.5, generator=torch.Generator().manual_seed(seed))(frames)
+    g = torch.Generator().manual_seed(seed)
+    clip = torch.nn.functional.interpolate(to_float_clip(frames).transpose(0, 1), size=(36, 63), mode="bilinear",
+                                           antialias=True).transpose(0, 1)
+    if torch.rand((), generator=g).item() < 0.5:
+        clip = clip.flip(-1)
+    top, left, side = sample_crop_box(36, 63, (0.5, 1.0), g)
+    expected = normalize(resized_crop(clip, top, left, side, 24), cfg.mean, cfg.std)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+
+
 def test_train_transform_is_seedable():
     cfg = DataConfig(num_frames=4, crop_size=24, resize_size=30)
     frames = random_frames()
@@ -298,6 +367,24 @@ def test_dataset_from_csv(video_root, tmp_path):
     bad.write_text("FileName,Class,TotalFrames,ClassEncoded\na.mp4,jump,12,0\nb.mp4,spin,12,0\n")
     with pytest.raises(ValueError, match="ClassEncoded 0"):
         VideoClipDataset.from_csv(bad, video_root, CFG)
+
+
+def test_dataset_from_csv_with_the_models_class_count(video_root, tmp_path):
+    # A split lacking classes: the class count comes from num_classes (the model's), not max(ClassEncoded) + 1.
+    ds = VideoClipDataset.from_csv(video_root / "split.csv", video_root, CFG, num_classes=5)
+    assert ds.num_classes == 5 and ds.class_names == ["jump", "spin", "class_2", "class_3", "class_4"]
+    assert [s.label for s in ds.samples] == [0, 0, 1]
+    named = VideoClipDataset.from_csv(video_root / "split.csv", video_root, CFG, class_names=list("abcd"))
+    assert named.num_classes == 4 and named.class_names == list("abcd")
+    with pytest.raises(ValueError, match=r"split.csv:4: ClassEncoded 1 \('spin'\) is outside the 1 classes, \[0, 1\)"):
+        VideoClipDataset.from_csv(video_root / "split.csv", video_root, CFG, num_classes=1)
+    with pytest.raises(ValueError, match=r"split.csv:4: ClassEncoded 1 \('spin'\) is outside the 1 classes"):
+        VideoClipDataset.from_csv(video_root / "split.csv", video_root, CFG, class_names=["jump"])
+    with pytest.raises(ValueError, match="2 class names were given for num_classes=3"):
+        VideoClipDataset.from_csv(video_root / "split.csv", video_root, CFG, class_names=["a", "b"], num_classes=3)
+    for bad in (0, True, 2.0):
+        with pytest.raises(ValueError, match="num_classes must be a positive int"):
+            VideoClipDataset.from_csv(video_root / "split.csv", video_root, CFG, num_classes=bad)
 
 
 def test_dataset_rejects_bad_arguments(video_root):

@@ -9,7 +9,8 @@ __all__ = ["register", "run"]
 
 DESCRIPTION = """\
 Evaluate a saved model (save_pretrained folder, Hub repo id, training output folder or training checkpoint) on
-a labelled set. Mean class accuracy is the mean of the per-class accuracies over the classes present in the
+a labelled set. The class count is the model's; a --csv split may lack classes (its ClassEncoded labels must
+lie in [0, num_classes)). Mean class accuracy is the mean of the per-class accuracies over the classes present in the
 set. Writes metrics.json, per_class.csv and confusion_matrix.png to --output. Works under torchrun (each
 process evaluates a shard; counts are summed).
 """
@@ -74,10 +75,15 @@ def _run(args: argparse.Namespace) -> int:
     try:
         model = load_model(args.model, device=ctx.device)
         names = list(model.label_names) if getattr(model, "label_names", None) else None
-        dataset = build_eval_dataset(args, model.data_config, names, progress=ctx.is_main and not args.no_progress)
         n = model.num_classes
-        if getattr(dataset, "num_classes", n) != n:
-            raise ValueError(f"the evaluation set has {dataset.num_classes} classes, the model {n}")
+        if names is not None and len(names) != n:
+            raise ValueError(f"the model has {n} classes but {len(names)} label names")
+        dataset = build_eval_dataset(args, model.data_config, names, progress=ctx.is_main and not args.no_progress,
+                                     num_classes=n)
+        if getattr(dataset, "num_classes", n) != n:  # --dir: one folder per class, in the model's class order
+            raise ValueError(f"the evaluation set has {dataset.num_classes} classes, the model {n}; a folder set "
+                             f"must have one folder per model class (or give a model with label names, or a --csv "
+                             f"split whose ClassEncoded labels are the model's class indices)")
         class_names = names or list(getattr(dataset, "class_names", [str(i) for i in range(n)]))
         metrics, meter = evaluate(model, dataset, num_classes=n, ctx=ctx, batch_size=args.batch_size,
                                   workers=args.workers, amp=args.amp, progress=not args.no_progress, desc="eval")

@@ -9,7 +9,7 @@ Two layouts:
   ``class_names`` fixes them.
 
 Each item is decoded with PyAV (:func:`taghead.data.video.read_clip`: ``num_frames`` frames uniformly
-spread over the whole video) and transformed (:mod:`taghead.data.transforms`: the training pipeline
+spread over the whole video, shrunk to ``resize_size`` while they are converted to RGB) and transformed (:mod:`taghead.data.transforms`: the training pipeline
 when ``train=True``, the evaluation one otherwise), with sizes, mean and std from the model's
 :class:`~taghead.DataConfig`.
 
@@ -60,12 +60,19 @@ class VideoSample(NamedTuple):
     total_frames: int | None = None
 
 
-def load_clip(path: str | os.PathLike, data_config: DataConfig, total_frames: int | None = None) -> torch.Tensor:
+def load_clip(path: str | os.PathLike, data_config: DataConfig, total_frames: int | None = None, *,
+              threads: int | None = None) -> torch.Tensor:
     """One video as the model's evaluation input ``float [3, T, H, W]`` (for prediction).
 
-    Raises :class:`~taghead.data.video.VideoDecodeError` for an unreadable file.
+    The same pixels as :class:`~taghead.data.EvalTransform` on the full-size frames (within the
+    decoder's scaling, mean absolute difference about 0.005 in [0, 1] units), at the decoder's speed:
+    the frames are shrunk to ``data_config.resize_size`` while they are converted to RGB
+    (:func:`~taghead.data.read_clip`'s ``shrink_to``). ``threads``: decoder threads (``None``:
+    automatic, 1 inside a DataLoader worker). Raises :class:`~taghead.data.video.VideoDecodeError`
+    for an unreadable file.
     """
-    frames, _ = read_clip(path, data_config.num_frames, total_frames)
+    frames, _ = read_clip(path, data_config.num_frames, total_frames, shrink_to=data_config.resize_size,
+                          threads=threads)
     return EvalTransform(data_config)(frames)
 
 
@@ -134,17 +141,29 @@ class VideoClipDataset(Dataset):
         train: bool = False,
         *,
         class_names: Sequence[str] | None = None,
+        num_classes: int | None = None,
         **kwargs,
     ) -> VideoClipDataset:
         """A split file of the reference: columns ``FileName, Class, TotalFrames, ClassEncoded``.
 
-        Videos are at ``video_dir/<Class>/<FileName>``. Labels are ``ClassEncoded``; class names come
-        from the ``Class`` column (``class_names`` overrides them, e.g. for a split that lacks some
-        classes: otherwise ``num_classes = max(ClassEncoded) + 1`` and an absent class is named
-        ``"class_<index>"``). ``TotalFrames`` (when positive) spares counting frames. Other keyword
-        arguments go to the constructor.
+        Videos are at ``video_dir/<Class>/<FileName>``; labels are ``ClassEncoded``.
+
+        The class count is, in this order: ``num_classes`` (e.g. the model's, for a split that lacks
+        some classes: a subset of a validation file, a test set missing rare classes), the length of
+        ``class_names``, or ``max(ClassEncoded) + 1``. Every label must lie in ``[0, num_classes)``;
+        a label outside is an error naming the CSV line. Class names are ``class_names`` when given,
+        else the ``Class`` column's names, ``"class_<index>"`` for a class the split lacks.
+        ``TotalFrames`` (when positive) spares counting frames. Other keyword arguments go to the
+        constructor.
         """
         csv_path, video_dir = Path(csv_path), Path(video_dir)
+        if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int)
+                                        or num_classes < 1):
+            raise ValueError(f"num_classes must be a positive int or None, got {num_classes!r}")
+        if class_names is not None and num_classes is not None and len(class_names) != num_classes:
+            raise ValueError(f"{len(class_names)} class names were given for num_classes={num_classes}")
+        if num_classes is None and class_names is not None:
+            num_classes = len(class_names)
         if not csv_path.is_file():
             raise FileNotFoundError(f"split CSV {str(csv_path)!r} does not exist")
         with open(csv_path, newline="") as fh:
@@ -164,6 +183,9 @@ class VideoClipDataset(Dataset):
                                  f"{row['ClassEncoded']!r}, {row['TotalFrames']!r}") from None
             if label < 0:
                 raise ValueError(f"{csv_path}:{line}: ClassEncoded must be >= 0, got {label}")
+            if num_classes is not None and label >= num_classes:
+                raise ValueError(f"{csv_path}:{line}: ClassEncoded {label} ({row['Class']!r}) is outside the "
+                                 f"{num_classes} classes, [0, {num_classes})")
             if names.setdefault(label, row["Class"]) != row["Class"]:
                 raise ValueError(f"{csv_path}:{line}: ClassEncoded {label} is {row['Class']!r} here but "
                                  f"{names[label]!r} earlier")
@@ -172,9 +194,8 @@ class VideoClipDataset(Dataset):
         if not samples:
             raise ValueError(f"{csv_path} lists no videos")
         if class_names is None:
-            class_names = [names.get(i, f"class_{i}") for i in range(max(names) + 1)]
-        elif max(names) >= len(class_names):
-            raise ValueError(f"{csv_path} has ClassEncoded up to {max(names)} but {len(class_names)} class names were given")
+            count = max(names) + 1 if num_classes is None else num_classes
+            class_names = [names.get(i, f"class_{i}") for i in range(count)]
         return cls(samples, class_names, data_config, train, **kwargs)
 
     @classmethod
@@ -223,7 +244,8 @@ class VideoClipDataset(Dataset):
     def load(self, index: int) -> tuple[torch.Tensor, int]:
         """Item ``index`` without the replacement policy (raises :class:`VideoDecodeError`)."""
         sample = self.samples[index]
-        frames, _ = read_clip(sample.path, self.data_config.num_frames, sample.total_frames)
+        cfg = self.data_config
+        frames, _ = read_clip(sample.path, cfg.num_frames, sample.total_frames, shrink_to=cfg.resize_size)
         return self.transform(frames), sample.label
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:

@@ -3,7 +3,10 @@
 The pipelines follow the reference (sizes, mean and std come from a :class:`~taghead.DataConfig`):
 
 - both: pixel values scaled to ``[0, 1]``; the shorter side resized to ``resize_size`` when it is set
-  (the reference resizes while decoding);
+  (antialiased bilinear; the reference resizes while decoding, and so does
+  :func:`~taghead.data.load_clip` / :class:`~taghead.data.VideoClipDataset`, which decode the frames
+  already shrunk to ``resize_size`` with :func:`~taghead.data.read_clip`'s ``shrink_to``: frames
+  whose shorter side already equals ``resize_size`` are not resized again);
 - :class:`TrainTransform`: random horizontal flip (p = 0.5), random resized crop to ``crop_size``
   with area scale in ``(0.5, 1.0)`` and aspect ratio exactly 1 (bilinear), normalisation;
 - :class:`EvalTransform`: centre crop to ``crop_size``, normalisation.
@@ -14,8 +17,12 @@ gives the reference's result. The same random crop and flip apply to every frame
 Randomness comes from an optional ``torch.Generator`` (deterministic tests) or torch's global RNG
 (which the DataLoader seeds differently in each worker).
 
+Cost: the frames stay ``uint8`` through the crop (and flip); only the cropped window is converted
+to float, so a clip costs about ``T x crop_size^2`` float operations, not ``T x H x W``.
+
 Building blocks (all on ``float [3, T, H, W]``): :func:`to_float_clip`, :func:`resize_shorter_side`,
-:func:`center_crop`, :func:`resized_crop`, :func:`sample_crop_box`, :func:`normalize`.
+:func:`center_crop`, :func:`resized_crop`, :func:`sample_crop_box`, :func:`normalize`; and
+:func:`shorter_side_size`, the frame size after a shorter-side resize.
 """
 
 from __future__ import annotations
@@ -38,17 +45,43 @@ __all__ = [
     "resized_crop",
     "sample_crop_box",
     "normalize",
+    "shorter_side_size",
 ]
 
 
-def to_float_clip(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """``uint8 [T, H, W, 3]`` (numpy or torch) -> ``float32 [3, T, H, W]`` in ``[0, 1]``."""
+def shorter_side_size(height: int, width: int, size: int) -> tuple[int, int]:
+    """``(h, w)`` with ``min(h, w) == size`` and the aspect ratio of ``height x width`` (longer side rounded)."""
+    if height <= width:
+        return size, max(1, int(round(width * size / height)))
+    return max(1, int(round(height * size / width))), size
+
+
+def _uint8_clip(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """``uint8 [T, H, W, 3]`` (numpy or torch) -> the ``uint8 [3, T, H, W]`` view of the same memory."""
     if isinstance(frames, np.ndarray):
         frames = torch.from_numpy(frames)
     if not isinstance(frames, torch.Tensor) or frames.dtype != torch.uint8 or frames.dim() != 4 or frames.shape[-1] != 3:
         got = f"{type(frames).__name__} {getattr(frames, 'dtype', '')} {tuple(getattr(frames, 'shape', ()))}"
         raise ValueError(f"expected uint8 frames [T, H, W, 3] (RGB), got {got}")
-    return frames.permute(3, 0, 1, 2).float().div_(255.0)
+    return frames.permute(3, 0, 1, 2)
+
+
+def _unit_float(clip: torch.Tensor) -> torch.Tensor:
+    """A ``uint8`` clip scaled to ``float32`` in ``[0, 1]`` (contiguous); a float clip as it is."""
+    return clip.contiguous().float().div_(255.0) if clip.dtype == torch.uint8 else clip
+
+
+def to_float_clip(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """``uint8 [T, H, W, 3]`` (numpy or torch) -> ``float32 [3, T, H, W]`` in ``[0, 1]``."""
+    return _uint8_clip(frames).float().div_(255.0)
+
+
+def _resized_to_shorter_side(clip: torch.Tensor, size: int | None) -> torch.Tensor:
+    """``[3, T, H, W]`` (uint8 or float) with its shorter side at ``size``: unchanged when it already is
+    (or ``size`` is ``None``), else scaled to float and resized (antialiased bilinear)."""
+    if size is None or shorter_side_size(*clip.shape[-2:], size) == tuple(clip.shape[-2:]):
+        return clip
+    return resize_shorter_side(_unit_float(clip), size)
 
 
 def _check_clip(clip: torch.Tensor) -> None:
@@ -69,22 +102,21 @@ def _resize(clip: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 def resize_shorter_side(clip: torch.Tensor, size: int) -> torch.Tensor:
     """Resize ``[3, T, H, W]`` so that ``min(H, W) == size``, keeping the aspect ratio (bilinear)."""
     _check_clip(clip)
-    h, w = clip.shape[-2:]
-    if h <= w:
-        new = (size, max(1, int(round(w * size / h))))
-    else:
-        new = (max(1, int(round(h * size / w))), size)
-    return _resize(clip, new)
+    return _resize(clip, shorter_side_size(*clip.shape[-2:], size))
 
 
-def center_crop(clip: torch.Tensor, size: int) -> torch.Tensor:
-    """The central ``size x size`` window of ``[3, T, H, W]`` (frames must be at least that large)."""
-    _check_clip(clip)
+def _center_window(clip: torch.Tensor, size: int) -> torch.Tensor:
     h, w = clip.shape[-2:]
     if h < size or w < size:
         raise ValueError(f"cannot centre-crop {size}x{size} from frames of {h}x{w}; set resize_size >= crop_size")
     top, left = (h - size) // 2, (w - size) // 2
     return clip[..., top:top + size, left:left + size]
+
+
+def center_crop(clip: torch.Tensor, size: int) -> torch.Tensor:
+    """The central ``size x size`` window of ``[3, T, H, W]`` (frames must be at least that large)."""
+    _check_clip(clip)
+    return _center_window(clip, size)
 
 
 def sample_crop_box(
@@ -129,6 +161,18 @@ def normalize(clip: torch.Tensor, mean: tuple[float, float, float], std: tuple[f
     return (clip - mean_t) / std_t
 
 
+def _normalized(clip: torch.Tensor, mean: tuple[float, float, float], std: tuple[float, float, float]) -> torch.Tensor:
+    """A new contiguous ``float32 [3, T, H, W]``: :func:`normalize` of ``clip``, scaled from ``[0, 255]`` first
+    when it is ``uint8``. One allocation and two in-place passes, ``x * (1 / (u std)) - mean / std``."""
+    out = torch.empty(clip.shape, dtype=torch.float32)
+    out.copy_(clip)
+    unit = 255.0 if clip.dtype == torch.uint8 else 1.0
+    std64 = torch.tensor(std, dtype=torch.float64)
+    scale = (1.0 / (unit * std64)).float().view(3, 1, 1, 1)
+    shift = (torch.tensor(mean, dtype=torch.float64) / std64).float().view(3, 1, 1, 1)
+    return out.mul_(scale).sub_(shift)
+
+
 class EvalTransform:
     """Validation / test pipeline: scale to [0, 1], resize the shorter side, centre crop, normalise."""
 
@@ -139,10 +183,8 @@ class EvalTransform:
 
     def __call__(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
         cfg = self.data_config
-        clip = to_float_clip(frames)
-        if cfg.resize_size is not None:
-            clip = resize_shorter_side(clip, cfg.resize_size)
-        return normalize(center_crop(clip, cfg.crop_size).contiguous(), cfg.mean, cfg.std)
+        clip = _resized_to_shorter_side(_uint8_clip(frames), cfg.resize_size)
+        return _normalized(_center_window(clip, cfg.crop_size), cfg.mean, cfg.std)
 
     def __repr__(self) -> str:
         return f"EvalTransform({self.data_config})"
@@ -178,14 +220,18 @@ class TrainTransform:
 
     def __call__(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
         cfg = self.data_config
-        clip = to_float_clip(frames)
-        if cfg.resize_size is not None:
-            clip = resize_shorter_side(clip, cfg.resize_size)
-        if torch.rand((), generator=self.generator).item() < self.hflip_p:
-            clip = clip.flip(-1)
-        top, left, side = sample_crop_box(clip.shape[-2], clip.shape[-1], self.scale, self.generator)
-        clip = resized_crop(clip, top, left, side, cfg.crop_size)
-        return normalize(clip.contiguous(), cfg.mean, cfg.std)
+        clip = _resized_to_shorter_side(_uint8_clip(frames), cfg.resize_size)
+        flip = torch.rand((), generator=self.generator).item() < self.hflip_p
+        height, width = clip.shape[-2:]
+        top, left, side = sample_crop_box(height, width, self.scale, self.generator)
+        if flip:  # the box drawn on the mirrored clip is the mirrored box of the clip: crop, then mirror the crop
+            left = width - left - side
+        window = clip[..., top:top + side, left:left + side]
+        if flip:
+            window = window.flip(-1)
+        if side != cfg.crop_size:
+            window = _resize(_unit_float(window), (cfg.crop_size, cfg.crop_size))
+        return _normalized(window, cfg.mean, cfg.std)
 
     def __repr__(self) -> str:
         return f"TrainTransform({self.data_config}, hflip_p={self.hflip_p}, scale={self.scale})"

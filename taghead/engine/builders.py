@@ -254,7 +254,10 @@ def build_datasets(args: argparse.Namespace, data_config: DataConfig, class_name
     if source == "csv":
         train = VideoClipDataset.from_csv(args.train_csv, args.video_dir, data_config, True, class_names=class_names,
                                           **kwargs)
-        val = (VideoClipDataset.from_csv(args.val_csv, args.video_dir, data_config, False, class_names=class_names)
+        # The model's class count (from the training split) fixes the validation labels' range; the
+        # validation split may lack classes (a subset of a validation file): MCA counts only those present.
+        val = (VideoClipDataset.from_csv(args.val_csv, args.video_dir, data_config, False, class_names=class_names,
+                                         num_classes=len(class_names))
                if args.val_csv is not None else None)
     else:
         train = VideoClipDataset.from_folder(args.train_dir, data_config, True, class_names=class_names, **kwargs)
@@ -264,8 +267,12 @@ def build_datasets(args: argparse.Namespace, data_config: DataConfig, class_name
 
 
 def build_eval_dataset(args: argparse.Namespace, data_config: DataConfig, class_names: list[str] | None,
-                       progress: bool = True) -> Dataset:
-    """The evaluation set of ``taghead eval``: ``--csv``/``--video-dir``, ``--dir`` or ``--data synthetic``."""
+                       progress: bool = True, num_classes: int | None = None) -> Dataset:
+    """The evaluation set of ``taghead eval``: ``--csv``/``--video-dir``, ``--dir`` or ``--data synthetic``.
+
+    ``num_classes`` (the model's) fixes the class count of a ``--csv`` split, which may lack classes;
+    its labels must lie in ``[0, num_classes)``.
+    """
     from ..data import SyntheticFineGrainedDataset, VideoClipDataset
 
     given = [n for n, v in (("--data synthetic", args.data), ("--csv", args.csv), ("--dir", args.dir)) if v is not None]
@@ -285,6 +292,7 @@ def build_eval_dataset(args: argparse.Namespace, data_config: DataConfig, class_
     if args.csv is not None:
         if args.video_dir is None:
             raise ValueError("--csv needs --video-dir (videos are at <video-dir>/<Class>/<FileName>)")
-        return VideoClipDataset.from_csv(args.csv, args.video_dir, data_config, False, class_names=class_names)
+        return VideoClipDataset.from_csv(args.csv, args.video_dir, data_config, False, class_names=class_names,
+                                         num_classes=num_classes)
     return VideoClipDataset.from_folder(args.dir, data_config, False, class_names=class_names)
 
