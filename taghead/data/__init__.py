@@ -4,8 +4,9 @@
   ``(video float [3, T, H, W], label)``, robust to unreadable files.
 - :class:`SyntheticFineGrainedDataset`: a fine-grained benchmark rendered on the fly (no download);
   :func:`write_videos` writes it as mp4 files + a split CSV.
-- :func:`load_clip`: one video file as a model input (prediction).
-- :func:`read_clip`, :func:`count_frames`, :func:`write_video`: PyAV decoding/encoding (imported lazily).
+- :func:`load_clip`: one video file as a model input (prediction), at about the decoder's speed.
+- :func:`read_clip` (``shrink_to=``: frames scaled down while converted to RGB; ``threads=``),
+  :func:`count_frames`, :func:`write_video`: PyAV decoding/encoding (imported lazily).
 - :func:`uniform_frame_indices`: the reference's temporal sampling.
 - :class:`TrainTransform`, :class:`EvalTransform`, :func:`build_transform`: the clip transforms.
 """

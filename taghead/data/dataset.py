@@ -9,9 +9,10 @@ Two layouts:
   ``class_names`` fixes them.
 
 Each item is decoded with PyAV (:func:`taghead.data.video.read_clip`: ``num_frames`` frames uniformly
-spread over the whole video, shrunk to ``resize_size`` while they are converted to RGB) and transformed (:mod:`taghead.data.transforms`: the training pipeline
-when ``train=True``, the evaluation one otherwise), with sizes, mean and std from the model's
-:class:`~taghead.DataConfig`.
+spread over the whole video, shrunk to ``resize_size`` while they are converted to RGB; one decoder
+thread inside a DataLoader worker, automatic threading in the main process) and transformed
+(:mod:`taghead.data.transforms`: the training pipeline when ``train=True``, the evaluation one
+otherwise), with sizes, mean and std from the model's :class:`~taghead.DataConfig`.
 
 **Unreadable videos** (missing, truncated, corrupt) never stop an epoch. Policy: the item is
 replaced by the next readable item (index ``i + 1``, ``i + 2``, ... wrapping around) and its

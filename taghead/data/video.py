@@ -10,8 +10,8 @@ API:
   (frames, total)``: the clip of ``num_frames`` frames uniformly sampled over the whole video
   (:mod:`taghead.data.sampling`) as ``uint8 [num_frames, H, W, 3]`` RGB, decoded in one pass that
   converts only the sampled frames (and, with ``shrink_to``, scales them down in the same step).
-- :func:`count_frames` ``(path) -> int``: the number of frames, by decoding (container metadata can
-  be missing or wrong).
+- :func:`count_frames` ``(path, threads=None) -> int``: the number of frames, by decoding (container
+  metadata can be missing or wrong).
 - :func:`write_video` ``(path, frames, fps=8, codec="libx264", crf=12)``: encode
   ``uint8 [T, H, W, 3]`` frames as mp4, atomically.
 - :class:`VideoDecodeError`: raised for any file that cannot be opened or decoded.
@@ -19,15 +19,18 @@ API:
 Speed. Decoding every frame is unavoidable (H.264 frames depend on each other), so the decoder
 sets the floor. Everything else is done on the sampled frames only and at the smallest size the
 transforms need: with ``shrink_to`` each sampled frame is scaled and converted to RGB in one
-swscale pass (``VideoReformatter.reformat``, bilinear filter widened by the scale factor, i.e.
-antialiased like ``torch``'s ``interpolate(..., antialias=True)``; mean absolute difference about
-0.005 in [0, 1] pixel units on real clips), into planar RGB, which is what the tensor transforms
-read. Without it (or when the frames are not larger), the frames are converted at their own size,
-exactly as ``VideoFrame.to_ndarray(format="rgb24")``.
+swscale pass (``VideoReformatter.reformat``, one reused context; its bilinear filter widens with
+the shrink factor, so it is antialiased like ``torch``'s ``interpolate(..., antialias=True)``: mean
+absolute difference about 0.005 in [0, 1] pixel units on real clips, against up to 0.012 for
+swscale's ``AREA`` or ``BICUBIC`` and up to 0.06 for ``FAST_BILINEAR``), into planar RGB
+(swscale's fastest RGB output, and the channels-first layout the tensor transforms read). Without
+it (or when the frames are not larger), the frames are converted at their own size, exactly as
+``VideoFrame.to_ndarray(format="rgb24")``.
 
-Threads. ``threads=None`` decodes with FFmpeg's automatic threading (frame and slice threads, one
-per core) in the main process, and with one thread inside a DataLoader worker, where the workers
-already keep the cores busy; an int forces that count (``0``: automatic).
+Threads. ``threads=None`` decodes with FFmpeg's automatic threading (frame and slice threads, as
+many as it picks for the machine's cores; the scaler too) in the main process, and with one thread
+inside a DataLoader worker, where the workers already keep the cores busy; an int forces that count
+(``0``: automatic). ``benchmarks/bench_data.py`` measures both settings.
 
 PyAV is imported on first use, so ``import taghead`` never needs it.
 """
@@ -139,7 +142,8 @@ class _FrameSink:
             planes = self.reformatter.reformat(frame, width=w, height=h, format="gbrp", interpolation="BILINEAR",
                                                threads=self.sws_threads).planes
             for channel, plane in zip((1, 2, 0), planes):  # gbrp stores G, B, R
-                self.buffer[channel, k] = np.frombuffer(plane, np.uint8).reshape(h, plane.line_size)[:, :w]
+                rows = np.frombuffer(plane, np.uint8, count=h * plane.line_size).reshape(h, plane.line_size)
+                self.buffer[channel, k] = rows[:, :w]
         else:
             rgb = self.reformatter.reformat(frame, width=w, height=h, format="rgb24", interpolation="BILINEAR",
                                             threads=self.sws_threads)
@@ -209,15 +213,17 @@ def read_clip(
         ``(frames, total)``: ``uint8 [num_frames, H, W, 3]`` RGB frames and the number of frames the
         video actually has. When ``total_frames`` (or the metadata) disagrees a little with the
         decoded count, the indices are recomputed from the decoded count (a second pass when
-        needed), so the clip is spread over the whole video. With ``shrink_to`` in effect the array
-        is a channels-last view of channel-planar memory (``np.ascontiguousarray`` gives the
-        interleaved layout when something needs it).
+        needed), so the clip is spread over the whole video. The array may be a channels-last view
+        of channel-planar memory (as the scaled frames are stored), not C-contiguous;
+        ``np.ascontiguousarray`` gives the interleaved layout where something needs it.
 
     Raises:
         VideoDecodeError: the file is missing, unreadable, corrupt, has no decodable frame, or is
             truncated: fewer frames decode than announced, by more than ``max(2, 5 %)`` of the
             announced count (a file cut short, or a wrong ``TotalFrames``).
     """
+    if isinstance(num_frames, bool) or not isinstance(num_frames, (int, np.integer)) or num_frames < 1:
+        raise ValueError(f"num_frames must be a positive int, got {num_frames!r}")
     if total_frames is not None and (isinstance(total_frames, bool) or int(total_frames) < 1):
         raise ValueError(f"total_frames must be a positive int or None, got {total_frames!r}")
     if shrink_to is not None and (isinstance(shrink_to, bool) or not isinstance(shrink_to, int) or shrink_to < 1):
