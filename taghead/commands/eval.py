@@ -10,8 +10,8 @@ __all__ = ["register", "run"]
 DESCRIPTION = """\
 Evaluate a saved model (save_pretrained folder, Hub repo id, training output folder or training checkpoint) on
 a labelled set. The class count is the model's; a --csv split may lack classes (its ClassEncoded labels must
-lie in [0, num_classes)). Mean class accuracy is the mean of the per-class accuracies over the classes present in the
-set. Writes metrics.json, per_class.csv and confusion_matrix.png to --output. Works under torchrun (each
+lie in [0, num_classes)). Mean class accuracy is the mean of the per-class accuracies over the classes present
+in the set. Writes metrics.json, per_class.csv and confusion_matrix.png to --output. Works under torchrun (each
 process evaluates a shard; counts are summed).
 """
 
