@@ -6,7 +6,8 @@ related to (and anchors the aggregation saliency on the video's top-``k``). This
 mode, how often the true class is among the selected semantics (chance ``top_k / num_classes``),
 per frame (``head.selected_classes``) and per video (``head.selected_video_classes``), before and
 after training, with the classification accuracy and the text-space accuracy of the video
-representation (``video_to_text`` against the bank, the scores the video-consistency term trains).
+representation (``video_to_text`` against the bank, the scores the video-consistency term trains),
+for both ``selection`` modes (``"video"``: the clip's top-``k`` for every frame; ``"frame"``: per frame).
 
 Task: ``num_classes`` random unit directions in the ``C``-channel feature space; every token of every
 frame of a clip of class ``k`` is ``signal * mu_k + noise`` (standard normal). The class names are
@@ -64,14 +65,15 @@ def selection_report(head: ARTHead, x: torch.Tensor, y: torch.Tensor) -> dict[st
     return out
 
 
-def run(num_classes: int, top_k: int, steps: int, lr: float, signal: float, seed: int, dim: int) -> dict[str, dict]:
+def run(num_classes: int, top_k: int, steps: int, lr: float, signal: float, seed: int, dim: int,
+        selection: str) -> dict[str, dict]:
     g = torch.Generator().manual_seed(seed)
     directions = F.normalize(torch.randn(num_classes, C, generator=g), dim=-1)
     x_train, y_train = separable_features(320, num_classes, signal, seed + 1, directions)
     x_val, y_val = separable_features(200, num_classes, signal, seed + 2, directions)
     bank = build_text_bank(list(NAMES[:num_classes]), encoder=HashingTextEncoder(dim), progress=False)
     torch.manual_seed(seed)
-    head = ARTHead(C, *GRID, num_classes=num_classes, text_bank=bank, top_k=top_k, **HEAD)
+    head = ARTHead(C, *GRID, num_classes=num_classes, text_bank=bank, top_k=top_k, selection=selection, **HEAD)
     before = selection_report(head, x_val, y_val)
     opt = torch.optim.Adam(head.parameters(), lr=lr)
     batch = 64
@@ -98,19 +100,20 @@ def main() -> None:
     parser.add_argument("--signal", type=float, default=1.0, help="class signal per token (noise std 1)")
     parser.add_argument("--text-dim", type=int, default=64)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--selection", nargs="+", default=["video", "frame"], choices=["video", "frame"])
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(f"{args.classes} classes, top-{args.top_k} (chance {args.top_k / args.classes:.2f}), {args.steps} Adam steps "
           f"(lr {args.lr:g}, batch 64), separable features (signal {args.signal:g}), hashing text bank "
           f"(dim {args.text_dim}); held-out clips, eval mode")
-    print("seed | when   | true class selected: frames | videos | Top-1 | text-space Top-1")
-    for seed in args.seeds:
-        result = run(args.classes, args.top_k, args.steps, args.lr, args.signal, seed, args.text_dim)
-        for when in ("before", "after"):
-            r = result[when]
-            print(f"{seed:4d} | {when:6s} | {r['frames']:27.2f} | {r['videos']:6.2f} | {r['top1']:5.2f} | "
-                  f"{r['text_top1']:16.2f}")
-        print(f"     | ({result['seconds']:.0f} s of training)")
+    print("selection | seed | when   | true class selected: frames | videos | Top-1 | text-space Top-1")
+    for selection in args.selection:
+        for seed in args.seeds:
+            result = run(args.classes, args.top_k, args.steps, args.lr, args.signal, seed, args.text_dim, selection)
+            for when in ("before", "after"):
+                r = result[when]
+                print(f"{selection:9s} | {seed:4d} | {when:6s} | {r['frames']:27.2f} | {r['videos']:6.2f} | "
+                      f"{r['top1']:5.2f} | {r['text_top1']:16.2f}", flush=True)
 
 
 if __name__ == "__main__":

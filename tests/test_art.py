@@ -287,9 +287,10 @@ def test_top_k_classes_is_the_winner_take_all_ranking_by_hand(generator):
     assert got.dtype == torch.int64 and top_k_classes(text, bank_, 9).shape == (4, 5)  # k capped at K
 
 
+@pytest.mark.parametrize("selection", ["video", "frame"])
 @pytest.mark.parametrize("mode", [True, False])
-def test_selected_classes_are_chosen_in_the_text_space_and_their_semantics_appended(mode, generator):
-    head = small_head(top_k=2).train(mode)
+def test_selected_classes_are_chosen_in_the_text_space_and_their_semantics_appended(mode, selection, generator):
+    head = small_head(top_k=2, selection=selection).train(mode)
     seen = {}
     head.enhancer.register_forward_pre_hook(lambda _, args: seen.update(seq=args[0].detach()))
     x = features(generator)
@@ -303,8 +304,12 @@ def test_selected_classes_are_chosen_in_the_text_space_and_their_semantics_appen
         frame_scores = torch.einsum("btd,kmd->btkm", F.normalize(head.video_to_text(g), dim=-1), bank_).amax(-1)
         video_scores = torch.einsum("bd,kmd->bkm", F.normalize(head.video_to_text(g.mean(1)), dim=-1), bank_).amax(-1)
         semantics = head.text_proj(class_semantics(head.text_bank))
-    assert torch.equal(head.selected_classes, frame_scores.topk(2, dim=-1).indices)
-    assert torch.equal(head.selected_video_classes, video_scores.topk(2, dim=-1).indices)
+    video_top = video_scores.topk(2, dim=-1).indices
+    assert torch.equal(head.selected_video_classes, video_top)
+    if selection == "frame":
+        assert torch.equal(head.selected_classes, frame_scores.topk(2, dim=-1).indices)
+    else:
+        assert torch.equal(head.selected_classes, video_top.unsqueeze(1).expand(b, t, 2))
     appended = seen["seq"][:, h * w:]  # what the enhancement stage received after the frame's tokens
     assert torch.allclose(appended, semantics[head.selected_classes.reshape(b * t, 2)], atol=1e-6)
     without = small_head(text=False).train(mode)
@@ -312,7 +317,8 @@ def test_selected_classes_are_chosen_in_the_text_space_and_their_semantics_appen
     assert without.selected_classes is None and without.selected_video_classes is None
 
 
-def test_the_selection_learns_the_true_class():
+@pytest.mark.parametrize("selection", ["video", "frame"])
+def test_the_selection_learns_the_true_class(selection):
     """Separable classes: after training, the true class is among the top-2 of 6 (chance 0.33) in >= 90 % of the
     held-out frames. The selection of the old design (a cosine in a space no loss aligns) stayed at chance."""
     names = ["salto backward tucked", "salto backward piked", "split jump", "switch leap", "ring leap", "wolf jump"]
@@ -327,6 +333,7 @@ def test_the_selection_learns_the_true_class():
     (x, y), (x_val, y_val) = data(60), data(60)
     torch.manual_seed(0)
     head = ARTHead(channels, *grid, **{**SMALL, "num_classes": classes, "num_queries": 2, "top_k": 2,
+                                       "selection": selection,
                                        "text_bank": build_text_bank(names, encoder=HashingTextEncoder(16),
                                                                     progress=False)})
 
@@ -609,6 +616,7 @@ def test_other_grids_without_position_or_with_dynamic_size(generator):
     (dict(text_bank=torch.full((4, 2, 3), float("nan"))), ValueError, "finite"),
     (dict(text_bank_shape=[4, 2]), ValueError, "three positive ints"),
     (dict(aggregation="max"), ValueError, "aggregation"),
+    (dict(selection="clip"), ValueError, r"selection must be one of \('video', 'frame'\)"),
     (dict(num_queries=1), ValueError, "num_queries >= 2"),
     (dict(embed_dim=15), ValueError, "divisible"),
     (dict(rssa_depth=0), ValueError, "rssa_depth"),

@@ -6,15 +6,16 @@ On a backbone feature map ``[B, C, T, H, W]`` (frames folded into the batch, no 
    :math:`g_t` is the mean of its projected tokens (a 3D CNN map has no class token, so the mean over
    tokens stands in for it), the video's is :math:`G = \operatorname{mean}_t g_t`; a learnable 3D
    positional embedding is added to the tokens.
-2. Class selection (with a text bank). The bank's class semantics are ranked in the *text space*,
-   where the video-consistency term trains the map ``video_to_text``: frame ``t``'s top-``k`` classes
-   are the ``k`` highest winner-take-all cosines :math:`\max_j \cos(W g_t + b, s_{c,j})` over the
-   templates :math:`s_{c,j}` of the bank :math:`S` (:func:`top_k_classes`), the video's top-``k`` the
-   same for :math:`W G + b` -- exactly the scores the video-consistency loss trains against the agent
-   :math:`S'`, which the bank follows. The indices are kept as ``head.selected_classes``
-   ``[B, T, top_k]`` and ``head.selected_video_classes`` ``[B, top_k]`` after every forward. (A
-   cosine between :math:`g_t` and the projected bank, in a space no loss aligns, picked chance-level
-   classes: ``benchmarks/art_selection.py``.)
+2. Class selection (with a text bank). The bank's classes are ranked in the *text space*, where the
+   video-consistency term trains the map ``video_to_text``, by the winner-take-all cosine
+   :math:`\max_j \cos(W G + b, s_{c,j})` over the templates :math:`s_{c,j}` of the bank :math:`S`
+   (:func:`top_k_classes`) -- exactly the scores that loss trains against the agent :math:`S'`,
+   which the bank follows. The video's top-``k`` classes feed every frame and anchor the saliency
+   (``selection="video"``, default); ``selection="frame"`` ranks per frame from :math:`W g_t + b`
+   instead (a map trained only through the frames' mean). The indices are kept as
+   ``head.selected_classes`` ``[B, T, top_k]`` and ``head.selected_video_classes`` ``[B, top_k]``
+   after every forward. (The earlier design, a cosine between :math:`g_t` and the projected bank in a
+   space no loss aligns, selected the true class at chance level: ``benchmarks/art_selection.py``.)
 3. Region-Specific Semantics Activation (RSSA), per frame:
 
    - the selected classes' semantics :math:`e_c` (bank class means, projected by ``text_proj`` to
@@ -104,6 +105,7 @@ from .registry import register_head
 __all__ = ["ARTHead", "tracklet_saliency", "top_k_classes"]
 
 _AGGREGATIONS = ("saliency", "mean")
+_SELECTIONS = ("video", "frame")
 _DEFAULT_TEMPORAL_WEIGHT = 0.1
 
 
@@ -180,8 +182,11 @@ class ARTHead(VideoHead):
         rssa_depth: decoder layers of the region-specific semantics activation (at least 1).
         mlp_dim: feed-forward width of those layers.
         dropout: dropout inside the attention layers.
-        top_k: classes selected per frame (their semantics are appended to its tokens) and per video
-            (the aggregation saliency's anchors); 3 by default (the paper leaves ``k`` open).
+        top_k: classes selected (their semantics are appended to the frames' tokens and anchor the
+            aggregation saliency); 3 by default (the paper leaves ``k`` open).
+        selection: ``"video"``: one top-``k`` per clip, from the video representation, for every frame
+            and the saliency; ``"frame"``: each frame ranks the classes from its own representation
+            (the saliency keeps the video's).
         aggregation: ``"saliency"`` (text-similarity weights over time) or ``"mean"``.
         pos_embed: add a learnable 3D positional embedding to the tokens (ties the head to its
             grid unless ``dynamic_size``).
@@ -223,6 +228,7 @@ class ARTHead(VideoHead):
         dropout: float = 0.1,
         top_k: int = 3,
         aggregation: str = "saliency",
+        selection: str = "video",
         pos_embed: bool = True,
         dynamic_size: bool = False,
         drop_rate: float = 0.5,
@@ -253,6 +259,8 @@ class ARTHead(VideoHead):
         gamma = _number("gamma", gamma, -1.0, 1.0)
         if aggregation not in _AGGREGATIONS:
             raise ValueError(f"aggregation must be one of {_AGGREGATIONS}, got {aggregation!r}")
+        if selection not in _SELECTIONS:
+            raise ValueError(f"selection must be one of {_SELECTIONS}, got {selection!r}")
         if temporal_loss_weight is None:
             temporal_loss_weight = _DEFAULT_TEMPORAL_WEIGHT
             if t < 2:
@@ -294,7 +302,7 @@ class ARTHead(VideoHead):
                              "build the bank from the same class names, in class-index order")
 
         self.num_queries, self.embed_dim, self.top_k = num_queries, embed_dim, top_k
-        self.aggregation, self.gamma, self.dynamic_size = aggregation, gamma, dynamic_size
+        self.aggregation, self.selection, self.gamma, self.dynamic_size = aggregation, selection, gamma, dynamic_size
         self.loss_weights = weights
         self.bank_momentum, self.prototype_momentum = bank_momentum, prototype_momentum
         self.text_temperature, self.saliency_temperature = text_temperature, saliency_temperature
@@ -302,7 +310,8 @@ class ARTHead(VideoHead):
         self._record_config(
             num_queries=num_queries, text_bank_shape=None if bank is None else list(bank.shape),
             embed_dim=embed_dim, num_heads=num_heads, se_depth=se_depth, rssa_depth=rssa_depth, mlp_dim=mlp_dim,
-            dropout=dropout, top_k=top_k, aggregation=aggregation, pos_embed=pos_embed, dynamic_size=dynamic_size,
+            dropout=dropout, top_k=top_k, aggregation=aggregation, selection=selection, pos_embed=pos_embed,
+            dynamic_size=dynamic_size,
             drop_rate=drop_rate, gamma=gamma, **weights, bank_momentum=bank_momentum,
             prototype_momentum=prototype_momentum, text_temperature=text_temperature,
             saliency_temperature=saliency_temperature,
@@ -435,6 +444,16 @@ class ARTHead(VideoHead):
             return None
         return self.text_proj(class_semantics(self.text_bank.detach()).to(self.text_proj.weight.dtype))
 
+    @torch.no_grad()
+    def _select_classes(self, frame_global: torch.Tensor, video_global: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Top-``k`` classes per frame ``[B*T, k]`` and per video ``[B, k]``, ranked in the text space that the
+        video-consistency term trains (module docstring, step 2)."""
+        video_idx = top_k_classes(self.video_to_text(video_global.detach()), self.text_bank, self.top_k)
+        if self.selection == "video":
+            return video_idx.repeat_interleave(frame_global.shape[0] // video_global.shape[0], dim=0), video_idx
+        frame_idx = top_k_classes(self.video_to_text(frame_global.detach()), self.text_bank, self.top_k)
+        return frame_idx, video_idx
+
     # ------------------------------------------------------------------------------------------ forward
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Pre-norm features ``[B, (num_queries + 1) * embed_dim]``: the global representation, then the aggregated tracklets."""
@@ -453,10 +472,8 @@ class ARTHead(VideoHead):
         frame_sem = anchors = None
         if semantics is None:
             self.selected_classes = self.selected_video_classes = None
-        else:  # select in the text space that the video-consistency term trains (module docstring, step 2)
-            with torch.no_grad():
-                frame_idx = top_k_classes(self.video_to_text(frame_global.detach()), self.text_bank, self.top_k)
-                video_idx = top_k_classes(self.video_to_text(video_global.detach()), self.text_bank, self.top_k)
+        else:
+            frame_idx, video_idx = self._select_classes(frame_global, video_global)
             self.selected_classes, self.selected_video_classes = frame_idx.reshape(b, t, -1), video_idx
             frame_sem, anchors = semantics[frame_idx], semantics[video_idx]  # [B*T, k, D], [B, k, D]
         if self.enhancer is not None:
