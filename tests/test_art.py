@@ -724,7 +724,7 @@ def test_video_classifier_on_the_synthetic_dataset_trains_and_round_trips(tmp_pa
     model = VideoClassifier(TinyBackbone(), head, DataConfig(num_frames=8, crop_size=32, resize_size=None))
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     history = []
-    for _ in range(8):
+    for _ in range(10):
         model.train()
         logits = model(video)
         losses = model.losses(logits, y)
@@ -733,6 +733,7 @@ def test_video_classifier_on_the_synthetic_dataset_trains_and_round_trips(tmp_pa
         opt.zero_grad()
         loss.backward()
         opt.step()
+        model.update_ema()
         history.append(float(loss.detach()))
     assert sum(history[-3:]) / 3 < 0.75 * sum(history[:3]) / 3
 
