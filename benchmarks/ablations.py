@@ -115,7 +115,8 @@ def markdown(results: list[dict[str, Any]], recipe: DemoRecipe, seed: int, total
     lines = [
         "## Ablations on the synthetic fine-grained benchmark",
         "",
-        f"`python benchmarks/ablations.py` (seed {seed}, {total_s / 60:.1f} min on the CPU). Every row: the same tiny "
+        f"`python benchmarks/ablations.py` (seed {seed}, {total_s / 60:.1f} min on the CPU with "
+        f"{torch.get_num_threads()} thread(s)). Every row: the same tiny "
         f"3D CNN (width {recipe.width}) trained from scratch with one head on {recipe.train_samples} clips "
         f"({recipe.num_frames} frames, {recipe.size}x{recipe.size}, {num_classes} classes, chance "
         f"{100 / num_classes:.1f}%), AdamW lr {recipe.lr:g}, weight decay {recipe.weight_decay:g} (none on norms, "
