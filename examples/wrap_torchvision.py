@@ -31,6 +31,7 @@ def main() -> None:
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        model.update_ema()  # once per optimiser step (ART's text bank; a no-op for TAG-Head)
         print(f"step {step}: loss {loss.item():.3f}")
 
     model.reset_classifier(5)  # a new task with 5 classes: fresh classifier, same backbone and head

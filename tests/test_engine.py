@@ -215,3 +215,78 @@ def test_channels_last_gives_the_same_training() -> None:
     assert runs[1].backbone.weight.is_contiguous(memory_format=torch.channels_last_3d)
     for a, b in zip(runs[0].parameters(), runs[1].parameters()):
         assert torch.allclose(a, b, atol=1e-5)
+
+
+# ------------------------------------------------------------------ weight decay groups and per-step averages
+
+#: Small options per registered head (any other head is built with its defaults).
+HEAD_OPTIONS = {
+    "tag": dict(embed_dim=16, depth=1, num_heads=2, mlp_dim=32),
+    "art": dict(embed_dim=16, num_heads=2, se_depth=1, rssa_depth=1, mlp_dim=32),
+}
+NAMES = ["split jump", "switch leap", "ring leap"]
+#: What each built-in head must exempt beyond its 1-D parameters.
+EXEMPT = {"meanpool": set(), "tag": {"pos_embed.weight"}, "art": {"pos_embed.weight", "query_prompts", "text_agent"}}
+
+
+@pytest.mark.parametrize("head_name", taghead.list_heads())
+def test_no_weight_decay_on_norms_biases_embeddings_prompts_and_the_agent(head_name: str) -> None:
+    options = dict(HEAD_OPTIONS.get(head_name, {}))
+    if head_name == "art":
+        options["text_bank"] = taghead.build_text_bank(NAMES, encoder="hashing:8", progress=False)
+    head = taghead.create_head(head_name, 6, 2, 2, 2, num_classes=3, **options)
+    model = VideoClassifier(nn.Conv3d(3, 6, kernel_size=1), head, CFG)
+    assert callable(getattr(head, "no_weight_decay", None)), f"{head_name} lacks no_weight_decay()"
+    exempt = set(head.no_weight_decay())
+    if head_name in EXEMPT:
+        assert exempt == EXEMPT[head_name]
+    groups = {g["name"]: g for g in model.param_groups(lr=1e-3, backbone_lr_scale=0.1, weight_decay=0.05)}
+    by_id = {id(p): name for name, p in model.named_parameters()}
+    no_decay = {by_id[id(p)] for name in ("backbone_no_decay", "head_no_decay") for p in groups[name]["params"]}
+    decay = {by_id[id(p)] for name in ("backbone", "head") for p in groups.get(name, {"params": []})["params"]}
+    expected = {f"head.{n}" for n in exempt} | {n for n, p in model.named_parameters() if p.ndim <= 1}
+    assert no_decay == expected and decay == set(by_id.values()) - expected
+    assert "backbone.bias" in no_decay and "backbone.weight" in decay and "head.fc.weight" in decay
+    norms = {f"head.{n}.{w}" for n, m in head.named_modules() if isinstance(m, nn.LayerNorm) for w in ("weight", "bias")}
+    assert norms <= no_decay
+    assert all(g["weight_decay"] == (0.0 if g["name"].endswith("_no_decay") else 0.05) for g in groups.values())
+    assert groups["head_no_decay"]["lr"] == groups["head"]["lr"] == 1e-3
+    # without weight decay nothing is exempted: one group per part, as before
+    assert [g["name"] for g in model.param_groups(lr=1e-3)] == ["backbone", "head"]
+
+
+def test_a_timm_backbones_own_no_weight_decay_list_is_honoured() -> None:
+    timm = pytest.importorskip("timm")
+    vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=32)
+    assert {"pos_embed", "cls_token"} <= set(vit.no_weight_decay())
+    model = taghead.wrap_backbone(vit, 3, head="meanpool", num_frames=2, crop_size=32)
+    opt = build_optimizer(model, "adamw", lr=1e-3, weight_decay=0.05)
+    by_id = {id(p): name for name, p in model.named_parameters()}
+    no_decay = {by_id[id(p)] for g in opt.param_groups if g["weight_decay"] == 0.0 for p in g["params"]}
+    assert {"backbone.model.pos_embed", "backbone.model.cls_token"} <= no_decay
+    assert "backbone.model.blocks.0.attn.qkv.weight" not in no_decay
+
+
+def _art_model(seed: int = 0) -> VideoClassifier:
+    """ART without its text losses (the agent is frozen), so the bank's only motion is the moving average."""
+    torch.manual_seed(seed)
+    head = taghead.ARTHead(6, 4, 8, 8, num_classes=3, embed_dim=8, num_heads=2, se_depth=1, rssa_depth=1, mlp_dim=16,
+                           text_bank=taghead.build_text_bank(NAMES, encoder="hashing:8", progress=False),
+                           text_video_loss_weight=0.0, text_prototype_loss_weight=0.0, bank_momentum=0.5)
+    with torch.no_grad():
+        head.text_agent.add_(1.0)
+    return VideoClassifier(nn.Conv3d(3, 6, kernel_size=1), head, CFG)
+
+
+@pytest.mark.parametrize("accum_steps", [1, 2, 4])
+def test_the_text_bank_moves_once_per_optimiser_step_with_gradient_accumulation(accum_steps: int) -> None:
+    """4 micro-batches: 4 // accum_steps optimiser steps, so the bank's distance to its agent shrinks by m^steps."""
+    model = _art_model()
+    bank0, agent = model.head.text_bank.clone(), model.head.text_agent.detach().clone()
+    trainer = Trainer(model, colour_task(8), None, quiet(batch_size=2, accum_steps=accum_steps, lr=1e-3))
+    trainer.fit()
+    steps = 4 // accum_steps
+    assert trainer.global_step == steps
+    expected = agent + 0.5 ** steps * (bank0 - agent)
+    assert torch.allclose(model.head.text_bank, expected, atol=1e-6)
+    assert torch.equal(model.head.text_agent, agent)  # frozen: the moving average is the bank's only change

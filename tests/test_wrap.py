@@ -135,10 +135,12 @@ def test_param_groups_learning_rates() -> None:
     model = taghead.wrap_backbone(TINY, 3, **SMALL)
     groups = {g["name"]: g for g in model.param_groups(lr=1e-3, backbone_lr_scale=0.1, weight_decay=0.05)}
     assert groups["backbone"]["lr"] == pytest.approx(1e-4) and groups["head"]["lr"] == pytest.approx(1e-3)
-    assert all(g["weight_decay"] == 0.05 for g in groups.values())
-    n_backbone = sum(p.numel() for p in groups["backbone"]["params"])
+    assert groups["backbone_no_decay"]["lr"] == pytest.approx(1e-4) and groups["head_no_decay"]["lr"] == pytest.approx(1e-3)
+    assert all(g["weight_decay"] == (0.0 if name.endswith("_no_decay") else 0.05) for name, g in groups.items())
+    n_backbone = sum(p.numel() for name in ("backbone", "backbone_no_decay") for p in groups[name]["params"])
     assert n_backbone == sum(p.numel() for p in model.backbone.parameters())
-    assert n_backbone + sum(p.numel() for p in groups["head"]["params"]) == sum(p.numel() for p in model.parameters())
+    n_head = sum(p.numel() for name in ("head", "head_no_decay") for p in groups[name]["params"])
+    assert n_backbone + n_head == sum(p.numel() for p in model.parameters())
 
 
 def test_reset_classifier() -> None:

@@ -1,7 +1,8 @@
 r"""Optimisers and the learning-rate schedule.
 
 - :func:`build_optimizer`: Adam (the reference: Adam, lr 1e-5, no weight decay) or AdamW, with the
-  backbone's parameters at ``lr * backbone_lr_scale`` through :meth:`taghead.VideoClassifier.param_groups`.
+  backbone's parameters at ``lr * backbone_lr_scale`` and no weight decay on norms, biases, positional
+  embeddings, prompts and ART's text agent, through :meth:`taghead.VideoClassifier.param_groups`.
 - :class:`WarmupCosine` / :func:`build_scheduler`: a per-step multiplier of the base learning rates,
 
   .. math::
@@ -37,8 +38,9 @@ def build_optimizer(
     """Adam or AdamW over the trainable parameters.
 
     A model with ``param_groups(lr, backbone_lr_scale, weight_decay)`` (a :class:`~taghead.VideoClassifier`)
-    gets a ``"backbone"`` group at ``lr * backbone_lr_scale`` and a ``"head"`` group at ``lr``; any
-    other module gets one group. Frozen parameters are left out.
+    gets a ``"backbone"`` group at ``lr * backbone_lr_scale`` and a ``"head"`` group at ``lr``, and with
+    ``weight_decay > 0`` their ``"_no_decay"`` twins (1-D parameters, positional embeddings, prompts,
+    ART's text agent; timm's convention); any other module gets one group. Frozen parameters are left out.
     """
     if name not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")

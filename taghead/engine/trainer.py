@@ -7,7 +7,8 @@ on datasets of ``(video, label)`` pairs. Per optimiser step the loss is
 
 where ``CE_eps`` is cross-entropy with label smoothing ``eps`` and the auxiliary terms are whatever
 the head returns from ``model.losses(logits, target)`` (``{}`` for TAG-Head and mean pooling; ART's
-tracklet losses), averaged over ``accum_steps`` micro-batches.
+tracklet losses), averaged over ``accum_steps`` micro-batches. After every optimiser step the trainer
+calls ``model.update_ema()`` when the model has it (ART's text bank follows its agent once per step).
 
 Each epoch: train (tqdm bar, rank 0), evaluate on the validation set (metrics exact across
 processes), print one line, append to ``metrics.csv``, log to TensorBoard when it is installed,
@@ -198,7 +199,7 @@ class Trainer:
 
     Args:
         model: ``video [B, 3, T, H, W] -> logits [B, C]`` with ``num_classes`` (and, optionally,
-            ``losses(logits, target)``, ``param_groups(...)``, ``save_pretrained(dir)``).
+            ``losses(logits, target)``, ``param_groups(...)``, ``update_ema()``, ``save_pretrained(dir)``).
         train_dataset: ``(video, label)`` items.
         val_dataset: evaluated after every epoch (optional).
         config: a :class:`TrainConfig`.
@@ -369,6 +370,9 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
+        update_ema = getattr(self.model, "update_ema", None)  # self.model: never the DDP wrapper
+        if callable(update_ema):
+            update_ema()  # moving averages (ART's text bank) move once per optimiser step
         with warnings.catch_warnings():  # an fp16 step skipped by the scaler makes torch warn about the order
             warnings.simplefilter("ignore", UserWarning)
             self.scheduler.step()

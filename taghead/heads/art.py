@@ -6,10 +6,20 @@ On a backbone feature map ``[B, C, T, H, W]`` (frames folded into the batch, no 
    :math:`g_t` is the mean of its projected tokens (a 3D CNN map has no class token, so the mean over
    tokens stands in for it), the video's is :math:`G = \operatorname{mean}_t g_t`; a learnable 3D
    positional embedding is added to the tokens.
-2. Region-Specific Semantics Activation (RSSA), per frame:
+2. Class selection (with a text bank). The bank's classes are ranked in the *text space*, where the
+   video-consistency term trains the map ``video_to_text``, by the winner-take-all cosine
+   :math:`\max_j \cos(W G + b, s_{c,j})` over the templates :math:`s_{c,j}` of the bank :math:`S`
+   (:func:`top_k_classes`) -- exactly the scores that loss trains against the agent :math:`S'`,
+   which the bank follows. The video's top-``k`` classes feed every frame and anchor the saliency
+   (``selection="video"``, default); ``selection="frame"`` ranks per frame from :math:`W g_t + b`
+   instead (a map trained only through the frames' mean). The indices are kept as
+   ``head.selected_classes`` ``[B, T, top_k]`` and ``head.selected_video_classes`` ``[B, top_k]``
+   after every forward. (The earlier design, a cosine between :math:`g_t` and the projected bank in a
+   space no loss aligns, selected the true class at chance level: ``benchmarks/art_selection.py``.)
+3. Region-Specific Semantics Activation (RSSA), per frame:
 
-   - the class semantics :math:`e_k` (text bank, template-averaged, projected to ``D``) most
-     similar to :math:`g_t` (top-``k`` by cosine) are appended to the frame's tokens;
+   - the selected classes' semantics :math:`e_c` (bank class means, projected by ``text_proj`` to
+     ``D``, gradient cut at the bank) are appended to the frame's tokens;
    - spatial semantic enhancement: a Transformer encoder (``se_depth`` layers) over
      ``[tokens; semantics]``; the spatial part is kept as the enhanced tokens, the semantic part
      becomes the frame's instance-adapted semantics;
@@ -17,20 +27,26 @@ On a backbone feature map ``[B, C, T, H, W]`` (frames folded into the batch, no 
      multi-head cross-attention (:math:`q_n = p_n + \mathrm{MHA}(\mathrm{LN}(p_n), \tilde e, \tilde e)`);
    - a Transformer decoder (``rssa_depth`` layers; DETR-style self-attention among the queries and
      cross-attention over the enhanced tokens) gives one response :math:`r_{t,n}` per query and frame.
-3. Tracklets: tracklet ``n`` is :math:`(r_{1,n}, \dots, r_{T,n})` (a fixed query index = one region identity).
-4. Aggregation: with the video's top-``k`` class semantics :math:`u_j` (by cosine to :math:`G`),
+4. Tracklets: tracklet ``n`` is :math:`(r_{1,n}, \dots, r_{T,n})` (a fixed query index = one region identity).
+5. Aggregation: with the semantics :math:`u_j` of the video's top-``k`` classes,
    :math:`a_{n,t,j} = \operatorname{softmax}_t(\cos(r_{t,n}, u_j) / \tau_s)` and the saliency
    :math:`w_{n,t} = \operatorname{mean}_j a_{n,t,j}` (sums to one over time);
    :math:`z_n = \sum_t w_{n,t}\, r_{t,n}`. ``aggregation="mean"`` uses :math:`w_{n,t} = 1/T` (ablation).
-5. Prediction: ``fc(LN([G; z_1; ...; z_N]))`` is the final prediction (what ``forward`` returns, in
-   training and in eval); a separate global prediction ``global_fc(LN(G))`` is trained with its own
-   cross-entropy (``ce_global``) and not used at inference.
-6. Text-constrained semantic bank ``[num_classes, num_templates, D_text]`` (:func:`taghead.text.build_text_bank`):
-   the buffer ``text_bank`` (:math:`S`) feeds steps 2 and 4 with gradients cut; the parameter
+6. Prediction: ``fc(dropout(LN([G; z_1; ...; z_N])))`` is the final prediction (what ``forward``
+   returns, in training and in eval; dropout ``drop_rate`` 0.5 as in the paper); a separate global
+   prediction ``global_fc(LN(G))`` is trained with its own cross-entropy (``ce_global``) and not used
+   at inference.
+7. Text-constrained semantic bank ``[num_classes, num_templates, D_text]`` (:func:`taghead.text.build_text_bank`):
+   the buffer ``text_bank`` (:math:`S`) feeds steps 2, 3 and 5 with gradients cut; the parameter
    ``text_agent`` (:math:`S'`, a copy of the initial bank) is trained by the video-consistency and
-   prototype-consistency losses; at the start of every training-mode forward :math:`S` follows it,
-   :math:`S \leftarrow m S + (1 - m) S'` (``bank_momentum`` :math:`m`; in ``forward`` under
-   ``no_grad``, like BatchNorm's running statistics, so ``eval()`` never changes it).
+   prototype-consistency losses; once per optimiser step, :meth:`ARTHead.update_ema` moves the bank
+   towards it, :math:`S \leftarrow m S + (1 - m) S'` (``bank_momentum`` :math:`m`, under ``no_grad``).
+   The :class:`~taghead.engine.Trainer` calls it after every optimiser step (not per micro-batch,
+   so gradient accumulation keeps the momentum :math:`m`); an own loop adds
+   ``model.update_ema()`` after ``optimizer.step()`` (a no-op for heads without such state).
+
+With a text bank but ``text_video_loss_weight=0`` nothing trains ``video_to_text``, and the
+selection stays where its initialisation puts it (the "w/o video consistency" ablation).
 
 Without a text bank (``text_bank=None``) the head runs with learnable queries only (the "w/o text"
 ablation): no semantics are appended, the queries are the prompts, the aggregation saliency uses
@@ -43,12 +59,23 @@ removes the term)::
 
     logits = head(features)                                   # or model(video)
     loss = F.cross_entropy(logits, y) + sum(head.losses(logits, y).values())
+    loss.backward(); optimizer.step(); optimizer.zero_grad()
+    head.update_ema()                                         # once per optimiser step
 
 Names: ``ce_global``, ``mtc_spatial``, ``mtc_temporal``, ``mtc_tracklet`` (see
 :mod:`taghead.heads.art_losses`) and, with a text bank, ``text_video`` and ``text_prototype``. The
 class prototypes of the prototype-consistency loss are an exponential moving average (momentum
 ``prototype_momentum``) of the normalised video embeddings of each class, updated by the first
 ``losses`` call after each forward (labels are needed).
+
+Weight decay (:meth:`ARTHead.no_weight_decay`, timm's convention): the positional embedding, the
+query prompts and the text agent are exempt, as are all 1-D parameters (norms, biases) through
+:meth:`taghead.VideoClassifier.param_groups`.
+
+A grid with one time step (``t=1``, e.g. ``r3d_18`` on 8 frames) leaves the temporal MTC term
+nothing to compare: with its default weight the term is switched off (one warning; the config
+records ``temporal_loss_weight=0.0``, so a saved head reloads silently and the same), an explicit
+non-zero ``temporal_loss_weight`` is an error.
 """
 
 from __future__ import annotations
@@ -75,16 +102,24 @@ from .art_losses import (
 from .base import VideoHead
 from .registry import register_head
 
-__all__ = ["ARTHead", "tracklet_saliency", "top_k_semantics"]
+__all__ = ["ARTHead", "tracklet_saliency", "top_k_classes"]
 
 _AGGREGATIONS = ("saliency", "mean")
+_SELECTIONS = ("video", "frame")
+_DEFAULT_TEMPORAL_WEIGHT = 0.1
 
 
-def top_k_semantics(queries: torch.Tensor, semantics: torch.Tensor, k: int) -> torch.Tensor:
-    """For each row of ``queries [M, D]``, the ``k`` rows of ``semantics [K, D]`` with the highest cosine: ``[M, k, D]``."""
-    sim = F.normalize(queries.detach().float(), dim=-1) @ F.normalize(semantics.detach().float(), dim=-1).T
-    idx = sim.topk(min(k, semantics.shape[0]), dim=-1).indices
-    return semantics[idx]
+@torch.no_grad()
+def top_k_classes(text: torch.Tensor, bank: torch.Tensor, k: int) -> torch.Tensor:
+    r"""The ``k`` classes of ``bank [K, M, D]`` closest to each text-space embedding of ``text [N, D]``: ``[N, k]`` int64.
+
+    Classes are ranked by the winner-take-all cosine over their templates,
+    :math:`\max_j \cos(v, s_{c,j})` (:func:`~taghead.heads.art_losses.winner_take_all_scores`, the
+    scores of the video-consistency loss), best first; ``k`` is capped at ``K``. No gradient flows
+    through a selection.
+    """
+    scores = winner_take_all_scores(text.detach(), bank.detach(), 1.0)
+    return scores.topk(min(k, bank.shape[0]), dim=-1).indices
 
 
 def tracklet_saliency(tracklets: torch.Tensor, semantics: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -147,17 +182,25 @@ class ARTHead(VideoHead):
         rssa_depth: decoder layers of the region-specific semantics activation (at least 1).
         mlp_dim: feed-forward width of those layers.
         dropout: dropout inside the attention layers.
-        top_k: class semantics appended to each frame and used for the aggregation saliency.
+        top_k: classes selected (their semantics are appended to the frames' tokens and anchor the
+            aggregation saliency); 3 by default (the paper leaves ``k`` open).
+        selection: ``"video"``: one top-``k`` per clip, from the video representation, for every frame
+            and the saliency; ``"frame"``: each frame ranks the classes from its own representation
+            (the saliency keeps the video's).
         aggregation: ``"saliency"`` (text-similarity weights over time) or ``"mean"``.
         pos_embed: add a learnable 3D positional embedding to the tokens (ties the head to its
             grid unless ``dynamic_size``).
         dynamic_size: accept other grids (positional embedding resampled trilinearly).
-        drop_rate: dropout before the classifier.
+        drop_rate: dropout before the classifier (0.5, the paper's dropout rate).
         gamma: target correlation of a query's responses in adjacent frames (temporal MTC term).
-        global_loss_weight, spatial_loss_weight, temporal_loss_weight, tracklet_loss_weight,
-        text_video_loss_weight, text_prototype_loss_weight: weights of the auxiliary losses
-            (``0`` removes a term from :meth:`losses`).
-        bank_momentum: EMA momentum ``m`` of the bank following its agent (``1`` freezes the bank).
+        global_loss_weight, spatial_loss_weight, tracklet_loss_weight, text_video_loss_weight,
+        text_prototype_loss_weight: weights of the auxiliary losses (``0`` removes a term from
+            :meth:`losses`).
+        temporal_loss_weight: weight of the temporal MTC term; ``None`` (default) is 0.1, or 0 with a
+            warning when the grid has a single time step (``t=1``), where an explicit non-zero weight
+            is an error. The config records the value used.
+        bank_momentum: EMA momentum ``m`` of the bank following its agent, per optimiser step
+            (:meth:`update_ema`; ``1`` freezes the bank).
         prototype_momentum: EMA momentum of the class prototypes.
         text_temperature: temperature of the two text-consistency losses.
         saliency_temperature: temperature of the aggregation softmax over time.
@@ -185,13 +228,14 @@ class ARTHead(VideoHead):
         dropout: float = 0.1,
         top_k: int = 3,
         aggregation: str = "saliency",
+        selection: str = "video",
         pos_embed: bool = True,
         dynamic_size: bool = False,
-        drop_rate: float = 0.0,
+        drop_rate: float = 0.5,
         gamma: float = 0.6,
         global_loss_weight: float = 1.0,
         spatial_loss_weight: float = 0.1,
-        temporal_loss_weight: float = 0.1,
+        temporal_loss_weight: float | None = None,
         tracklet_loss_weight: float = 0.1,
         text_video_loss_weight: float = 0.1,
         text_prototype_loss_weight: float = 0.1,
@@ -215,6 +259,17 @@ class ARTHead(VideoHead):
         gamma = _number("gamma", gamma, -1.0, 1.0)
         if aggregation not in _AGGREGATIONS:
             raise ValueError(f"aggregation must be one of {_AGGREGATIONS}, got {aggregation!r}")
+        if selection not in _SELECTIONS:
+            raise ValueError(f"selection must be one of {_SELECTIONS}, got {selection!r}")
+        if temporal_loss_weight is None:
+            temporal_loss_weight = _DEFAULT_TEMPORAL_WEIGHT
+            if t < 2:
+                temporal_loss_weight = 0.0
+                warnings.warn(
+                    f"ARTHead: the feature map has a single time step (t={t}), so the temporal MTC term has no "
+                    "adjacent frames to compare; it is switched off (temporal_loss_weight=0.0, recorded in the head's "
+                    "config). Feed more frames, or pass temporal_loss_weight=0.0 to silence this warning.",
+                    UserWarning, stacklevel=2)
         weights = {name: _number(name, value, 0.0, math.inf) for name, value in (
             ("global_loss_weight", global_loss_weight), ("spatial_loss_weight", spatial_loss_weight),
             ("temporal_loss_weight", temporal_loss_weight), ("tracklet_loss_weight", tracklet_loss_weight),
@@ -224,8 +279,8 @@ class ARTHead(VideoHead):
             raise ValueError("the spatial and tracklet MTC terms compare different queries: use num_queries >= 2 or "
                              "set spatial_loss_weight=0 and tracklet_loss_weight=0")
         if t < 2 and weights["temporal_loss_weight"] and not dynamic_size:
-            raise ValueError(f"the temporal MTC term compares adjacent frames, but the grid has t={t}; "
-                             "set temporal_loss_weight=0")
+            raise ValueError(f"the temporal MTC term compares adjacent frames, but the grid has t={t}; set "
+                             f"temporal_loss_weight=0 (or leave it unset), not {weights['temporal_loss_weight']}")
         bank_momentum = _number("bank_momentum", bank_momentum, 0.0, 1.0)
         prototype_momentum = _number("prototype_momentum", prototype_momentum, 0.0, 1.0)
         text_temperature = _number("text_temperature", text_temperature, 0.0, math.inf, lo_open=True)
@@ -247,7 +302,7 @@ class ARTHead(VideoHead):
                              "build the bank from the same class names, in class-index order")
 
         self.num_queries, self.embed_dim, self.top_k = num_queries, embed_dim, top_k
-        self.aggregation, self.gamma, self.dynamic_size = aggregation, gamma, dynamic_size
+        self.aggregation, self.selection, self.gamma, self.dynamic_size = aggregation, selection, gamma, dynamic_size
         self.loss_weights = weights
         self.bank_momentum, self.prototype_momentum = bank_momentum, prototype_momentum
         self.text_temperature, self.saliency_temperature = text_temperature, saliency_temperature
@@ -255,7 +310,8 @@ class ARTHead(VideoHead):
         self._record_config(
             num_queries=num_queries, text_bank_shape=None if bank is None else list(bank.shape),
             embed_dim=embed_dim, num_heads=num_heads, se_depth=se_depth, rssa_depth=rssa_depth, mlp_dim=mlp_dim,
-            dropout=dropout, top_k=top_k, aggregation=aggregation, pos_embed=pos_embed, dynamic_size=dynamic_size,
+            dropout=dropout, top_k=top_k, aggregation=aggregation, selection=selection, pos_embed=pos_embed,
+            dynamic_size=dynamic_size,
             drop_rate=drop_rate, gamma=gamma, **weights, bank_momentum=bank_momentum,
             prototype_momentum=prototype_momentum, text_temperature=text_temperature,
             saliency_temperature=saliency_temperature,
@@ -285,6 +341,11 @@ class ARTHead(VideoHead):
         self.fc = self._make_classifier(num_classes)
         self._make_class_modules(num_classes)
         self._cache: dict[str, Any] | None = None
+        #: Classes whose semantics the last forward appended to each frame, ``[B, T, top_k]`` int64, best
+        #: first (``None`` without a text bank or before the first forward).
+        self.selected_classes: torch.Tensor | None = None
+        #: The video's classes, the aggregation saliency's anchors, ``[B, top_k]`` (same conditions).
+        self.selected_video_classes: torch.Tensor | None = None
 
     # ---------------------------------------------------------------------------------------- text bank
     @property
@@ -355,9 +416,27 @@ class ARTHead(VideoHead):
                           "text losses", UserWarning, stacklevel=2)
 
     @torch.no_grad()
-    def _update_bank(self) -> None:
-        """:math:`S \\leftarrow m S + (1 - m) S'` (the bank follows its agent)."""
-        self.text_bank.lerp_(self.text_agent.detach().to(self.text_bank.dtype), 1.0 - self.bank_momentum)
+    def update_ema(self) -> None:
+        r"""Move the bank towards its agent, :math:`S \leftarrow m S + (1 - m) S'`; call once after every optimiser step.
+
+        The :class:`~taghead.engine.Trainer` does; in an own loop call ``model.update_ema()`` (or
+        ``head.update_ema()``) right after ``optimizer.step()``. Per optimiser step, not per forward,
+        so that gradient accumulation over ``a`` micro-batches keeps the momentum ``m`` (not ``m^a``).
+        A no-op without a text bank or with ``bank_momentum=1``.
+        """
+        if self.has_text and self.bank_momentum < 1:
+            self.text_bank.lerp_(self.text_agent.detach().to(self.text_bank.dtype), 1.0 - self.bank_momentum)
+
+    def no_weight_decay(self) -> set[str]:
+        """Names of the parameters exempt from weight decay (timm's convention): the positional embedding,
+        the query prompts and the text agent (1-D parameters are exempt anyway, see
+        :meth:`taghead.VideoClassifier.param_groups`)."""
+        names = {"query_prompts"}
+        if self.pos_embed is not None:
+            names.add("pos_embed.weight")
+        if self.text_agent is not None:
+            names.add("text_agent")
+        return names
 
     def _semantics(self) -> torch.Tensor | None:
         """The class semantics in the latent space, ``[K, D]`` (gradient cut at the bank), or ``None``."""
@@ -365,14 +444,22 @@ class ARTHead(VideoHead):
             return None
         return self.text_proj(class_semantics(self.text_bank.detach()).to(self.text_proj.weight.dtype))
 
+    @torch.no_grad()
+    def _select_classes(self, frame_global: torch.Tensor, video_global: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Top-``k`` classes per frame ``[B*T, k]`` and per video ``[B, k]``, ranked in the text space that the
+        video-consistency term trains (module docstring, step 2)."""
+        video_idx = top_k_classes(self.video_to_text(video_global.detach()), self.text_bank, self.top_k)
+        if self.selection == "video":
+            return video_idx.repeat_interleave(frame_global.shape[0] // video_global.shape[0], dim=0), video_idx
+        frame_idx = top_k_classes(self.video_to_text(frame_global.detach()), self.text_bank, self.top_k)
+        return frame_idx, video_idx
+
     # ------------------------------------------------------------------------------------------ forward
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Pre-norm features ``[B, (num_queries + 1) * embed_dim]``: the global representation, then the aggregated tracklets."""
         grid = self._grid_for(x, fixed=self.pos_embed is not None and not self.dynamic_size,
                               remedy="pass dynamic_size=True to resample the positional embedding, or pos_embed=False")
         b, (t, h, w), d, n = x.shape[0], grid, self.embed_dim, self.num_queries
-        if self.training and self.has_text and self.bank_momentum < 1:
-            self._update_bank()
 
         tokens = self.proj(x.flatten(2).transpose(1, 2))  # [B, T*H*W, D], t-major
         frame_global = tokens.reshape(b * t, h * w, d).mean(1)  # [B*T, D]: mean over tokens, no class token
@@ -382,7 +469,13 @@ class ARTHead(VideoHead):
         frames = tokens.reshape(b * t, h * w, d)
 
         semantics = self._semantics()
-        frame_sem = None if semantics is None else top_k_semantics(frame_global, semantics, self.top_k)
+        frame_sem = anchors = None
+        if semantics is None:
+            self.selected_classes = self.selected_video_classes = None
+        else:
+            frame_idx, video_idx = self._select_classes(frame_global, video_global)
+            self.selected_classes, self.selected_video_classes = frame_idx.reshape(b, t, -1), video_idx
+            frame_sem, anchors = semantics[frame_idx], semantics[video_idx]  # [B*T, k, D], [B, k, D]
         if self.enhancer is not None:
             seq = frames if frame_sem is None else torch.cat([frames, frame_sem.to(frames.dtype)], dim=1)
             seq = self.enhancer(seq)
@@ -398,8 +491,8 @@ class ARTHead(VideoHead):
         if self.aggregation == "mean":
             weights = tracklets.new_full((b, n, t), 1.0 / t)
         else:
-            anchors = self.query_prompts if semantics is None else top_k_semantics(video_global, semantics, self.top_k)
-            weights = tracklet_saliency(tracklets, anchors, self.saliency_temperature)
+            weights = tracklet_saliency(tracklets, self.query_prompts if anchors is None else anchors,
+                                        self.saliency_temperature)
         pooled = (weights.to(tracklets.dtype).unsqueeze(-1) * tracklets).sum(2)  # [B, N, D]
         features = torch.cat([video_global, pooled.flatten(1)], dim=1)
 

@@ -29,6 +29,10 @@ class MeanPoolHead(VideoHead):
         self.head_drop = nn.Dropout(drop_rate)
         self.fc = self._make_classifier(num_classes)
 
+    def no_weight_decay(self) -> set[str]:
+        """No parameter beyond the 1-D ones (the classifier's bias) is exempt from weight decay."""
+        return set()
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
         return x.flatten(2).transpose(1, 2)

@@ -129,6 +129,11 @@ class TAGHead(VideoHead):
         t, h, w = cfg.pop("t"), cfg.pop("h"), cfg.pop("w")
         return cls(in_channels, t, h, w, **cfg)
 
+    def no_weight_decay(self) -> set[str]:
+        """Parameters exempt from weight decay (timm's convention): the positional embedding (1-D parameters
+        are exempt anyway, see :meth:`taghead.VideoClassifier.param_groups`)."""
+        return {"pos_embed.weight"} if self.pos_embed is not None else set()
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Refined tokens ``[B, N, embed_dim]`` (after the Transformer and the graph propagation)."""
         grid = self._grid_for(x, fixed=not self.dynamic_size,

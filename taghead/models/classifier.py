@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 from typing import Any
 
 import torch
@@ -88,15 +89,46 @@ class VideoClassifier(nn.Module, HubMixin):
         fn = getattr(self.head, "losses", None)
         return fn(logits, target) if fn is not None else {}
 
+    def update_ema(self) -> None:
+        """Update the head's moving averages (ART's text bank) once per optimiser step; a no-op for other heads.
+
+        The :class:`~taghead.engine.Trainer` calls it; an own loop adds ``model.update_ema()`` right after
+        ``optimizer.step()``.
+        """
+        fn = getattr(self.head, "update_ema", None)
+        if callable(fn):
+            fn()
+
     def param_groups(self, lr: float, backbone_lr_scale: float = 0.1, weight_decay: float = 0.0) -> list[dict[str, Any]]:
         """Optimizer parameter groups: the backbone at ``lr * backbone_lr_scale``, the head at ``lr``.
 
-        Frozen parameters (``requires_grad=False``) are left out; empty groups are dropped.
+        With ``weight_decay > 0`` each part is split as timm's ``param_groups_weight_decay`` does:
+        ``"backbone"`` and ``"head"`` get the decay, ``"backbone_no_decay"`` and ``"head_no_decay"``
+        (weight decay 0) hold the 1-D parameters (norms, biases) and those that a submodule's
+        ``no_weight_decay()`` names (the head's: positional embeddings, ART's query prompts and text agent;
+        a timm backbone's own list). With ``weight_decay = 0`` there is nothing to exempt: one group per
+        part. Frozen parameters (``requires_grad=False``) are left out; empty groups are dropped.
         """
-        groups = [
-            dict(name="backbone", params=[p for p in self.backbone.parameters() if p.requires_grad],
-                 lr=lr * backbone_lr_scale, weight_decay=weight_decay),
-            dict(name="head", params=[p for p in self.head.parameters() if p.requires_grad],
-                 lr=lr, weight_decay=weight_decay),
-        ]
+        exempt = _no_weight_decay_patterns(self) if weight_decay else set()
+        groups = []
+        for part, part_lr in (("backbone", lr * backbone_lr_scale), ("head", lr)):
+            decay, no_decay = [], []
+            for name, p in getattr(self, part).named_parameters(prefix=part):
+                if not p.requires_grad:
+                    continue
+                skip = p.ndim <= 1 or name.endswith(".bias") or any(fnmatch.fnmatchcase(name, e) for e in exempt)
+                (no_decay if weight_decay and skip else decay).append(p)
+            groups.append(dict(name=part, params=decay, lr=part_lr, weight_decay=weight_decay))
+            groups.append(dict(name=f"{part}_no_decay", params=no_decay, lr=part_lr, weight_decay=0.0))
         return [g for g in groups if g["params"]]
+
+
+def _no_weight_decay_patterns(model: nn.Module) -> set[str]:
+    """Full names (``fnmatch`` patterns) of what the submodules of ``model`` list in their ``no_weight_decay()``
+    (timm's convention: names relative to the module), prefixed with the module's path."""
+    patterns: set[str] = set()
+    for prefix, module in model.named_modules():
+        fn = getattr(module, "no_weight_decay", None)
+        if module is not model and callable(fn):
+            patterns.update(f"{prefix}.{name}" for name in fn())
+    return patterns
