@@ -75,16 +75,21 @@ from .art_losses import (
 from .base import VideoHead
 from .registry import register_head
 
-__all__ = ["ARTHead", "tracklet_saliency", "top_k_semantics"]
+__all__ = ["ARTHead", "tracklet_saliency", "top_k_semantics", "top_k_indices"]
 
 _AGGREGATIONS = ("saliency", "mean")
 
 
+def top_k_indices(queries: torch.Tensor, semantics: torch.Tensor, k: int) -> torch.Tensor:
+    """For each row of ``queries [M, D]``, the indices of the ``k`` rows of ``semantics [K, D]`` with the highest
+    cosine: int64 ``[M, min(k, K)]``, most similar first."""
+    sim = F.normalize(queries.detach().float(), dim=-1) @ F.normalize(semantics.detach().float(), dim=-1).T
+    return sim.topk(min(k, semantics.shape[0]), dim=-1).indices
+
+
 def top_k_semantics(queries: torch.Tensor, semantics: torch.Tensor, k: int) -> torch.Tensor:
     """For each row of ``queries [M, D]``, the ``k`` rows of ``semantics [K, D]`` with the highest cosine: ``[M, k, D]``."""
-    sim = F.normalize(queries.detach().float(), dim=-1) @ F.normalize(semantics.detach().float(), dim=-1).T
-    idx = sim.topk(min(k, semantics.shape[0]), dim=-1).indices
-    return semantics[idx]
+    return semantics[top_k_indices(queries, semantics, k)]
 
 
 def tracklet_saliency(tracklets: torch.Tensor, semantics: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -285,6 +290,8 @@ class ARTHead(VideoHead):
         self.fc = self._make_classifier(num_classes)
         self._make_class_modules(num_classes)
         self._cache: dict[str, Any] | None = None
+        #: The class semantics each frame selected in the last forward: int64 ``[B, T, top_k]`` (None without text).
+        self.selected_classes: torch.Tensor | None = None
 
     # ---------------------------------------------------------------------------------------- text bank
     @property
@@ -382,7 +389,12 @@ class ARTHead(VideoHead):
         frames = tokens.reshape(b * t, h * w, d)
 
         semantics = self._semantics()
-        frame_sem = None if semantics is None else top_k_semantics(frame_global, semantics, self.top_k)
+        if semantics is None:
+            self.selected_classes, frame_sem = None, None
+        else:
+            selected = top_k_indices(frame_global, semantics, self.top_k)  # [B*T, k]
+            self.selected_classes = selected.reshape(b, t, -1)
+            frame_sem = semantics[selected]
         if self.enhancer is not None:
             seq = frames if frame_sem is None else torch.cat([frames, frame_sem.to(frames.dtype)], dim=1)
             seq = self.enhancer(seq)
