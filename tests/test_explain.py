@@ -104,16 +104,20 @@ def test_gradcam_hirescam_and_occlusion_match_hand_computations() -> None:
         got = explain(model, video, target, method=method)
         for i in range(2):
             torch.testing.assert_close(got[i].token_relevance, expected[i], rtol=1e-4, atol=1e-6)
-    # occlusion: the drop of the log-probability when one token becomes the clip's mean token
+    # occlusion: the mean drop of the log-probability over the 2 x 2 patches (of one frame) that hide a token
     occ = explain(model, video, target, method="occlusion")
     with torch.no_grad():
         feats = model.forward_features(video)
         for i, (t, h, w) in ((0, (0, 1, 2)), (1, (1, 3, 0)), (1, (0, 0, 0))):
             base = model.head(feats[i:i + 1]).log_softmax(1)[0, target[i]]
-            occluded = feats[i:i + 1].clone()
-            occluded[0, :, t, h, w] = feats[i].mean((1, 2, 3))
-            drop = base - model.head(occluded).log_softmax(1)[0, target[i]]
-            assert occ[i].token_relevance[t, h, w].item() == pytest.approx(max(0.0, drop.item()), abs=1e-5)
+            drops = []
+            for top in range(max(0, h - 1), min(h, 2) + 1):  # patch rows top, top + 1 within the 4 rows
+                for left in range(max(0, w - 1), min(w, 2) + 1):
+                    occluded = feats[i:i + 1].clone()
+                    occluded[0, :, t, top:top + 2, left:left + 2] = feats[i].mean((1, 2, 3))[:, None, None]
+                    drops.append((base - model.head(occluded).log_softmax(1)[0, target[i]]).item())
+            expected = max(0.0, sum(drops) / len(drops))
+            assert occ[i].token_relevance[t, h, w].item() == pytest.approx(expected, abs=1e-5)
 
 
 def test_explanation_fields_and_default_target() -> None:

@@ -5,7 +5,8 @@ head on the feature map it sees (``model.forward_features(video)``, token grid `
 
 - ``token_relevance [T', H', W']``: the method's relevance of each token (non-negative, its own scale);
 - ``heatmap [T, H, W]``: the relevance upsampled trilinearly to the clip and divided by its maximum (in
-  [0, 1]; all zeros when no token is relevant);
+  [0, 1]; all zeros when no token is relevant). Each token is placed at the centre of its receptive field,
+  measured on the backbone (:mod:`taghead.explanation.grid`), not at the centre of its cell;
 - ``frame_relevance [T]``: each frame's share of the heatmap (sums to 1; zeros with an all-zero heatmap);
 - for ART heads, ``regions [num_queries, T', H', W']``: each region query's attention over the frame's
   tokens (sums to 1 per query and frame), and ``selected_classes [T', top_k]``: the class semantics each
@@ -40,7 +41,7 @@ class Explanation:
     Attributes:
         target: the explained class index; ``target_name`` its label (``None`` without label names).
         probability: the model's softmax probability of ``target``; ``probabilities [num_classes]`` all of them.
-        method: ``"gradcam"`` or ``"occlusion"``.
+        method: ``"gradcam"``, ``"hirescam"`` or ``"occlusion"``.
         token_relevance: ``[T', H', W']`` on the head's feature grid.
         heatmap: ``[T, H, W]`` in [0, 1], the relevance upsampled trilinearly to the clip.
         frame_relevance: ``[T]``, each frame's share of the heatmap (sums to 1).
@@ -197,8 +198,11 @@ def explain(model: nn.Module, video: torch.Tensor, target: int | str | Sequence[
             (``taghead.data.load_clip`` gives such a clip).
         target: class index or name; ``None`` explains the predicted class. For a batch: one for every clip,
             or a sequence with one per clip.
-        method: ``"gradcam"`` (gradients of the class logit on the feature map) or ``"occlusion"``
-            (no gradients: drop of the class log-probability when a token is replaced by the clip's mean token).
+        method: ``"gradcam"`` (the class logit's gradients averaged over the tokens weight the channels),
+            ``"hirescam"`` (each token's own gradient times its features; faithful to heads that read
+            positions, like TAG-Head) or ``"occlusion"`` (no gradients: the drop of the class log-probability
+            when 2 x 2 patches of tokens are replaced by the clip's mean token). See
+            :mod:`taghead.explanation.methods`.
 
     Returns:
         an :class:`Explanation` for one clip, a list of them (in batch order) for a batch.
