@@ -38,7 +38,6 @@ from taghead.commands.demo import DEMO_RECIPE, head_kwargs_for  # noqa: E402
 from taghead.data import SyntheticFineGrainedDataset  # noqa: E402
 from taghead.engine.trainer import Trainer, seed_everything  # noqa: E402
 from taghead.explanation import concentration_ratio, explain, save_sheet  # noqa: E402
-from taghead.explanation.render import METHOD_TITLES  # noqa: E402
 
 METHODS = ("gradcam", "hirescam", "occlusion")
 HEAD_TITLES = {"tag": "TAG-Head", "art": "ART"}
@@ -140,8 +139,9 @@ def main() -> None:
         methods = " | ".join(f"{cell(r, m)} ({r[m + '_median_clip']:.2f})" for m in METHODS)
         lines.append(f"| {HEAD_TITLES.get(r['head'], r['head'])} | {r['state']} | {top1} | {methods} | "
                      f"{cell(r, 'regions')} |")
-    lines += ["", f"{time.time() - t0:.0f} s on {torch.get_num_threads()} CPU thread(s). Methods: "
-              + ", ".join(f"{k} = {v}" for k, v in METHOD_TITLES.items()) + "."]
+    lines += ["", f"{time.time() - t0:.0f} s on {torch.get_num_threads()} CPU thread(s), torch {torch.__version__}. "
+              "Grad-CAM weighs the channels by the class logit's gradients averaged over all tokens, HiResCAM by each "
+              "token's own gradients, occlusion hides 2 x 2 token patches of a frame (no gradients)."]
     table = "\n".join(lines)
     print(table)
     if not args.no_write:

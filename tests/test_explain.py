@@ -366,3 +366,47 @@ def test_cli_explains_videos_and_skips_unreadable_ones(tmp_path, capsys) -> None
     code = main(["explain", str(videos[0]), "--model", str(tmp_path / "model"), "--output", str(out),
                  "--target", "7", "--no-progress"])
     assert code == 2 and "class index 7 is out of range" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------- the heatmaps find the flashes (trained)
+#: The demo's TAG-Head model (tiny 3D CNN, 16 frames of 64x64), trained on fewer clips for fewer epochs with
+#: smaller batches and a higher learning rate, so that it learns the task in about a minute on 2 CPU cores.
+#: benchmarks/explain_concentration.py measures the demo's full recipe (RESULTS.md).
+TEST_RECIPE_OVERRIDES = dict(train_samples=640, val_samples=32, epochs=5, batch_size=16, lr=2e-3, warmup_epochs=0.5)
+
+
+@pytest.fixture(scope="module")
+def demo_tag_models():
+    """``(random initialisation, trained model, validation clips, their ground truth)`` of the demo's TAG-Head."""
+    import dataclasses
+
+    from taghead.commands.demo import DEMO_RECIPE, head_kwargs_for
+    from taghead.engine.trainer import Trainer, seed_everything
+
+    recipe = dataclasses.replace(DEMO_RECIPE, **TEST_RECIPE_OVERRIDES)
+    sets = recipe.render(0, progress=False)
+    names = sets["train"].class_names
+    seed_everything(0)
+    model = recipe.build_model("tag", names, **head_kwargs_for("tag", recipe, names))
+    initial = copy.deepcopy(model)
+    history = Trainer(model, sets["train"], sets["val"], recipe.train_config(0, False),
+                      ctx=None, class_names=names, log=lambda _: None).fit()
+    assert history[-1]["val_top1"] >= 0.6  # it learned the task (chance: 12.5%)
+    truth = SyntheticFineGrainedDataset(recipe.val_samples, recipe.num_frames, recipe.size, recipe.classes, 0, "val")
+    return initial, model, sets["val"], truth
+
+
+def _ratio(model, val, truth, method: str, clips: int) -> float:
+    video = torch.stack([val[i][0] for i in range(clips)])
+    results = explain(model, video, [int(val.labels[i]) for i in range(clips)], method=method)
+    masks = torch.stack([truth.event_mask(i) for i in range(clips)])
+    return concentration_ratio(torch.stack([r.heatmap for r in results]), masks)
+
+
+@pytest.mark.parametrize("method,clips", [("hirescam", 32), ("occlusion", 8)])
+def test_trained_tag_heatmaps_concentrate_on_the_flashes(demo_tag_models, method: str, clips: int) -> None:
+    initial, trained, val, truth = demo_tag_models
+    before = _ratio(initial, val, truth, method, clips)
+    after = _ratio(trained, val, truth, method, clips)
+    assert after >= 3.0, f"{method}: the trained model's heatmap is only {after:.2f}x as high on the flashes"
+    assert before < 2.5 and after > 2 * before, f"{method}: random {before:.2f}, trained {after:.2f}"

@@ -254,13 +254,14 @@ def _save_reload_predict(model: Any, head: str, val: Any, output: Path) -> None:
 
 
 def _explain_example(model: Any, head: str, val: Any, recipe: DemoRecipe, seed: int, output: Path) -> None:
-    """``taghead.explain`` on validation clip 0: a sheet with the true flash boxes, and how concentrated it is."""
+    """``taghead.explain`` (HiResCAM, which follows a position-aware head such as TAG-Head) on validation clip 0: a
+    sheet with the true flash boxes, and how concentrated the heatmap is on them."""
     from taghead.data import SyntheticFineGrainedDataset
     from taghead.explanation import concentration_ratio, explain, save_sheet
     from taghead.explanation.render import METHOD_TITLES
 
     clip, label = val[0]
-    result = explain(model, clip)
+    result = explain(model, clip, method="hirescam")
     truth = SyntheticFineGrainedDataset(len(val), recipe.num_frames, recipe.size, recipe.classes, seed, "val")
     events = truth.events(0)
     sheet = save_sheet(result, val.frames[0], output / "example_explanation.png",

@@ -56,14 +56,14 @@ class Explanation:
     target: int
     target_name: str | None
     probability: float
-    probabilities: torch.Tensor
+    probabilities: torch.Tensor = field(repr=False)
     method: str
-    token_relevance: torch.Tensor
-    heatmap: torch.Tensor
-    frame_relevance: torch.Tensor
+    token_relevance: torch.Tensor = field(repr=False)
+    heatmap: torch.Tensor = field(repr=False)
+    frame_relevance: torch.Tensor = field(repr=False)
     token_centres: TokenCentres = field(repr=False)
-    regions: torch.Tensor | None = None
-    selected_classes: torch.Tensor | None = None
+    regions: torch.Tensor | None = field(default=None, repr=False)
+    selected_classes: torch.Tensor | None = field(default=None, repr=False)
     label_names: list[str] | None = field(default=None, repr=False)
 
     @property
@@ -217,8 +217,8 @@ def explain(model: nn.Module, video: torch.Tensor, target: int | str | Sequence[
     relevance_fn = METHODS[method]
 
     param = next(model.parameters(), None)
-    if param is not None:
-        batch = batch.to(param.device)
+    if param is not None:  # the model's device (and floating dtype, e.g. a half-precision model)
+        batch = batch.to(param.device, param.dtype if param.is_floating_point() else batch.dtype)
     modes = _snapshot_modes(model)
     # Per-forward records of the head (ART's training cache, its selected classes): put back afterwards.
     records = {name: getattr(head, name) for name in _FORWARD_RECORDS if hasattr(head, name)}

@@ -29,7 +29,7 @@ __all__ = ["display_frames", "save_sheet", "save_overlay_video", "QUERY_COLOURS"
 #: One colour per ART region query (matplotlib's tab10 without red and orange, which the heatmap uses).
 QUERY_COLOURS = ("#1f77b4", "#2ca02c", "#9467bd", "#17becf", "#e377c2", "#8c564b", "#bcbd22", "#7f7f7f")
 #: How the methods are named in titles.
-METHOD_TITLES = {"gradcam": "Grad-CAM", "hirescam": "HiResCAM", "occlusion": "token occlusion"}
+METHOD_TITLES = {"gradcam": "Grad-CAM", "hirescam": "HiResCAM", "occlusion": "occlusion"}
 _HEAT_CMAP = "inferno"
 _HEAT_ALPHA = 0.75  # opacity of the heatmap colour where the relevance is 1
 
@@ -75,7 +75,7 @@ def _peak_tracks(region_maps: torch.Tensor) -> np.ndarray:
     return torch.stack([flat % w, flat // w], dim=-1).numpy()
 
 
-def _short(name: str, width: int = 28) -> str:
+def _short(name: str, width: int = 34) -> str:
     return name if len(name) <= width else name[: width - 1] + "…"
 
 
@@ -109,8 +109,10 @@ def save_sheet(explanation: Explanation, frames: np.ndarray | torch.Tensor, path
     cols = len(shown)
 
     frame_rows = 2 if art else 1
-    fig = plt.figure(figsize=(max(10.0, 1.45 * cols + 1.2), 2.0 * frame_rows + 3.1), layout="constrained")
-    grid = fig.add_gridspec(frame_rows + 1, cols + 1, height_ratios=[1.0] * frame_rows + [1.35],
+    bottom_height = 1.9 if art else 1.35
+    fig = plt.figure(figsize=(max(10.0, 1.45 * cols + 1.2), 2.0 * frame_rows + 1.75 + 1.35 * bottom_height),
+                     layout="constrained")
+    grid = fig.add_gridspec(frame_rows + 1, cols + 1, height_ratios=[1.0] * frame_rows + [bottom_height],
                             width_ratios=[1.0] * cols + [0.06])
     method = METHOD_TITLES.get(explanation.method, explanation.method)
     target = explanation.target_name or str(explanation.target)
@@ -168,7 +170,7 @@ def save_sheet(explanation: Explanation, frames: np.ndarray | torch.Tensor, path
                    title="ART region queries: region (attention >= half its peak) and peak, per frame",
                    title_fontsize=9)
 
-    bottom = grid[frame_rows, :].subgridspec(1, 3 if art else 2, width_ratios=[1.5, 1.0, 1.0] if art else [1.6, 1.0])
+    bottom = grid[frame_rows, :].subgridspec(1, 3 if art else 2, width_ratios=[1.4, 1.1, 0.8] if art else [1.6, 1.0])
     ax_time = fig.add_subplot(bottom[0, 0])
     steps = np.arange(t_len)
     share = 100 * explanation.frame_relevance.numpy()
