@@ -36,7 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--target", default=None,
                         help="class name or index to explain (default: each video's predicted class)")
     parser.add_argument("--method", choices=sorted(METHODS), default="gradcam",
-                        help="gradcam (default), hirescam, or occlusion (no gradients; one head pass per token)")
+                        help="gradcam (default), hirescam (follows heads that read positions, such as TAG-Head), or "
+                             "occlusion (no gradients; one head pass per 2x2 patch of tokens)")
     parser.add_argument("--frames", type=int, default=8, help="frames shown on each sheet (default 8)")
     parser.add_argument("--fps", type=int, default=8, help="frame rate of the overlay videos (default 8)")
     add_device_argument(parser)
