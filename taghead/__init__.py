@@ -5,6 +5,7 @@ from .adapters import list_adapters, register_adapter
 from .backbones import create_backbone, list_backbones
 from .config import DataConfig
 from .data import SyntheticFineGrainedDataset, VideoClipDataset
+from .explanation import Explanation, explain
 from .heads import (
     TAG_PRESETS,
     ARTHead,
@@ -50,4 +51,6 @@ __all__ = [
     "list_models",
     "register_model",
     "from_pretrained",
+    "explain",
+    "Explanation",
 ]

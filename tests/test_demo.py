@@ -16,8 +16,9 @@ def test_quick_demo_runs_end_to_end(tmp_path: Path, capsys) -> None:
     assert "TAG-Head vs mean pooling:" in out
     assert "identical logits: True" in out
     assert f"prediction on {tmp_path / 'example_clip.mp4'} (decoded with PyAV)" in out
+    assert f"explanation of that clip (HiResCAM): {tmp_path / 'example_explanation.png'}; the heatmap is " in out
     for name in ("demo_curves.png", "example_clip.mp4", "tag_model/config.json", "tag_model/model.safetensors",
-                 "runs/tag/metrics.csv", "runs/meanpool/metrics.csv"):
+                 "runs/tag/metrics.csv", "runs/meanpool/metrics.csv", "example_explanation.png"):
         assert (tmp_path / name).is_file(), name
 
 

@@ -44,8 +44,10 @@ API:
 
 - :class:`SyntheticFineGrainedDataset` ``(num_samples, num_frames=16, size=64, num_classes=8,
   seed=0, split="train", data_config=None)``: ``dataset[i] -> (video float [3, T, H, W] normalised,
-  label)``; ``render(i) -> (uint8 [T, H, W, 3], label)``; ``class_names``, ``num_classes``,
-  ``data_config`` (the :class:`~taghead.DataConfig` a model for it needs); ``write_videos(root)``.
+  label)``; ``render(i) -> (uint8 [T, H, W, 3], label)``; ``events(i)``: where and when clip ``i``'s
+  two flashes are (:class:`FlashEvent`: frames and pixel box), ``event_mask(i)``: the same as a
+  ``bool [T, H, W]`` mask; ``class_names``, ``num_classes``, ``data_config`` (the
+  :class:`~taghead.DataConfig` a model for it needs); ``write_videos(root)``.
 - :func:`write_videos` ``(root, dataset, ...)``: the clips as mp4 files in the folder-per-class
   layout ``root/<class name>/<split>_<index>.mp4`` plus a reference-style split CSV
   ``root/<split>.csv`` (``FileName, Class, TotalFrames, ClassEncoded``), readable with
@@ -58,6 +60,7 @@ import csv
 import hashlib
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -66,7 +69,7 @@ from torch.utils.data import Dataset
 
 from ..config import DataConfig
 
-__all__ = ["SyntheticFineGrainedDataset", "write_videos", "SYNTHETIC_CLASSES"]
+__all__ = ["SyntheticFineGrainedDataset", "FlashEvent", "write_videos", "SYNTHETIC_CLASSES"]
 
 # Quadrants: 0 = top-left, 1 = top-right, 2 = bottom-right, 3 = bottom-left.
 _QUADRANT_CENTRES = ((0, 0), (0, 1), (1, 1), (1, 0))  # (row, column) in {0, 1}
@@ -85,6 +88,29 @@ SYNTHETIC_CLASSES: tuple[tuple[str, tuple[int, int]], ...] = (
 )
 
 _SPLITS = ("train", "val", "test")
+_QUADRANT_NAMES = ("top-left", "top-right", "bottom-right", "bottom-left")
+#: Half-width of a flash's box in Gaussian sigmas: the blob's opacity at the box edge is exp(-2) ~ 14% of its peak.
+_BOX_SIGMAS = 2.0
+
+
+@dataclass(frozen=True)
+class FlashEvent:
+    """One flash of a synthetic clip: when and where it is, in the clip's frame and pixel coordinates.
+
+    Attributes:
+        order: 0 for the first (early) flash, 1 for the second (late) one.
+        corner: the quadrant, ``"top-left"``, ``"top-right"``, ``"bottom-right"`` or ``"bottom-left"``.
+        frames: the frame indices in which the flash is visible (consecutive).
+        box: ``(x0, y0, x1, y1)``, half-open pixel ranges: ``frame[y0:y1, x0:x1]`` holds every pixel within
+            two Gaussian sigmas of the centre in both axes (clipped to the frame).
+        centre: ``(x, y)`` of the blob's centre in pixels (pixel ``(i, j)`` has its centre at ``x=j, y=i``).
+    """
+
+    order: int
+    corner: str
+    frames: tuple[int, ...]
+    box: tuple[int, int, int, int]
+    centre: tuple[float, float]
 
 
 def _item_seed(seed: int, split: str, index: int) -> int:
@@ -163,16 +189,37 @@ class SyntheticFineGrainedDataset(Dataset):
 
     def render(self, index: int) -> tuple[torch.Tensor, int]:
         """Clip ``index`` as ``uint8 [T, H, W, 3]`` RGB frames, and its label."""
-        if not -self.num_samples <= index < self.num_samples:
-            raise IndexError(f"index {index} out of range for a dataset of {self.num_samples} clips")
-        index %= self.num_samples
-        label = self.labels[index]
-        rng = np.random.default_rng(_item_seed(self.seed, self.split, index))
+        label, rng = self._item(index)
         video = self._render(label, rng)
         return torch.from_numpy(np.clip(np.rint(video * 255), 0, 255).astype(np.uint8)), label
 
-    def _render(self, label: int, rng: np.random.Generator) -> np.ndarray:
-        """``float32 [T, S, S, 3]`` in [0, 1] (numpy: single-threaded, fast for small arrays)."""
+    def events(self, index: int) -> list[FlashEvent]:
+        """Where and when the two flashes of clip ``index`` are: ``[first, second]`` (:class:`FlashEvent`).
+
+        Recorded while the clip is rendered (the same random draws), so they always match :meth:`render`.
+        """
+        label, rng = self._item(index)
+        events: list[FlashEvent] = []
+        self._render(label, rng, events)
+        return events
+
+    def event_mask(self, index: int) -> torch.Tensor:
+        """``bool [T, H, W]``: true inside a flash's box during that flash's frames (see :meth:`events`)."""
+        mask = torch.zeros(self.num_frames, self.size, self.size, dtype=torch.bool)
+        for event in self.events(index):
+            x0, y0, x1, y1 = event.box
+            mask[list(event.frames), y0:y1, x0:x1] = True
+        return mask
+
+    def _item(self, index: int) -> tuple[int, np.random.Generator]:
+        if not -self.num_samples <= index < self.num_samples:
+            raise IndexError(f"index {index} out of range for a dataset of {self.num_samples} clips")
+        index %= self.num_samples
+        return self.labels[index], np.random.default_rng(_item_seed(self.seed, self.split, index))
+
+    def _render(self, label: int, rng: np.random.Generator, events: list[FlashEvent] | None = None) -> np.ndarray:
+        """``float32 [T, S, S, 3]`` in [0, 1] (numpy: single-threaded, fast for small arrays); appends the
+        flashes to ``events`` when given."""
         t_len, s = self.num_frames, self.size
         grid = np.arange(s, dtype=np.float32)
         # The background is the normalisation mean: 0 after normalisation, like the CNN's zero padding.
@@ -210,11 +257,17 @@ class SyntheticFineGrainedDataset(Dataset):
         duration = max(2, (3 * quarter) // 4)
         envelope = np.sin(np.linspace(0, math.pi, duration + 2)[1:-1]) ** 0.5
         sigma, jitter = 0.05 * s, s / 16
-        for quadrant, window_start in ((first, 0), (second, t_len - quarter)):
+        for order, (quadrant, window_start) in enumerate(((first, 0), (second, t_len - quarter))):
             row, col = _QUADRANT_CENTRES[quadrant]
             cy = s * (0.25 + 0.5 * row) + rng.uniform(-jitter, jitter)
             cx = s * (0.25 + 0.5 * col) + rng.uniform(-jitter, jitter)
             start = window_start + int(rng.integers(quarter - duration + 1))
+            if events is not None:
+                r = _BOX_SIGMAS * sigma
+                box = (max(0, math.ceil(cx - r)), max(0, math.ceil(cy - r)),
+                       min(s, math.floor(cx + r) + 1), min(s, math.floor(cy + r) + 1))
+                events.append(FlashEvent(order, _QUADRANT_NAMES[quadrant], tuple(range(start, start + duration)), box,
+                                         (float(cx), float(cy))))
             blob = np.exp(-((grid[:, None] - cy) ** 2 + (grid[None] - cx) ** 2) / (2 * sigma**2)).astype(np.float32)
             colour = _hue_colour(rng.random()).astype(np.float32)
             for k in range(duration):

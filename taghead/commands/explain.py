@@ -1,0 +1,134 @@
+"""``taghead explain VIDEO... --model MODEL --output DIR``: where and when the model saw its class, as pictures."""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["register", "run", "explain_videos"]
+
+DESCRIPTION = """\
+For each video (decoded like predict: num_frames frames uniformly over the whole clip, centre crop, the model's
+normalisation) explain the predicted class, or --target, with --method, and write DIR/<video name>.png (sampled
+frames with the heatmap overlaid, the relevance over time, the top classes; for ART heads one colour per region
+query) and DIR/<video name>.mp4 (every frame with the heatmap blended in). An unreadable video is reported and
+skipped.
+"""
+
+EPILOG = """examples:
+  taghead explain clip.mp4 --model runs/gym99 --output explained/              (a training output folder)
+  taghead explain videos/*.mp4 --model my-model/ --method occlusion --output explained/
+  taghead explain clip.mp4 --model my-model/ --target "salto backward tucked" --output explained/
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from ..explanation.methods import METHODS
+    from ._args import add_command_parser, add_device_argument
+
+    parser = add_command_parser(
+        subparsers, "explain", help="heatmaps of where and when a model saw its class, for video files",
+        description=DESCRIPTION, epilog=EPILOG,
+    )
+    parser.add_argument("videos", nargs="+", help="video files")
+    parser.add_argument("--model", required=True,
+                        help="saved model folder, training output folder, checkpoint file or Hub repo id")
+    parser.add_argument("--output", required=True, help="folder for the PNG sheets and the overlay videos")
+    parser.add_argument("--target", default=None,
+                        help="class name or index to explain (default: each video's predicted class)")
+    parser.add_argument("--method", choices=sorted(METHODS), default="gradcam",
+                        help="gradcam (default), hirescam (follows heads that read positions, such as TAG-Head), or "
+                             "occlusion (no gradients; one head pass per 2x2 patch of tokens)")
+    parser.add_argument("--frames", type=int, default=8, help="frames shown on each sheet (default 8)")
+    parser.add_argument("--fps", type=int, default=8, help="frame rate of the overlay videos (default 8)")
+    add_device_argument(parser)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+
+
+def _parse_target(target: str | None, label_names: list[str] | None) -> int | str | None:
+    """A class name as given; digits that are not a class name are an index."""
+    if target is None or (label_names and target in label_names):
+        return target
+    return int(target) if target.strip().lstrip("-").isdigit() else target
+
+
+def explain_videos(model, paths, output, *, target=None, method: str = "gradcam", frames: int = 8, fps: int = 8,
+                   progress: bool = True) -> list[dict]:
+    """Explain every video of ``paths`` and draw its sheet and overlay video into ``output``.
+
+    Returns one record per video: ``source``, and either ``error`` or ``target``, ``target_name``,
+    ``probability``, ``sheet``, ``video``. An unreadable video gets an ``error`` and the others go on;
+    a bad ``target`` or ``method`` raises (it would fail for every video).
+    """
+    from pathlib import Path
+
+    from tqdm.auto import tqdm
+
+    from ..data import VideoDecodeError, load_clip
+    from ..explanation import (
+        METHODS,
+        ExplanationMethodError,
+        display_frames,
+        explain,
+        save_overlay_video,
+        save_sheet,
+    )
+    from ..explanation.core import class_index
+
+    data_config = getattr(model, "data_config", None)
+    if data_config is None:
+        raise ValueError("the model has no data_config (frames, crop, normalisation); use a taghead.VideoClassifier")
+    if target is not None:
+        target = class_index(model, target)  # a bad target fails before any video is decoded
+    if method not in METHODS:
+        raise ExplanationMethodError(f"unknown explanation method {method!r}; choose one of {sorted(METHODS)}")
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    records: list[dict] = []
+    used: set[str] = set()
+    for path in tqdm([str(p) for p in paths], desc="explain", unit="video", disable=not progress):
+        try:
+            clip = load_clip(path, data_config)
+        except (VideoDecodeError, FileNotFoundError, OSError) as err:
+            records.append({"source": path, "error": str(err)})
+            continue
+        result = explain(model, clip, target, method=method)
+        stem = Path(path).stem or "video"
+        name, n = stem, 1
+        while name in used:  # two videos with the same name from different folders
+            n += 1
+            name = f"{stem}_{n}"
+        used.add(name)
+        shown = display_frames(clip, data_config.mean, data_config.std)
+        sheet = save_sheet(result, shown, output / f"{name}.png", title=path, num_frames=frames)
+        video = save_overlay_video(result, shown, output / f"{name}.mp4", fps=fps)
+        records.append({"source": path, "target": result.target, "target_name": result.target_name,
+                        "probability": result.probability, "sheet": str(sheet), "video": str(video)})
+    return records
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..engine.predict import load_model
+    from ._args import fail
+
+    if args.frames < 1:
+        return fail("explain", f"--frames must be >= 1, got {args.frames}")
+    if args.fps < 1:
+        return fail("explain", f"--fps must be >= 1, got {args.fps}")
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        model = load_model(args.model, device=device)
+        target = _parse_target(args.target, getattr(model, "label_names", None))
+        records = explain_videos(model, args.videos, args.output, target=target, method=args.method,
+                                 frames=args.frames, fps=args.fps, progress=not args.no_progress)
+    except (ValueError, TypeError, FileNotFoundError) as err:  # CheckpointError and bad targets are ValueErrors
+        return fail("explain", err)
+    for r in records:
+        if "error" in r:
+            print(f"{r['source']}: error: {r['error']}")
+        else:
+            label = r["target_name"] if r["target_name"] is not None else f"class {r['target']}"
+            print(f"{r['source']}: {label} ({r['probability']:.3f}) -> {r['sheet']}, {r['video']}")
+    return 1 if any("error" in r for r in records) else 0
