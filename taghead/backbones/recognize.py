@@ -191,6 +191,7 @@ def recognize_backbone(module: nn.Module) -> Recognition:
     for name, reader in candidates:
         try:
             default, defaults = _build(name, {}, reader)
+            kwargs: dict[str, Any] = {}
             if _module_names(default) != _module_names(found):  # other submodules: the arguments we read cannot fix it
                 built = default
             else:
