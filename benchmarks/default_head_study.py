@@ -11,6 +11,7 @@ row, writes the table to the ``default_head`` section of ``benchmarks/RESULTS.md
 curves to ``benchmarks/default_head_study.png``.
 
     nice -n 5 python benchmarks/default_head_study.py --threads 1   # about an hour on 1 quiet CPU core
+    python benchmarks/default_head_study.py --epochs 10 --row "default head" --row "dropout 0"   # demo's budget
     python benchmarks/default_head_study.py --quick                   # seconds: smoke test, writes nothing
 """
 
@@ -44,7 +45,8 @@ def variants(recipe: DemoRecipe) -> list[tuple[str, dict[str, Any]]]:
     ]
 
 
-def run(recipe: DemoRecipe, seed: int, progress: bool) -> tuple[list[dict[str, Any]], dict[str, list]]:
+def run(recipe: DemoRecipe, seed: int, progress: bool,
+        rows: list[str] | None = None) -> tuple[list[dict[str, Any]], dict[str, list]]:
     t0 = time.time()
     sets = recipe.render(seed, progress)
     class_names = sets["train"].class_names
@@ -52,6 +54,8 @@ def run(recipe: DemoRecipe, seed: int, progress: bool) -> tuple[list[dict[str, A
           f"{100 / recipe.classes:.1f}%) in {time.time() - t0:.0f} s", flush=True)
     results, curves = [], {}
     for name, kwargs in variants(recipe):
+        if rows is not None and name not in rows:
+            continue
         seed_everything(seed)
         model = recipe.build_model("tag", class_names, **kwargs)
         config = recipe.train_config(seed, progress, plot=False)
@@ -75,10 +79,11 @@ def run(recipe: DemoRecipe, seed: int, progress: bool) -> tuple[list[dict[str, A
     return results, curves
 
 
-def markdown(results: list[dict[str, Any]], recipe: DemoRecipe, seed: int, total_s: float) -> str:
+def markdown(results: list[dict[str, Any]], recipe: DemoRecipe, seed: int, total_s: float, command: str,
+             plot: str | None) -> str:
     c, t, h, w = results[0]["features"]
     lines = [
-        "## Does the default TAG-Head learn from scratch? (`benchmarks/default_head_study.py`)",
+        f"## Does the default TAG-Head learn from scratch? (`{command}`)",
         "",
         f"Seed {seed}, {total_s / 60:.1f} min on the CPU. Every row: the same tiny 3D CNN (width {recipe.width}, "
         f"feature map of {c}x{t}x{h}x{w}) trained from scratch with a TAG-Head on {recipe.train_samples} synthetic "
@@ -101,7 +106,8 @@ def markdown(results: list[dict[str, Any]], recipe: DemoRecipe, seed: int, total
         lines.append(f"| {r['name']} | {settings} | {100 * r['top1']:.1f} | {100 * r['mca']:.1f} | "
                      f"{100 * r['best_top1']:.1f} | {100 * r['mean_top1']:.1f} | {r['epochs_to_90'] or '-'} | "
                      f"{100 * r['train_top1']:.1f} | {r['head_params'] / 1e3:.1f} k | {r['seconds']:.0f} |")
-    lines += ["", "![training curves of the default-head study](default_head_study.png)"]
+    if plot:
+        lines += ["", f"![training curves of the default-head study]({plot})"]
     return "\n".join(lines)
 
 
@@ -110,24 +116,37 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=6, help="epochs (the demo recipe trains 10)")
     parser.add_argument("--quick", action="store_true", help="tiny smoke run; RESULTS.md and the plot are not written")
+    parser.add_argument("--row", action="append", default=None, dest="rows",
+                        help="a row to run, by name (repeatable; default: all); a subset is written to its own "
+                             "RESULTS.md section, default_head_<epochs>ep, without a plot")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     recipe = QUICK_RECIPE if args.quick else dataclasses.replace(DEMO_RECIPE, epochs=args.epochs)
+    rows = args.rows
+    known = [name for name, _ in variants(recipe)]
+    if rows is not None and set(rows) - set(known):
+        parser.error(f"unknown rows {sorted(set(rows) - set(known))}; choose among {known}")
+    full = rows is None and args.epochs == 6
+    command = "python benchmarks/default_head_study.py" + ("" if args.epochs == 6 else f" --epochs {args.epochs}") + (
+        "".join(f" --row '{r}'" for r in rows or ()))
+    plot = "default_head_study.png" if full else None
     t0 = time.time()
-    results, curves = run(recipe, args.seed, progress=not args.no_progress)
-    table = markdown(results, recipe, args.seed, time.time() - t0)
+    results, curves = run(recipe, args.seed, progress=not args.no_progress, rows=rows)
+    table = markdown(results, recipe, args.seed, time.time() - t0, command, plot)
     print("\n" + table)
     if args.quick:
         return
     from _results import write_section
 
-    plot_training_curves(curves, HERE / "default_head_study.png", chance=1 / recipe.classes,
-                         title="TAG-Head settings trained from scratch (synthetic benchmark, tiny CNN)")
-    write_section("default_head", table)
-    print(f"\nwrote {HERE / 'RESULTS.md'} (section 'default_head') and {HERE / 'default_head_study.png'}")
+    section = "default_head" if full else f"default_head_{args.epochs}ep"
+    if plot:
+        plot_training_curves(curves, HERE / plot, chance=1 / recipe.classes,
+                             title="TAG-Head settings trained from scratch (synthetic benchmark, tiny CNN)")
+    write_section(section, table)
+    print(f"\nwrote {HERE / 'RESULTS.md'} (section {section!r})" + (f" and {HERE / plot}" if plot else ""))
 
 
 if __name__ == "__main__":
