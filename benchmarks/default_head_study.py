@@ -6,11 +6,12 @@ schedule and number of epochs) with a TAG-Head that differs from the default hea
 feed-forward 512, the backbone's 32-channel tokens) in one or two settings: dropout, pre-norm, depth,
 token width; the last row is the demo's own small head (64-d tokens, one layer of 4 heads, feed-forward
 128, no dropout). The budget is a bit less than the demo's: 6 epochs instead of 10 (``--epochs``), as a
-head with attention dropout cannot use PyTorch's fused attention on the CPU and trains about 5x slower. It prints one line per
+head with attention dropout cannot use PyTorch's fused attention on the CPU and trains more than twice as
+slowly; ``--epochs 10 --row NAME ...`` reruns some rows with the demo's full budget. It prints one line per
 row, writes the table to the ``default_head`` section of ``benchmarks/RESULTS.md`` and the training
 curves to ``benchmarks/default_head_study.png``.
 
-    nice -n 5 python benchmarks/default_head_study.py --threads 1   # about an hour on 1 quiet CPU core
+    nice -n 5 python benchmarks/default_head_study.py --threads 1   # about an hour on a busy 2-core CPU
     python benchmarks/default_head_study.py --epochs 10 --row "default head" --row "dropout 0"   # demo's budget
     python benchmarks/default_head_study.py --quick                   # seconds: smoke test, writes nothing
 """
@@ -89,8 +90,9 @@ def markdown(results: list[dict[str, Any]], recipe: DemoRecipe, seed: int, total
         f"feature map of {c}x{t}x{h}x{w}) trained from scratch with a TAG-Head on {recipe.train_samples} synthetic "
         f"clips ({recipe.num_frames} frames, {recipe.size}x{recipe.size}, {recipe.classes} classes, chance "
         f"{100 / recipe.classes:.1f}%), the `taghead demo` recipe: AdamW lr {recipe.lr:g}, weight decay "
-        f"{recipe.weight_decay:g}, batch {recipe.batch_size}, {recipe.epochs} epochs (the demo trains "
-        f"{DEMO_RECIPE.epochs}) with {recipe.warmup_epochs:g} of warm-up and cosine decay; validation on {recipe.val_samples} clips after every epoch. The default head "
+        f"{recipe.weight_decay:g}, batch {recipe.batch_size}, {recipe.epochs} epochs"
+        f"{'' if recipe.epochs == DEMO_RECIPE.epochs else f' (the demo trains {DEMO_RECIPE.epochs})'} with "
+        f"{recipe.warmup_epochs:g} of warm-up and cosine decay; validation on {recipe.val_samples} clips after every epoch. The default head "
         "is `TAGHead(in_channels, t, h, w, num_classes=...)` with nothing else set; the other rows change what "
         "their name says.",
         "",
@@ -131,7 +133,7 @@ def main() -> None:
         parser.error(f"unknown rows {sorted(set(rows) - set(known))}; choose among {known}")
     full = rows is None and args.epochs == 6
     command = "python benchmarks/default_head_study.py" + ("" if args.epochs == 6 else f" --epochs {args.epochs}") + (
-        "".join(f" --row '{r}'" for r in rows or ()))
+        "".join(f' --row "{r}"' for r in rows or ()))
     plot = "default_head_study.png" if full else None
     t0 = time.time()
     results, curves = run(recipe, args.seed, progress=not args.no_progress, rows=rows)
