@@ -3,8 +3,10 @@
 Usage: ``.venv/bin/python benchmarks/model_stats.py [--no-write]``
 
 Every registered backbone is wrapped with the default TAG-Head (2 post-norm layers, 8 heads,
-feed-forward 1024, tokens of the backbone's width) at the backbone's default clip, plus two timm image
-models (8 frames). Models are built on the ``meta`` device where their builders allow it (no memory, no initialisation) and counted
+feed-forward 512, tokens wider than 512 projected to 512) at the backbone's default clip, plus two timm
+image models (8 frames), and the default head's size is checked against the target of at most 25 % of
+the parameters of every backbone with 20 M or more. Models are built on the ``meta`` device where their
+builders allow it (no memory, no initialisation) and counted
 with ``torch.utils.flop_counter.FlopCounterMode`` on shape-only tensors, so the whole table takes
 seconds. FLOPs count a multiply-add as 2; papers usually quote multiply-adds (GMACs = GFLOPs / 2).
 The reference rows compare R(2+1)D-34 + TAG-Head (paper presets) with the paper's 69.9 M parameters
@@ -29,6 +31,8 @@ from taghead.utils import ModelStats, model_stats  # noqa: E402
 
 TIMM_EXAMPLES = ("timm/resnet50", "timm/vit_base_patch16_224")
 PAPER_PARAMS_M, PAPER_GFLOPS = 69.9, 153.4
+#: The default head may add at most this fraction of parameters to a backbone of LARGE_BACKBONE parameters or more.
+HEAD_PARAMS_TARGET, LARGE_BACKBONE = 0.25, 20e6
 
 
 def _stats(name: str, num_classes: int = 99, **kwargs) -> tuple[taghead.VideoClassifier, ModelStats]:
@@ -58,9 +62,17 @@ def backbone_table() -> str:
         "head params (M) | backbone GFLOPs | head GFLOPs | head overhead (params / FLOPs) |",
         "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
+    large: dict[str, float] = {}
     for name in tqdm(names, desc="backbones", file=sys.stderr):
         model, s = _stats(name)
         lines.append(_row(name, model, s))
+        if s.backbone_params >= LARGE_BACKBONE:
+            large[name] = s.head_params / s.backbone_params
+    worst = max(large, key=large.__getitem__)
+    met = "met" if large[worst] <= HEAD_PARAMS_TARGET else "NOT met"
+    lines += ["", f"Target of at most {100 * HEAD_PARAMS_TARGET:.0f} % head parameters on the {len(large)} backbones "
+                  f"with {LARGE_BACKBONE / 1e6:.0f} M parameters or more: {met} (largest: `{worst}`, "
+                  f"{100 * large[worst]:.1f} %)."]
     return "\n".join(lines)
 
 
@@ -95,7 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     backbones = backbone_table()
     markdown = (
         "### Model size: R(2+1)D-34 + TAG-Head (reference) vs the paper\n\n" + reference +
-        "\n\n### Every built-in backbone with the default TAG-Head, at its default clip (batch 1)\n\n" + backbones +
+        "\n\n### Every built-in backbone with the default TAG-Head, at its default clip (batch 1)\n\n"
+        "Default head: 2 post-norm layers of 8 heads, feed-forward 512, tokens wider than 512 projected to 512, 99 "
+        "classes.\n\n" + backbones +
         "\n\nFLOPs from `torch.utils.flop_counter.FlopCounterMode` (matrix products, convolutions, attention; "
         "a multiply-add counts 2). Head overhead is relative to the backbone. Produced by "
         "`benchmarks/model_stats.py`."

@@ -3,7 +3,8 @@
     python examples/hub.py                          # save + reload in a temporary folder
     python examples/hub.py --push-to-hub you/name   # also upload (needs `hf auth login` and network)
 
-Runs in a few seconds on a CPU: the backbone is taghead's tiny 3D CNN with random weights.
+Runs in a few seconds on a CPU: the backbones are taghead's tiny 3D CNN and torchvision's r3d_18, with random
+weights.
 """
 
 from __future__ import annotations
@@ -50,7 +51,21 @@ def main() -> None:
         with torch.no_grad():
             print("head on another backbone -> logits", tuple(combined(video).shape))
 
-    # 3. Upload: create_repo(exist_ok=True) + upload_folder through huggingface_hub.
+        # 3. A backbone *module* (say torchvision's r3d_18 with your own weights) is recognised as the
+        #    registered architecture it is, so the folder (or repo id) alone rebuilds the model.
+        import torchvision
+
+        module = torchvision.models.video.r3d_18()  # weights="KINETICS400_V1" in real use
+        print("recognised:", taghead.recognize_backbone(module).name)
+        wrapped = taghead.wrap_backbone(module, num_classes=3, num_frames=8, crop_size=32, embed_dim=64,
+                                        num_heads=4, mlp_dim=128).eval()
+        reloaded = taghead.from_pretrained(wrapped.save_pretrained(Path(tmp) / "r3d-tag"))  # no backbone= needed
+        clip = torch.randn(1, 3, 8, 32, 32)
+        with torch.no_grad():
+            print("r3d_18 module reloaded from its folder alone; identical logits:",
+                  torch.equal(wrapped(clip), reloaded(clip)))
+
+    # 4. Upload: create_repo(exist_ok=True) + upload_folder through huggingface_hub.
     if args.push_to_hub:
         info = model.push_to_hub(args.push_to_hub, private=args.private, commit_message="Upload tiny TAG-Head demo")
         print("pushed:", getattr(info, "commit_url", info))

@@ -2,7 +2,7 @@
 
 from . import ops
 from .adapters import list_adapters, register_adapter
-from .backbones import create_backbone, list_backbones
+from .backbones import create_backbone, list_backbones, recognize_backbone
 from .config import DataConfig
 from .data import SyntheticFineGrainedDataset, VideoClipDataset
 from .explanation import Explanation, explain
@@ -16,8 +16,8 @@ from .heads import (
     list_heads,
     register_head,
 )
-from .hub import from_pretrained
 from .models.classifier import VideoClassifier
+from .models.loading import from_pretrained
 from .models.registry import create_model, list_models, register_model
 from .models.wrap import wrap_backbone
 from .ops import time_aligned_appnp
@@ -47,6 +47,7 @@ __all__ = [
     "list_adapters",
     "create_backbone",
     "list_backbones",
+    "recognize_backbone",
     "create_model",
     "list_models",
     "register_model",

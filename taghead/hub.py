@@ -1,15 +1,23 @@
-"""Hugging Face Hub I/O: ``save_pretrained``, ``from_pretrained``, ``push_to_hub`` and the model card.
+"""Hugging Face Hub folders and repositories: where a saved model lives and the three files it holds.
 
-A saved folder (and a Hub repository) holds three files:
+A saved folder (and a Hub repository) holds:
 
 - ``model.safetensors``: the weights;
-- ``config.json``: everything needed to rebuild the module without the weights: ``kind``
-  (``"model"`` or ``"head"``), ``spec`` (backbone name and arguments, adapter and its arguments,
-  head name and ``head_config``), ``data_config``, ``label_names``, ``num_classes``,
-  ``taghead_version`` and, when known, ``architecture`` (the registered model name) and
-  ``pretrained_cfg`` (licence, citation, dataset, reported metrics, source of the weights);
+- ``config.json``: what rebuilds the module without its weights: ``kind`` (``"model"`` or ``"head"``),
+  ``spec`` (backbone name and arguments, adapter and its arguments, head name and ``head_config``),
+  ``data_config``, ``label_names``, ``num_classes``, ``taghead_version`` and, when known,
+  ``architecture`` (the registered model name) and ``pretrained_cfg`` (licence, citation, dataset,
+  reported metrics, source of the weights);
 - ``README.md``: a model card with YAML metadata (``library_name: taghead``, tags, licence,
   datasets, metrics) and a usage snippet.
+
+This module finds the folder of a repo id or a path (:func:`resolve_pretrained_folder`: a download, or
+the local cache when offline), reads and writes the three files (:func:`read_config`,
+:func:`read_weights`, :func:`save_folder`, :func:`model_card`), uploads a folder (:func:`push_folder`)
+and loads a folder's weights into a module built by other means (:func:`load_weights`). It knows no
+model or head class: what a module writes to ``config.json`` and how it is rebuilt from it belong to
+:mod:`taghead.heads.io` (heads) and :mod:`taghead.models` (models). :class:`HubMixin` gives any module
+that describes itself with ``hub_config()`` its ``save_pretrained`` and ``push_to_hub`` methods.
 
 Only :mod:`huggingface_hub`'s APIs touch the network (``snapshot_download``, ``HfApi.create_repo``,
 ``HfApi.upload_folder``). With ``HF_HUB_OFFLINE=1`` repositories load from the local cache only.
@@ -20,13 +28,13 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import warnings
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
 
+import torch
 from torch import nn
 
-from .config import DataConfig
 from .version import __version__
 from .weights import (
     atomic_write_json,
@@ -39,34 +47,20 @@ from .weights import (
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from .models.classifier import VideoClassifier
-
 __all__ = [
-    "CONFIG_NAME", "WEIGHTS_NAME", "MODEL_CARD_NAME",
-    "HubMixin", "save_pretrained", "from_pretrained", "push_to_hub", "load_weights", "model_card",
-    "read_config", "resolve_pretrained_folder", "apply_num_classes", "HubDownloadKwargs",
+    "CONFIG_NAME", "WEIGHTS_NAME", "MODEL_CARD_NAME", "KINDS",
+    "HubMixin", "HubDownloadKwargs", "resolve_pretrained_folder", "read_config", "read_weights", "save_folder",
+    "push_folder", "load_weights", "model_card",
 ]
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 MODEL_CARD_NAME = "README.md"
-_KINDS = ("model", "head")
+#: What a folder can hold: a full model (backbone + head) or a head alone.
+KINDS = ("model", "head")
 
 
 # ----------------------------------------------------------------------------------------------------- config
-def _registered_head_name(head: nn.Module) -> str | None:
-    """The registry name of ``head``'s class, or ``None`` for a head the registry cannot rebuild."""
-    from .heads.registry import get_head_class, list_heads
-
-    name = getattr(type(head), "head_name", "")
-    return name if name in list_heads() and get_head_class(name) is type(head) else None
-
-
-def _head_config(head: nn.Module) -> dict[str, Any] | None:
-    get_config = getattr(head, "get_config", None)
-    return get_config() if callable(get_config) else None
-
-
 def _json_ready(obj: Any, what: str) -> Any:
     try:
         return json.loads(json.dumps(obj))
@@ -74,47 +68,18 @@ def _json_ready(obj: Any, what: str) -> Any:
         raise TypeError(f"{what} must be JSON-serialisable to be saved in {CONFIG_NAME}: {err}") from None
 
 
-def _model_spec(model: VideoClassifier) -> dict[str, Any]:
-    """The model's spec, completed for a hand-assembled model and refreshed from the live head."""
-    spec = dict(model.spec or {})
-    if "head" not in spec:  # assembled by hand: the backbone module is the feature extractor itself
-        spec = dict(backbone=spec.get("backbone"), backbone_kwargs=spec.get("backbone_kwargs", {}),
-                    adapter=spec.get("adapter"), adapter_kwargs=spec.get("adapter_kwargs", {}),
-                    head=_registered_head_name(model.head), head_config=None,
-                    freeze_backbone=spec.get("freeze_backbone", False))
-    if spec.get("head") is not None:
-        spec["head_config"] = _head_config(model.head)  # follows reset_classifier
-    return spec
-
-
-def _config_for(obj: nn.Module, *, label_names: list[str] | None = None,
-                data_config: DataConfig | None = None) -> dict[str, Any]:
-    from .models.classifier import VideoClassifier
-
-    pretrained_cfg = getattr(obj, "pretrained_cfg", None)
-    if pretrained_cfg is not None and hasattr(pretrained_cfg, "to_dict"):
-        pretrained_cfg = pretrained_cfg.to_dict()
-    if isinstance(obj, VideoClassifier):
-        labels = obj.label_names if label_names is None else list(label_names)
-        data = obj.data_config if data_config is None else data_config
-        config = dict(kind="model", taghead_version=__version__, architecture=getattr(obj, "architecture", None),
-                      num_classes=getattr(obj.head, "num_classes", None), label_names=labels,
-                      data_config=data.to_dict(),
-                      spec=_model_spec(obj), pretrained_cfg=pretrained_cfg)
-    elif hasattr(obj, "get_config") and hasattr(obj, "head_name"):
-        labels = list(label_names) if label_names is not None else getattr(obj, "label_names", None)
-        config = dict(kind="head", taghead_version=__version__, architecture=None,
-                      num_classes=getattr(obj, "num_classes", None),
-                      label_names=labels, data_config=data_config.to_dict() if data_config else None,
-                      spec=dict(head=_registered_head_name(obj), head_config=obj.get_config()),
-                      pretrained_cfg=pretrained_cfg)
-    else:
-        raise TypeError(
-            f"save_pretrained expects a taghead VideoClassifier or a head (VideoHead), got {type(obj).__name__}"
-        )
-    if labels is not None and config["num_classes"] is not None and len(labels) != config["num_classes"]:
-        raise ValueError(f"got {len(labels)} label names for {config['num_classes']} classes")
-    return _json_ready(config, "the model config (spec, labels, pretrained_cfg)")
+def _check_config(config: dict[str, Any], where: str) -> None:
+    """What every ``config.json`` must satisfy, checked when it is written and when it is read."""
+    missing = [k for k in ("kind", "spec", "num_classes") if k not in config]
+    if missing:
+        raise ValueError(f"{where} is not a taghead config: missing {missing}")
+    if config["kind"] not in KINDS:
+        raise ValueError(f"{where}: kind must be one of {list(KINDS)}, got {config['kind']!r}")
+    if config["kind"] == "model" and not config.get("data_config"):
+        raise ValueError(f"{where}: a model config needs data_config")
+    labels, num_classes = config.get("label_names"), config["num_classes"]
+    if labels is not None and num_classes is not None and len(labels) != num_classes:
+        raise ValueError(f"{where}: got {len(labels)} label names for {num_classes} classes")
 
 
 def read_config(folder: str | os.PathLike) -> dict[str, Any]:
@@ -131,14 +96,13 @@ def read_config(folder: str | os.PathLike) -> dict[str, Any]:
         raise ValueError(f"{str(path)!r} is not valid JSON ({err}); the file is truncated or corrupt") from None
     if not isinstance(config, dict):
         raise ValueError(f"{str(path)!r} must hold a JSON object, got {type(config).__name__}")
-    missing = [k for k in ("kind", "spec", "num_classes") if k not in config]
-    if missing:
-        raise ValueError(f"{str(path)!r} is not a taghead config: missing {missing}")
-    if config["kind"] not in _KINDS:
-        raise ValueError(f"{str(path)!r}: kind must be one of {list(_KINDS)}, got {config['kind']!r}")
-    if config["kind"] == "model" and not config.get("data_config"):
-        raise ValueError(f"{str(path)!r}: a model config needs data_config")
+    _check_config(config, repr(str(path)))
     return config
+
+
+def read_weights(folder: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The state dict in a saved folder's ``model.safetensors`` (CPU tensors)."""
+    return load_safetensors(Path(folder) / WEIGHTS_NAME)
 
 
 # ---------------------------------------------------------------------------------------------- model card
@@ -237,9 +201,10 @@ def model_card(config: dict[str, Any], *, repo_id: str | None = None) -> str:
     if pcfg.get("source_file"):
         lines += [
             f"Converted with `taghead convert` from `{pcfg['source_file']}`, a checkpoint in the layout of the "
-            "TAG-Head authors' reference implementation (MIT licence), which released `haa500_best.pth`, "
-            "`gym99_best.pth` and `gym288_last.pth`. taghead's converter is tested to reproduce the reference "
-            "model's logits (max abs difference <= 1e-4 in float32, eval mode).",
+            "TAG-Head authors' reference implementation (MIT licence). `haa500_best.pth`, `gym99_best.pth` and "
+            "`gym288_last.pth` are the checkpoints the authors train and name; no public copy of them exists "
+            "yet (their weights page's download link is still \"to be added\"). taghead's converter is tested to "
+            "reproduce the reference model's logits (max abs difference <= 1e-4 in float32, eval mode).",
             "",
         ]
     elif pcfg.get("source"):
@@ -267,44 +232,42 @@ def model_card(config: dict[str, Any], *, repo_id: str | None = None) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------- saving
-def save_pretrained(
-    obj: nn.Module,
+def save_folder(
     save_directory: str | os.PathLike,
+    config: dict[str, Any],
+    state_dict: Mapping[str, torch.Tensor],
     *,
-    label_names: list[str] | None = None,
-    data_config: DataConfig | None = None,
     repo_id: str | None = None,
 ) -> Path:
-    """Write ``model.safetensors``, ``config.json`` and ``README.md`` to ``save_directory``.
+    """Write ``model.safetensors``, ``config.json`` and ``README.md`` (the model card) to ``save_directory``.
 
-    ``obj`` is a :class:`~taghead.VideoClassifier` or a head (head-only checkpoint; ``label_names``
-    and ``data_config`` may then be given, as a head does not carry them). Each file is written
-    atomically. ``repo_id`` only changes the usage snippet of the model card.
+    ``config`` is checked (JSON-serialisable, ``kind``, ``spec``, ``num_classes``, as many label names
+    as classes) before anything is written; each file is written atomically. ``repo_id`` only changes
+    the usage snippet of the model card.
     """
-    config = _config_for(obj, label_names=label_names, data_config=data_config)
+    config = _json_ready(config, "the config (spec, labels, pretrained_cfg)")
+    _check_config(config, "the config to save")
     folder = Path(save_directory)
     if folder.exists() and not folder.is_dir():
         raise NotADirectoryError(f"save_pretrained needs a directory, but {str(folder)!r} is a file")
     folder.mkdir(parents=True, exist_ok=True)
-    save_safetensors(obj.state_dict(), folder / WEIGHTS_NAME, metadata={"taghead_version": __version__})
+    save_safetensors(state_dict, folder / WEIGHTS_NAME, metadata={"taghead_version": __version__})
     atomic_write_json(folder / CONFIG_NAME, config)
     atomic_write_text(folder / MODEL_CARD_NAME, model_card(config, repo_id=repo_id))
     return folder
 
 
-def push_to_hub(
-    obj: nn.Module,
+def push_folder(
     repo_id: str,
+    write: Callable[[Path], Any],
     *,
     private: bool | None = None,
     token: str | None = None,
     commit_message: str = "Upload taghead model",
     revision: str | None = None,
     create_pr: bool = False,
-    label_names: list[str] | None = None,
-    data_config: DataConfig | None = None,
 ) -> Any:
-    """Create (or reuse) the Hub repository ``repo_id`` and upload a ``save_pretrained`` folder to it.
+    """Create (or reuse) the Hub repository ``repo_id`` and upload the folder that ``write(folder)`` fills.
 
     Uses ``HfApi.create_repo(exist_ok=True)`` and ``HfApi.upload_folder``; returns the latter's
     ``CommitInfo``. ``token=None`` uses the locally saved token (``hf auth login``).
@@ -314,7 +277,7 @@ def push_to_hub(
     api = HfApi(token=token)
     api.create_repo(repo_id, token=token, private=private, repo_type="model", exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="taghead-push-") as tmp:
-        save_pretrained(obj, tmp, label_names=label_names, data_config=data_config, repo_id=repo_id)
+        write(Path(tmp))
         return api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message=commit_message, token=token,
                                  repo_type="model", revision=revision, create_pr=create_pr)
 
@@ -400,147 +363,6 @@ def resolve_pretrained_folder(
     return Path(folder)
 
 
-def _classifier_keys(module: nn.Module) -> list[str]:
-    get_classifier = getattr(module, "get_classifier", None)
-    if not callable(get_classifier):
-        return []
-    classifier = get_classifier()
-    prefix = next((name for name, m in module.named_modules() if m is classifier), None)
-    if prefix is None:
-        return []
-    return [f"{prefix}.{k}" if prefix else k for k in classifier.state_dict()]
-
-
-def _class_dependent_keys(module: nn.Module) -> tuple[list[str], list[str]]:
-    """State-dict keys that follow ``num_classes``: the classifier's, and the others that the head lists in
-    ``class_dependent_keys()`` (``head.``-prefixed in a full model)."""
-    classifier = _classifier_keys(module)
-    for prefix, owner in (("", module), ("head.", getattr(module, "head", None))):
-        class_dependent_keys = getattr(owner, "class_dependent_keys", None)
-        if callable(class_dependent_keys):
-            return classifier, [prefix + k for k in class_dependent_keys() if prefix + k not in classifier]
-    return classifier, []
-
-
-def apply_num_classes(module: nn.Module, num_classes: int | None, *, what: str) -> None:
-    """Re-initialise the classifier (and the head's other class-dependent weights) for ``num_classes``
-    (if different), with a warning that names them."""
-    if num_classes is None or num_classes == module.num_classes:
-        return
-    if not callable(getattr(module, "reset_classifier", None)):
-        raise TypeError(f"{what}: cannot change num_classes, the model has no reset_classifier()")
-    old, before = module.num_classes, _class_dependent_keys(module)
-    module.reset_classifier(num_classes)
-    # Keys from both sides of the reset: with 0 classes a head has none.
-    classifier, others = (list(dict.fromkeys(b + a)) for b, a in zip(before, _class_dependent_keys(module)))
-    also = f" and the other class-dependent weights ({', '.join(others)})" if others else ""
-    warnings.warn(
-        f"{what}: loaded the pretrained weights ({old} classes) except the classifier ({', '.join(classifier)})"
-        f"{also}, which {'were' if others else 'was'} re-initialised for num_classes={num_classes}; "
-        f"train {'them' if others else 'it'} before use.",
-        UserWarning,
-        stacklevel=3,
-    )
-
-
-def _build_from_config(config: dict[str, Any], backbone: nn.Module | None, source: str) -> nn.Module:
-    from .heads.registry import get_head_class
-    from .models.classifier import VideoClassifier
-
-    spec = config["spec"]
-    head_name = spec.get("head")
-    if head_name is None or spec.get("head_config") is None:
-        raise ValueError(
-            f"{source} was saved with a custom head that the head registry cannot rebuild. Build the same model "
-            "yourself and load the weights into it with taghead.hub.load_weights(model, path_or_repo_id)."
-        )
-    if config["kind"] == "head":
-        if backbone is not None:
-            raise ValueError(f"{source} is a head-only checkpoint; backbone= does not apply. Attach the loaded "
-                             "head with taghead.VideoClassifier(backbone, head, data_config).")
-        return get_head_class(head_name)(**spec["head_config"])
-
-    data_config = DataConfig.from_dict(config["data_config"])
-    labels = config.get("label_names")
-    if spec.get("backbone") is None and backbone is None:
-        raise ValueError(
-            f"{source} was saved with a user-supplied backbone (spec['backbone'] is None), which cannot be "
-            "rebuilt by name: pass the same backbone module, from_pretrained(path, backbone=my_backbone). Its "
-            "weights are then loaded from the checkpoint."
-        )
-    if spec.get("backbone") is not None and backbone is not None:
-        raise ValueError(
-            f"{source} rebuilds its own backbone ({spec['backbone']!r}); do not pass backbone=. To put the "
-            "saved head on another backbone, load the head alone: taghead.TAGHead.from_pretrained(path)."
-        )
-    if spec.get("adapter") is None and spec.get("backbone") is None:
-        # Assembled by hand: the supplied module is the feature extractor itself.
-        head = get_head_class(head_name)(**spec["head_config"])
-        return VideoClassifier(backbone, head, data_config, spec=spec, label_names=labels)
-    from .models.wrap import build_from_spec
-
-    return build_from_spec(spec, data_config, label_names=labels, backbone=backbone)
-
-
-def _head_from_model_config(config: dict[str, Any]) -> tuple[dict[str, Any], str]:
-    """A head config made from a full model's config (to load only its head), and the weight prefix."""
-    spec = config["spec"]
-    return dict(config, kind="head", spec=dict(head=spec.get("head"), head_config=spec.get("head_config"))), "head."
-
-
-def from_pretrained(
-    repo_id_or_path: str | os.PathLike,
-    *,
-    backbone: nn.Module | None = None,
-    num_classes: int | None = None,
-    kind: str | None = None,
-    **hub_kwargs: Unpack[HubDownloadKwargs],
-) -> nn.Module:
-    """Rebuild a model (or a head) from a saved folder or a Hub repository and load its weights.
-
-    Args:
-        repo_id_or_path: a folder written by :func:`save_pretrained`, or a Hub repo id ``"org/name"``.
-        backbone: the backbone module, required when the model was saved with a user-supplied one.
-        num_classes: a different class count: everything but the classifier (and the head's other
-            class-dependent weights) is loaded, those are re-initialised and a warning names them.
-        kind: ``"head"`` to load only the head of a full-model checkpoint; ``None`` loads what was saved.
-        **hub_kwargs: ``revision``, ``cache_dir``, ``force_download``, ``token``, ``local_files_only``
-            (:class:`HubDownloadKwargs`), passed to ``huggingface_hub.snapshot_download``.
-            ``HF_HUB_OFFLINE=1`` implies ``local_files_only``.
-
-    Returns:
-        a :class:`~taghead.VideoClassifier` (``kind="model"``) or a head (``kind="head"``), in eval mode.
-    """
-    folder = resolve_pretrained_folder(repo_id_or_path, **hub_kwargs)
-    source = repr(os.fspath(repo_id_or_path))
-    config = read_config(folder)
-    if kind not in (None, *_KINDS):
-        raise ValueError(f"kind must be None, 'model' or 'head', got {kind!r}")
-    prefix = ""
-    if kind == "head" and config["kind"] == "model":
-        config, prefix = _head_from_model_config(config)
-    elif kind == "model" and config["kind"] == "head":
-        raise ValueError(
-            f"{source} is a head-only checkpoint, not a full model. Load the head (TAGHead.from_pretrained or "
-            "taghead.from_pretrained) and attach it: taghead.VideoClassifier(backbone, head, data_config)."
-        )
-    module = _build_from_config(config, backbone, source)
-    state = load_safetensors(folder / WEIGHTS_NAME)
-    if prefix:
-        state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-    load_state_dict_checked(module, state, source=f"{source} ({WEIGHTS_NAME})")
-    if config.get("pretrained_cfg") is not None:
-        from .models.pretrained import PretrainedCfg
-
-        module.pretrained_cfg = PretrainedCfg.from_dict(config["pretrained_cfg"])
-    if config.get("architecture"):
-        module.architecture = config["architecture"]
-    if config["kind"] == "head" and config.get("label_names") is not None:
-        module.label_names = list(config["label_names"])
-    apply_num_classes(module, num_classes, what=f"from_pretrained({source})")
-    return module.eval()
-
-
 def load_weights(module: nn.Module, repo_id_or_path: str | os.PathLike,
                  **hub_kwargs: Unpack[HubDownloadKwargs]) -> nn.Module:
     """Load a saved folder's (or Hub repo's) ``model.safetensors`` into an already built ``module``.
@@ -549,39 +371,40 @@ def load_weights(module: nn.Module, repo_id_or_path: str | os.PathLike,
     checked; a mismatch lists missing keys, unexpected keys and shape differences.
     """
     folder = resolve_pretrained_folder(repo_id_or_path, **hub_kwargs)
-    state = load_safetensors(folder / WEIGHTS_NAME)
-    load_state_dict_checked(module, state, source=f"{os.fspath(repo_id_or_path)!r} ({WEIGHTS_NAME})")
+    load_state_dict_checked(module, read_weights(folder), source=f"{os.fspath(repo_id_or_path)!r} ({WEIGHTS_NAME})")
     return module
 
 
 # ---------------------------------------------------------------------------------------------------- mixin
 class HubMixin:
-    """``save_pretrained`` / ``push_to_hub`` methods and the ``from_pretrained`` class method."""
+    """``save_pretrained`` and ``push_to_hub`` for a module that describes itself with :meth:`hub_config`.
 
-    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> Path:
-        """Write ``model.safetensors``, ``config.json`` and ``README.md`` (see :func:`taghead.hub.save_pretrained`)."""
-        return save_pretrained(self, save_directory, **kwargs)  # type: ignore[arg-type]
+    Subclasses (:class:`~taghead.VideoHead`, :class:`~taghead.VideoClassifier`) implement
+    ``hub_config(label_names=None, data_config=None) -> dict`` (the content of ``config.json``) and
+    their own ``from_pretrained`` class method.
+    """
+
+    def hub_config(self, *, label_names: list[str] | None = None, data_config: Any = None) -> dict[str, Any]:
+        """The content of ``config.json`` for this module."""
+        raise NotImplementedError
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *, label_names: list[str] | None = None,
+                        data_config: Any = None, repo_id: str | None = None) -> Path:
+        """Write ``model.safetensors``, ``config.json`` and ``README.md`` to ``save_directory``.
+
+        ``label_names`` and ``data_config`` replace the module's own (a head carries no data config:
+        give one to describe the input in the model card). ``repo_id`` only changes the usage snippet
+        of the model card.
+        """
+        config = self.hub_config(label_names=label_names, data_config=data_config)
+        return save_folder(save_directory, config, self.state_dict(), repo_id=repo_id)  # type: ignore[attr-defined]
 
     def push_to_hub(self, repo_id: str, *, private: bool | None = None, token: str | None = None,
-                    commit_message: str = "Upload taghead model", **kwargs: Any) -> Any:
-        """Upload to the Hub repository ``repo_id`` (see :func:`taghead.hub.push_to_hub`)."""
-        return push_to_hub(self, repo_id, private=private, token=token,  # type: ignore[arg-type]
-                           commit_message=commit_message, **kwargs)
-
-    @classmethod
-    def from_pretrained(cls, repo_id_or_path: str | os.PathLike, **kwargs: Any) -> Any:
-        """Load from a saved folder or a Hub repo id; the result must be an instance of this class.
-
-        On a head class (e.g. ``TAGHead.from_pretrained``) a full-model checkpoint yields its head.
-        """
-        from .heads.base import VideoHead
-
-        kwargs.setdefault("kind", "head" if issubclass(cls, VideoHead) else "model")
-        module = from_pretrained(repo_id_or_path, **kwargs)
-        if not isinstance(module, cls):
-            raise TypeError(
-                f"{os.fspath(repo_id_or_path)!r} holds a {type(module).__name__}, not a {cls.__name__}; "
-                "load it with taghead.from_pretrained instead"
-            )
-        return module
-
+                    commit_message: str = "Upload taghead model", revision: str | None = None,
+                    create_pr: bool = False, label_names: list[str] | None = None, data_config: Any = None) -> Any:
+        """Upload to the Hub repository ``repo_id``, created if needed (see :func:`push_folder`)."""
+        return push_folder(
+            repo_id, lambda folder: self.save_pretrained(folder, label_names=label_names, data_config=data_config,
+                                                         repo_id=repo_id),
+            private=private, token=token, commit_message=commit_message, revision=revision, create_pr=create_pr,
+        )

@@ -26,7 +26,7 @@ from taghead.heads.art_losses import (
     video_consistency,
     winner_take_all_scores,
 )
-from taghead.hub import apply_num_classes
+from taghead.heads.io import apply_num_classes
 from taghead.weights import load_safetensors, save_safetensors
 
 C, GRID, K = 8, (3, 2, 2), 4

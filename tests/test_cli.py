@@ -166,7 +166,6 @@ def test_train_registered_art_model_with_text_bank(tmp_path: Path, monkeypatch: 
     def tiny_art(num_classes: int, **kwargs):
         return wrap_backbone("taghead/tiny_video_cnn", num_classes, head="art", backbone_kwargs={"width": 4}, **kwargs)
 
-    registry._ensure_builtin()
     monkeypatch.setitem(registry._MODELS, "test_cli_tiny_art", tiny_art)
     rc = main(["train", *TINY_SYNTHETIC, "--model", "test_cli_tiny_art", *ART_HEAD, "--text-bank", "hashing:20",
                "--output", str(tmp_path)])

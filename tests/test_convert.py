@@ -181,6 +181,10 @@ def test_convert_command_writes_a_loadable_hub_folder(reference, converted, tmp_
     card = (out / MODEL_CARD_NAME).read_text()
     assert "haa500_wrapped.pth" in card and "license: mit" in card and "Licence: MIT" in card
     assert "arXiv:2604.11498" in card and "86.1" in card and "datasets:\n- haa500" in card
+    # Say what exists: the authors train and name these checkpoints; no public copy of them exists yet.
+    config_text = (out / "config.json").read_text()
+    assert "train and name" in card and "no public copy" in card and "no public copy exists yet" in config_text
+    assert "released" not in card + config_text
 
 
 def test_wrong_preset_lists_the_mismatched_shapes(reference):

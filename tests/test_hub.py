@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -10,13 +9,15 @@ import shutil
 
 import pytest
 import torch
+from _hub_cache import populate_hub_cache
 from huggingface_hub import HfApi, ModelCard
 from torch import nn
 
 import taghead
 from taghead import DataConfig, MeanPoolHead, TAGHead, VideoClassifier
 from taghead.backbones import tiny_video_cnn
-from taghead.hub import CONFIG_NAME, MODEL_CARD_NAME, WEIGHTS_NAME, from_pretrained, read_config
+from taghead.hub import CONFIG_NAME, MODEL_CARD_NAME, WEIGHTS_NAME, read_config
+from taghead.models.loading import config_for, from_pretrained
 from taghead.models.pretrained import reference_cfg
 from taghead.weights import CheckpointError, StateDictMismatchError, save_safetensors
 
@@ -244,41 +245,12 @@ def test_push_to_hub_calls_hf_api(monkeypatch, video):
     assert calls["create_repo"]["private"] is None
 
 
-def _populate_hub_cache(cache: os.PathLike, repo_id: str, folder: os.PathLike, commit: str) -> None:
-    """Lay out ``folder`` in ``cache`` exactly as huggingface_hub does: blobs, snapshots/<commit>, refs/main."""
-    repo = os.path.join(cache, "models--" + repo_id.replace("/", "--"))
-    os.makedirs(os.path.join(repo, "blobs"))
-    os.makedirs(os.path.join(repo, "snapshots", commit))
-    os.makedirs(os.path.join(repo, "refs"))
-    for name in os.listdir(folder):
-        data = open(os.path.join(folder, name), "rb").read()
-        blob = hashlib.sha256(data).hexdigest()
-        with open(os.path.join(repo, "blobs", blob), "wb") as f:
-            f.write(data)
-        os.symlink(os.path.join("..", "..", "blobs", blob), os.path.join(repo, "snapshots", commit, name))
-    with open(os.path.join(repo, "refs", "main"), "w") as f:
-        f.write(commit)
-
-
-@pytest.fixture
-def offline_cache(tmp_path, monkeypatch):
-    import huggingface_hub.constants as hf_constants
-
-    cache = tmp_path / "hub-cache"
-    cache.mkdir()
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
-    return cache
-
-
 def test_offline_load_by_repo_id_from_cache(tmp_path, offline_cache, video):
     model, head = _model(seed=8), _head().eval()
     model.save_pretrained(tmp_path / "m")
     head.save_pretrained(tmp_path / "h")
-    _populate_hub_cache(offline_cache, "taghead-test/tiny-model", tmp_path / "m", "a" * 40)
-    _populate_hub_cache(offline_cache, "taghead-test/tiny-head", tmp_path / "h", "b" * 40)
+    populate_hub_cache(offline_cache, "taghead-test/tiny-model", tmp_path / "m", "a" * 40)
+    populate_hub_cache(offline_cache, "taghead-test/tiny-head", tmp_path / "h", "b" * 40)
     shutil.rmtree(tmp_path / "m")
     shutil.rmtree(tmp_path / "h")
 
@@ -309,8 +281,8 @@ def test_bad_paths_and_files(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="has no config.json"):
         taghead.from_pretrained(tmp_path / "empty")
-    with pytest.raises(TypeError, match="expects a taghead VideoClassifier or a head"):
-        taghead.hub.save_pretrained(nn.Linear(2, 2), tmp_path / "lin")
+    with pytest.raises(TypeError, match="expected a taghead VideoClassifier or a head"):
+        config_for(nn.Linear(2, 2))
 
 
 def test_truncated_weights_and_corrupt_config_are_clear_errors(tmp_path):
@@ -372,17 +344,35 @@ def test_unserialisable_spec_is_refused(tmp_path):
         model.save_pretrained(tmp_path / "m")
 
 
+def _changed_tiny_cnn() -> nn.Module:
+    """A tiny CNN with one activation replaced: no registered builder makes it, so it is not recognised."""
+    model = tiny_video_cnn(width=8)
+    model.layer3[2] = nn.GELU()
+    return model
+
+
 def test_wrapped_user_module_round_trip(tmp_path, video):
     torch.manual_seed(9)
-    model = taghead.wrap_backbone(tiny_video_cnn(width=8), num_classes=4, num_frames=8, crop_size=32,
+    model = taghead.wrap_backbone(_changed_tiny_cnn(), num_classes=4, num_frames=8, crop_size=32,
                                   mlp_dim=64, num_heads=4).eval()
     assert model.spec["backbone"] is None and model.spec["adapter"] is not None
     folder = model.save_pretrained(tmp_path / "w")
     with pytest.raises(ValueError, match="backbone=my_backbone"):
         taghead.from_pretrained(folder)
-    loaded = taghead.from_pretrained(folder, backbone=tiny_video_cnn(width=8))
+    loaded = taghead.from_pretrained(folder, backbone=_changed_tiny_cnn())
     with torch.no_grad():
         assert torch.equal(loaded(video), model(video))
+
+    # The same module without the change is the registered taghead/tiny_video_cnn: the folder alone rebuilds it.
+    torch.manual_seed(9)
+    known = taghead.wrap_backbone(tiny_video_cnn(width=8), num_classes=4, num_frames=8, crop_size=32,
+                                  mlp_dim=64, num_heads=4).eval()
+    assert (known.spec["backbone"], known.spec["backbone_kwargs"]) == ("taghead/tiny_video_cnn", {"width": 8})
+    loaded = taghead.from_pretrained(known.save_pretrained(tmp_path / "k"))
+    with torch.no_grad():
+        assert torch.equal(loaded(video), known(video))
+    with pytest.raises(ValueError, match="rebuilds its own backbone"):
+        taghead.from_pretrained(tmp_path / "k", backbone=tiny_video_cnn(width=8))
 
 
 def test_custom_head_factory_loads_through_load_weights(tmp_path, video):

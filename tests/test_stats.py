@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from torch import nn
 
 import taghead
+from taghead.adapters import FeatureExtractor, adapt
+from taghead.backbones import create_backbone, get_backbone_data_config
+from taghead.heads import TAGHead
 from taghead.utils import count_parameters, model_stats
 
 
@@ -68,3 +73,37 @@ def test_shared_parameters_are_counted_once() -> None:
 def test_bad_input_shape() -> None:
     with pytest.raises(ValueError, match="input_shape"):
         model_stats(nn.Linear(2, 2), (1, -2))
+
+
+def _meta_backbone(name: str) -> FeatureExtractor:
+    """The adapted backbone ``name``, on ``meta`` where its builder allows it (no memory, no initialisation)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            with torch.device("meta"):
+                return adapt(create_backbone(name))
+        except RuntimeError:  # a builder that reads tensor values (pytorchvideo MViT)
+            return adapt(create_backbone(name))
+
+
+LARGE = [name for name in taghead.list_backbones() if name != "taghead/tiny_video_cnn"] + ["timm/resnet50"]
+
+
+def test_default_head_adds_at_most_a_quarter_to_every_backbone_of_20m_parameters():
+    """The issue's target: the default TAG-Head (99 classes, the backbone's default clip) has at most 25 % of
+    the backbone's parameters when the backbone has 20 M or more."""
+    checked = {}
+    for name in LARGE:
+        backbone = _meta_backbone(name)
+        backbone_params = count_parameters(backbone)
+        if backbone_params < 20e6:
+            continue
+        cfg = get_backbone_data_config(name) or backbone.default_data_config()
+        channels, t, h, w = backbone.feature_shape(cfg.num_frames, cfg.crop_size)
+        with torch.device("meta"):
+            head = TAGHead(channels, t, h, w, num_classes=99)
+        assert head.embed_dim == min(channels, 512)
+        checked[name] = count_parameters(head) / backbone_params
+    assert {"pytorchvideo/csn_r101", "pytorchvideo/slowfast_r50", "timm/resnet50", "torchvision/r3d_18"} <= set(checked)
+    too_big = {name: f"{100 * ratio:.1f}%" for name, ratio in checked.items() if ratio > 0.25}
+    assert not too_big, too_big

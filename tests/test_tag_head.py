@@ -12,6 +12,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from taghead import TAG_PRESETS, TAGHead
+from taghead.heads import REFERENCE_WIDTH
 from taghead.layers import resample_pos_embed_3d
 from taghead.ops import time_aligned_appnp
 
@@ -117,8 +118,25 @@ def test_presets_match_reference(name):
         f"transformer.{k}" for k in hand_built[0].state_dict()}
 
 
-def test_defaults_are_the_gym99_reference():
-    assert TAGHead(512, 8, 7, 7).get_config() == TAGHead.from_preset("gym99").get_config()
+def test_defaults_are_the_light_reference_head():
+    """On 512 channels the default head is the reference's (HAA500 feed-forward 512, 99 classes), no projection."""
+    head = TAGHead(512, 8, 7, 7)
+    assert head.get_config() == TAGHead.from_preset("haa500", num_classes=99, t=8).get_config()
+    assert isinstance(head.proj, nn.Identity) and head.embed_dim == REFERENCE_WIDTH == 512
+
+
+@pytest.mark.parametrize("channels, width", [(2304, 512), (2048, 512), (768, 512), (513, 512), (432, 432), (32, 32)])
+def test_default_width_projects_only_tokens_wider_than_512(channels, width):
+    head = TAGHead(channels, 2, 3, 3, num_classes=5)
+    assert head.embed_dim == head.num_features == head.get_config()["embed_dim"] == width
+    if channels > width:
+        assert isinstance(head.proj, nn.Linear) and (head.proj.in_features, head.proj.out_features) == (channels, 512)
+    else:
+        assert isinstance(head.proj, nn.Identity)
+    assert head(torch.randn(1, channels, 2, 3, 3)).shape == (1, 5)
+    if channels % 8 == 0:  # an explicit width is kept: embed_dim=in_channels never projects
+        kept = TAGHead(channels, 2, 3, 3, embed_dim=channels)
+        assert isinstance(kept.proj, nn.Identity) and kept.embed_dim == channels
 
 
 def test_from_preset_overrides_and_unknown_name():

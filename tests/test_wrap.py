@@ -23,6 +23,13 @@ def _video(batch: int = 2) -> torch.Tensor:
     return torch.randn(batch, 3, 8, 32, 32)
 
 
+def _changed_tiny_cnn() -> nn.Module:
+    """The tiny CNN with one activation replaced: no registered builder makes it, so it is not recognised."""
+    model = taghead.backbones.tiny_video_cnn()
+    model.layer3[2] = nn.GELU()
+    return model
+
+
 # -- building ---------------------------------------------------------------------------------------------
 
 
@@ -182,15 +189,15 @@ def test_build_from_spec_errors() -> None:
         build_from_spec({"backbone": TINY}, model.data_config)
     with pytest.raises(ValueError, match="do not pass backbone="):
         build_from_spec(model.spec, model.data_config, backbone=taghead.backbones.tiny_video_cnn())
-    user = taghead.wrap_backbone(taghead.backbones.tiny_video_cnn(), 5, **SMALL)
+    user = taghead.wrap_backbone(_changed_tiny_cnn(), 5, **SMALL)  # not a registered architecture
     assert user.spec["backbone"] is None and user.spec["adapter"] == "taghead_tiny_video_cnn"
     with pytest.raises(ValueError, match="pass backbone="):
         build_from_spec(user.spec, user.data_config)
-    rebuilt = build_from_spec(user.spec, user.data_config, backbone=taghead.backbones.tiny_video_cnn())
+    rebuilt = build_from_spec(user.spec, user.data_config, backbone=_changed_tiny_cnn())
     assert rebuilt.state_dict().keys() == user.state_dict().keys()
     other_clip = user.data_config.to_dict() | {"crop_size": 64}
     with pytest.raises(ValueError, match=r"\[B, 64, 2, 8, 8\].*\[B, 64, 2, 4, 4\]"):
-        build_from_spec(user.spec, other_clip, backbone=taghead.backbones.tiny_video_cnn())
+        build_from_spec(user.spec, other_clip, backbone=_changed_tiny_cnn())
 
 
 # -- registries ---------------------------------------------------------------------------------------------

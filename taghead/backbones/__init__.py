@@ -1,6 +1,8 @@
-"""Backbones: taghead's own (the reference R(2+1)D-34, a tiny demo CNN) and a registry of named ones."""
+"""Backbones: taghead's own (the reference R(2+1)D-34, a tiny demo CNN), a registry of named ones, and the
+recognition of a module as one of them."""
 
 from .r2plus1d import r2plus1d_34
+from .recognize import Recognition, module_structure, recognize_backbone
 from .registry import (
     BackboneEntry,
     create_backbone,
@@ -13,4 +15,5 @@ from .tiny import TinyVideoCNN, tiny_video_cnn
 __all__ = [
     "r2plus1d_34", "TinyVideoCNN", "tiny_video_cnn",
     "create_backbone", "list_backbones", "register_backbone", "get_backbone_data_config", "BackboneEntry",
+    "recognize_backbone", "Recognition", "module_structure",
 ]

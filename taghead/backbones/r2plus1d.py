@@ -8,7 +8,7 @@ __all__ = ["r2plus1d_34"]
 
 
 def r2plus1d_34(num_classes: int = 400) -> nn.Module:
-    """R(2+1)D-34 as released with IG-65M weights (torchvision ``VideoResNet`` parts).
+    """R(2+1)D-34 in the layout of the IG-65M R(2+1)D-34 (torchvision ``VideoResNet`` parts).
 
     ``VideoResNet(BasicBlock, [Conv2Plus1D] * 4, [3, 4, 6, 3], R2Plus1dStem)`` with the first block's
     ``conv2[0]`` of layer2/3/4 widened to ``Conv2Plus1D(c, c, 288 | 576 | 1152)`` and every

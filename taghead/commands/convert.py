@@ -12,10 +12,11 @@ __all__ = ["register", "run"]
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "convert",
-        help="convert a released TAG-Head reference checkpoint into a Hub-ready taghead folder",
+        help="convert a TAG-Head reference checkpoint into a Hub-ready taghead folder",
         description=(
-            "Convert one of the TAG-Head authors' released checkpoints (haa500_best.pth, gym99_best.pth, "
-            "gym288_last.pth, or any state dict in their layout) into a folder holding model.safetensors, "
+            "Convert a checkpoint of the TAG-Head reference implementation (haa500_best.pth, gym99_best.pth, "
+            "gym288_last.pth, the checkpoints the authors train and name, of which no public copy exists yet; or "
+            "any state dict in their layout) into a folder holding model.safetensors, "
             "config.json and a model card, loadable with taghead.from_pretrained(DIR). The file is read with "
             "torch.load(weights_only=True); files holding pickled objects are refused."
         ),

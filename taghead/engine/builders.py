@@ -141,8 +141,8 @@ def _from_saved(init: str, num_classes: int, *, head_kwargs: dict[str, Any], bac
     if given:
         raise ValueError(f"--init {init}: the saved model fixes the architecture and data config; "
                          f"{', '.join(given)} cannot change them (drop {'them' if len(given) > 1 else 'it'})")
-    from ..hub import from_pretrained
     from ..models.classifier import VideoClassifier
+    from ..models.loading import from_pretrained
 
     net = from_pretrained(init, num_classes=num_classes)
     if not isinstance(net, VideoClassifier):

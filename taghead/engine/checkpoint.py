@@ -84,10 +84,10 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 def model_config_json(model: torch.nn.Module) -> str:
     """JSON text of what rebuilds ``model``: the same config ``save_pretrained`` writes to ``config.json``
     (spec, data config, label names, ...), or ``"null"`` for a model taghead cannot describe."""
-    from ..hub import _config_for
+    from ..models.loading import config_for
 
     try:
-        return json.dumps(_config_for(model))
+        return json.dumps(config_for(model))
     except (TypeError, ValueError):
         return "null"
 

@@ -27,14 +27,14 @@ __all__ = ["load_model", "Prediction", "topk_predictions", "predict_videos"]
 
 
 def _from_checkpoint(path: Path, backbone: nn.Module | None) -> nn.Module:
-    from ..hub import _build_from_config
+    from ..models.loading import module_from_config
 
     state = load_checkpoint(path)
     config = json.loads(state.get("model_config") or "null")
     if not config:
         raise ValueError(f"{str(path)!r} holds no model config (the model trained was not a taghead.VideoClassifier); "
                          "rebuild the model yourself and load the checkpoint's 'model' state dict")
-    model = _build_from_config(config, backbone, repr(str(path)))
+    model = module_from_config(config, backbone=backbone, source=repr(str(path)))
     model.load_state_dict(state["model"])
     if config.get("architecture"):
         model.architecture = config["architecture"]
@@ -47,7 +47,8 @@ def load_model(source: str | os.PathLike, *, device: str | torch.device = "cpu",
 
     ``backbone`` is needed only for models built around a user-supplied backbone module.
     """
-    from ..hub import CONFIG_NAME, from_pretrained
+    from ..hub import CONFIG_NAME
+    from ..models.loading import from_pretrained
     from .trainer import BEST_CHECKPOINT, BEST_PRETRAINED, LAST_CHECKPOINT
 
     path = Path(source)

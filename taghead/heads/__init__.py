@@ -4,9 +4,9 @@ from .art import ARTHead
 from .base import VideoHead, check_feature_map
 from .meanpool import MeanPoolHead
 from .registry import create_head, get_head_class, list_heads, register_head
-from .tag import TAG_PRESETS, TAGHead
+from .tag import REFERENCE_WIDTH, TAG_PRESETS, TAGHead
 
 __all__ = [
-    "VideoHead", "check_feature_map", "TAGHead", "TAG_PRESETS", "MeanPoolHead", "ARTHead",
+    "VideoHead", "check_feature_map", "TAGHead", "TAG_PRESETS", "REFERENCE_WIDTH", "MeanPoolHead", "ARTHead",
     "register_head", "create_head", "list_heads", "get_head_class",
 ]

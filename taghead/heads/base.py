@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..hub import HubMixin
+from .io import HeadHubMixin
 
 __all__ = ["VideoHead", "check_feature_map"]
 
@@ -42,7 +42,7 @@ def check_feature_map(x: Any, in_channels: int, owner: str = "head") -> tuple[in
     return int(x.shape[2]), int(x.shape[3]), int(x.shape[4])
 
 
-class VideoHead(nn.Module, HubMixin):
+class VideoHead(nn.Module, HeadHubMixin):
     """Base class of the heads: feature map ``[B, C, T, H, W]`` in, logits ``[B, num_classes]`` out.
 
     Subclasses build ``self.fc`` (the final classifier, ``nn.Identity`` when ``num_classes == 0``),
@@ -51,7 +51,7 @@ class VideoHead(nn.Module, HubMixin):
     ``get_config()`` can rebuild them (``type(head)(**head.get_config())``). A head with more
     state than ``fc`` that follows ``num_classes`` names it in ``class_dependent``.
 
-    Head-only checkpoints (:mod:`taghead.hub`): ``head.save_pretrained(dir)``, ``head.push_to_hub(repo_id)``
+    Head-only checkpoints (:mod:`taghead.heads.io`): ``head.save_pretrained(dir)``, ``head.push_to_hub(repo_id)``
     and ``TAGHead.from_pretrained(dir_or_repo_id)`` (which also takes the head out of a full-model
     checkpoint), to attach a pretrained head to any backbone with the same feature-map shape.
     """

@@ -12,7 +12,11 @@ from ..ops import time_aligned_appnp
 from .base import VideoHead
 from .registry import register_head
 
-__all__ = ["TAGHead", "TAG_PRESETS"]
+__all__ = ["TAGHead", "TAG_PRESETS", "REFERENCE_WIDTH"]
+
+#: Token width of the reference head (R(2+1)D-34's 512 channels). By default tokens wider than this
+#: are projected to it, so that a wide backbone gets a head of the reference's size.
+REFERENCE_WIDTH = 512
 
 #: The reference configurations (R(2+1)D-34 at 112x112, a 7x7 map, 512 channels).
 #: ``num_frames`` is the clip length fed to the backbone; ``t`` the temporal size of its feature map.
@@ -33,18 +37,24 @@ class TAGHead(VideoHead):
     edges between consecutive frames; :func:`taghead.ops.time_aligned_appnp`) -> mean over the N
     nodes -> LayerNorm -> Linear.
 
-    The defaults are the reference configuration (512-d tokens, no projection, 2 post-norm layers of
-    8 heads, dropout 0.5, ReLU, K=2, alpha=0.1) with the Gym99 feed-forward width and class count;
-    :meth:`from_preset` gives the HAA500, Gym99 and Gym288 presets exactly.
+    The defaults are a light reference head: tokens at most 512 wide (wider ones projected), 2
+    post-norm layers of 8 heads, dropout 0.5, ReLU, K=2, alpha=0.1, the feed-forward width of the
+    lightest reference preset (HAA500's 512) and 99 classes; on every built-in backbone of at least
+    20 M parameters it adds at most about a fifth of the backbone's parameters (README, backbone
+    table). :meth:`from_preset` gives the HAA500, Gym99 and Gym288 presets exactly (512 channels in,
+    no projection, feed-forward 512 / 1024 / 2048).
 
     Args:
         in_channels: channels ``C`` of the backbone's feature map.
         t, h, w: grid of the feature map the head is built for.
         num_classes: classifier outputs; ``0`` returns the pooled, normalised features.
-        embed_dim: token width; ``None`` keeps ``in_channels`` (no projection).
+        embed_dim: token width. ``None`` (default): ``min(in_channels, 512)``, i.e. tokens wider than
+            the reference width (:data:`REFERENCE_WIDTH`, 512) are projected to 512 by a linear layer
+            and narrower ones are kept as they are. An int sets the width (``embed_dim=in_channels``
+            never projects). ``get_config()`` records the width used.
         depth: Transformer layers (``0`` = graph only).
         num_heads: attention heads.
-        mlp_dim: feed-forward width of each layer.
+        mlp_dim: feed-forward width of each layer (reference: 512 HAA500, 1024 Gym99, 2048 Gym288).
         dropout: dropout inside the Transformer layers.
         norm_first: pre-norm layers (with a final LayerNorm) instead of the reference post-norm.
         activation: ``"relu"`` (reference) or ``"gelu"``.
@@ -71,7 +81,7 @@ class TAGHead(VideoHead):
         embed_dim: int | None = None,
         depth: int = 2,
         num_heads: int = 8,
-        mlp_dim: int = 1024,
+        mlp_dim: int = 512,
         dropout: float = 0.5,
         norm_first: bool = False,
         activation: str = "relu",
@@ -85,15 +95,16 @@ class TAGHead(VideoHead):
         dynamic_size: bool = False,
     ) -> None:
         super().__init__(in_channels, t, h, w)
-        embed_dim = in_channels if embed_dim is None else embed_dim
+        embed_dim = min(in_channels, REFERENCE_WIDTH) if embed_dim is None else embed_dim
         if embed_dim % num_heads != 0 and depth > 0:
             raise ValueError(f"embed_dim ({embed_dim}) must be divisible by num_heads ({num_heads})")
         if activation not in ("relu", "gelu"):
             raise ValueError(f"activation must be 'relu' or 'gelu', got {activation!r}")
         if depth < 0:
             raise ValueError(f"depth must be >= 0, got {depth}")
-        # Validate the graph settings once, here, rather than on the first forward pass.
-        time_aligned_appnp(torch.zeros(t * h * w, 1), t, h, w, k, alpha, intra=intra, temporal=temporal)
+        # Validate the graph settings once, here, rather than on the first forward pass (on the CPU, also when
+        # the head is built under `with torch.device("meta")`).
+        time_aligned_appnp(torch.zeros(t * h * w, 1, device="cpu"), t, h, w, k, alpha, intra=intra, temporal=temporal)
         self._record_config(
             embed_dim=embed_dim, depth=depth, num_heads=num_heads, mlp_dim=mlp_dim, dropout=dropout,
             norm_first=norm_first, activation=activation, use_graph=use_graph, k=k, alpha=alpha,

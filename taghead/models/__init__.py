@@ -1,1 +1,3 @@
-"""Model registry, the wrapped-model container and Hub I/O."""
+"""Models: the wrapped-model container, its spec and saved form, the model registry and the built-in models."""
+
+from . import zoo  # noqa: F401  (registers the built-in models; timm's pattern)

@@ -1,15 +1,23 @@
-"""``VideoClassifier``: a feature-extracting backbone joined to a head."""
+"""``VideoClassifier``: a feature-extracting backbone joined to a head, and its saved form (``config.json``)."""
 
 from __future__ import annotations
 
 import fnmatch
-from typing import Any
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from ..config import DataConfig
-from ..hub import HubMixin
+from ..heads.io import head_from_config, load_saved_state, pretrained_cfg_dict, registered_head_name
+from ..hub import HubDownloadKwargs, HubMixin, read_config, read_weights, resolve_pretrained_folder
+from ..version import __version__
+from .spec import build_parts
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["VideoClassifier"]
 
@@ -32,8 +40,10 @@ class VideoClassifier(nn.Module, HubMixin):
         pretrained_cfg: provenance of the weights (:class:`~taghead.models.pretrained.PretrainedCfg`),
             when loaded from pretrained weights; written to ``config.json`` and the model card.
 
-    Hub I/O (:mod:`taghead.hub`): ``save_pretrained(dir)``, ``push_to_hub(repo_id, ...)`` and the
-    class method ``VideoClassifier.from_pretrained(repo_id_or_dir, ...)``.
+    Saving and loading: ``save_pretrained(dir)``, ``push_to_hub(repo_id, ...)`` (the folder layout is
+    :mod:`taghead.hub`'s), the class methods ``from_pretrained(repo_id_or_dir, ...)``, ``from_config``
+    (the content of ``config.json``) and ``from_spec`` (the architecture alone); all but
+    ``from_pretrained`` give random weights.
     """
 
     def __init__(
@@ -121,6 +131,89 @@ class VideoClassifier(nn.Module, HubMixin):
             groups.append(dict(name=part, params=decay, lr=part_lr, weight_decay=weight_decay))
             groups.append(dict(name=f"{part}_no_decay", params=no_decay, lr=part_lr, weight_decay=0.0))
         return [g for g in groups if g["params"]]
+
+    # -- saved form ---------------------------------------------------------------------------------
+    def _saved_spec(self) -> dict[str, Any]:
+        """The spec, completed for a hand-assembled model and refreshed from the live head."""
+        spec = dict(self.spec)
+        if "head" not in spec:  # assembled by hand: the backbone module is the feature extractor itself
+            spec = dict(backbone=spec.get("backbone"), backbone_kwargs=spec.get("backbone_kwargs", {}),
+                        adapter=spec.get("adapter"), adapter_kwargs=spec.get("adapter_kwargs", {}),
+                        head=registered_head_name(self.head), head_config=None,
+                        freeze_backbone=spec.get("freeze_backbone", False))
+        if spec.get("head") is not None:
+            get_config = getattr(self.head, "get_config", None)
+            spec["head_config"] = get_config() if callable(get_config) else None  # follows reset_classifier
+        return spec
+
+    def hub_config(self, *, label_names: list[str] | None = None,
+                   data_config: DataConfig | None = None) -> dict[str, Any]:
+        """The content of ``config.json`` (``kind="model"``): the spec, the data config, the labels, the class
+        count, the registered model name and the provenance of the weights, when known."""
+        labels = self.label_names if label_names is None else list(label_names)
+        data = self.data_config if data_config is None else data_config
+        return dict(kind="model", taghead_version=__version__, architecture=self.architecture,
+                    num_classes=getattr(self.head, "num_classes", None), label_names=labels,
+                    data_config=data.to_dict(), spec=self._saved_spec(), pretrained_cfg=pretrained_cfg_dict(self))
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any], data_config: DataConfig | dict[str, Any],
+                  label_names: list[str] | None = None, backbone: nn.Module | None = None,
+                  head: nn.Module | None = None) -> VideoClassifier:
+        """The architecture a spec describes, with random weights (arguments: :func:`taghead.models.spec.build_parts`)."""
+        extractor, head_module, data_config = build_parts(spec, data_config, backbone=backbone, head=head)
+        return cls(extractor, head_module, data_config, spec=dict(spec), label_names=label_names)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], *, backbone: nn.Module | None = None,
+                    source: str = "the model") -> VideoClassifier:
+        """The model a ``config.json`` describes (``kind="model"``), with random weights.
+
+        ``backbone`` is the module to use when the model was saved around a backbone that taghead did not
+        recognise (``spec["backbone"] is None``); ``source`` names the checkpoint in error messages.
+        """
+        if config.get("kind") != "model":
+            raise ValueError(
+                f"{source} is a head-only checkpoint, not a full model. Load the head (TAGHead.from_pretrained or "
+                "taghead.from_pretrained) and attach it: taghead.VideoClassifier(backbone, head, data_config)."
+            )
+        spec = config["spec"]
+        if spec.get("head") is None or spec.get("head_config") is None:
+            head_from_config(None, None, source)  # raises: says how to load a custom head
+        data_config = DataConfig.from_dict(config["data_config"])
+        labels = config.get("label_names")
+        if spec.get("backbone") is None and backbone is None:
+            raise ValueError(
+                f"{source} was saved with a user-supplied backbone (spec['backbone'] is None: a module that is not "
+                "a registered architecture, see taghead.recognize_backbone), which cannot be rebuilt by name: pass "
+                "the same backbone module, from_pretrained(path, backbone=my_backbone). Its weights are then "
+                "loaded from the checkpoint."
+            )
+        if spec.get("backbone") is not None and backbone is not None:
+            raise ValueError(
+                f"{source} rebuilds its own backbone ({spec['backbone']!r}); do not pass backbone=. To put the "
+                "saved head on another backbone, load the head alone: taghead.TAGHead.from_pretrained(path)."
+            )
+        if spec.get("adapter") is None and spec.get("backbone") is None:
+            # Assembled by hand: the supplied module is the feature extractor itself.
+            head = head_from_config(spec["head"], spec["head_config"], source)
+            return cls(backbone, head, data_config, spec=spec, label_names=labels)  # type: ignore[arg-type]
+        return cls.from_spec(spec, data_config, label_names=labels, backbone=backbone)
+
+    @classmethod
+    def from_pretrained(cls, repo_id_or_path: str | os.PathLike, *, backbone: nn.Module | None = None,
+                        num_classes: int | None = None, **hub_kwargs: Unpack[HubDownloadKwargs]) -> VideoClassifier:
+        """A saved model from a folder or a Hub repository, in eval mode (see :func:`taghead.from_pretrained`)."""
+        folder = resolve_pretrained_folder(repo_id_or_path, **hub_kwargs)
+        return cls.from_folder(folder, read_config(folder), source=repr(os.fspath(repo_id_or_path)),
+                               backbone=backbone, num_classes=num_classes)
+
+    @classmethod
+    def from_folder(cls, folder: Path, config: dict[str, Any], *, source: str, backbone: nn.Module | None = None,
+                    num_classes: int | None = None) -> VideoClassifier:
+        """The model saved in a local ``folder`` whose ``config.json`` is ``config`` (already read)."""
+        model = cls.from_config(config, backbone=backbone, source=source)
+        return load_saved_state(model, read_weights(folder), config, source=source, num_classes=num_classes)
 
 
 def _no_weight_decay_patterns(model: nn.Module) -> set[str]:

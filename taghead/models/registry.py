@@ -1,4 +1,8 @@
-"""Models by name, timm style: ``register_model``, ``list_models``, ``create_model``."""
+"""Models by name, timm style: ``register_model``, ``list_models``, ``create_model``.
+
+The built-in models (:mod:`taghead.models.zoo`) register themselves when the ``taghead.models`` package
+is imported, which happens before this module is used.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,12 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
-from ..config import DataConfig
-from .pretrained import PretrainedCfg
+from ..config import DataConfig, PretrainedCfg
+from ..heads.io import apply_num_classes
+from ..hub import CONFIG_NAME, read_config, read_weights, resolve_pretrained_folder
+from ..weights import load_safetensors, load_state_dict_checked, load_torch_checkpoint
+from .loading import from_pretrained
+from .reference import convert_official_state_dict, is_official_state_dict, unwrap_official_state_dict
 
 __all__ = ["register_model", "list_models", "create_model", "get_pretrained_cfg", "is_model", "load_pretrained"]
 
@@ -50,12 +58,7 @@ def register_model(
     return decorator(fn) if fn is not None else decorator
 
 
-def _ensure_builtin() -> None:
-    from . import zoo  # noqa: F401  (registers the built-in models on import)
-
-
 def is_model(name: str) -> bool:
-    _ensure_builtin()
     return name in _MODELS
 
 
@@ -63,9 +66,8 @@ def list_models(pattern: str | None = None, pretrained: bool = False) -> list[st
     """Registered model names, sorted; ``pattern`` is a shell-style wildcard (``"tag_r2plus1d_34_*"``).
 
     ``pretrained=True`` keeps the models with published weights: a Hub repo, a local file, or
-    released reference checkpoints to convert (see each model's ``pretrained_cfg.source``).
+    reference checkpoints to convert (see each model's ``pretrained_cfg.source``).
     """
-    _ensure_builtin()
     names = sorted(_MODELS)
     if pattern is not None:
         names = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
@@ -83,7 +85,6 @@ def _unknown(name: str) -> ValueError:
 
 def get_pretrained_cfg(name: str) -> PretrainedCfg | None:
     """The pretrained config registered with model ``name`` (``None`` if it has none)."""
-    _ensure_builtin()
     if name not in _MODELS:
         raise _unknown(name)
     return _PRETRAINED_CFGS.get(name)
@@ -104,22 +105,16 @@ def _read_weight_file(file: str, model: nn.Module) -> tuple[dict[str, torch.Tens
     Returns the state dict, the folder's ``config.json`` (if any) and whether the file was a
     reference checkpoint converted on the fly.
     """
-    from ..hub import CONFIG_NAME, WEIGHTS_NAME, read_config
-    from ..weights import load_safetensors, load_torch_checkpoint
-
     path = Path(file).expanduser()
     if path.is_dir():
         config = read_config(path) if (path / CONFIG_NAME).is_file() else None
-        return load_safetensors(path / WEIGHTS_NAME), config, False
+        return read_weights(path), config, False
     if not path.exists():
         raise FileNotFoundError(f"pretrained weights file {file!r} does not exist")
     if path.suffix == ".safetensors":
         return load_safetensors(path), None, False
     state = load_torch_checkpoint(path)
-    inner = state.get("model_state_dict")
-    if "pos_embedding" in state or (isinstance(inner, dict) and "pos_embedding" in inner):  # reference layout
-        from ..convert import convert_official_state_dict, unwrap_official_state_dict
-
+    if is_official_state_dict(state):
         return convert_official_state_dict(unwrap_official_state_dict(state, repr(file)), model, repr(file)), None, True
     for wrapper in ("model_state_dict", "state_dict"):
         if isinstance(state.get(wrapper), dict):
@@ -129,16 +124,13 @@ def _read_weight_file(file: str, model: nn.Module) -> tuple[dict[str, torch.Tens
 
 def load_pretrained(model: nn.Module, cfg: PretrainedCfg, *, name: str = "model") -> nn.Module:
     """Load the weights ``cfg`` points at (``file`` first, then ``hf_hub_id``) into ``model``; keys are checked."""
-    from ..hub import WEIGHTS_NAME, resolve_pretrained_folder
-    from ..weights import load_safetensors, load_state_dict_checked
-
     config, converted = None, False
     if cfg.file:
         state, config, converted = _read_weight_file(cfg.file, model)
         source = repr(cfg.file)
     elif cfg.hf_hub_id:
         folder = resolve_pretrained_folder(cfg.hf_hub_id)
-        state, source = load_safetensors(folder / WEIGHTS_NAME), f"hf-hub:{cfg.hf_hub_id}"
+        state, source = read_weights(folder), f"hf-hub:{cfg.hf_hub_id}"
     else:
         raise ValueError(_how_to_get_weights(name, cfg))
     load_state_dict_checked(model, state, source=source)
@@ -174,13 +166,10 @@ def create_model(
     if not isinstance(model_name, str):
         raise TypeError(f"model_name must be a str, got {type(model_name).__name__}")
     if model_name.startswith(_HUB_PREFIX):
-        from ..hub import from_pretrained
-
         if pretrained_cfg_overlay:
             raise ValueError(f"pretrained_cfg_overlay does not apply to {model_name!r}: its weights are the repo's")
 
         return from_pretrained(model_name[len(_HUB_PREFIX):], num_classes=num_classes, **kwargs)
-    _ensure_builtin()
     if model_name not in _MODELS:
         raise _unknown(model_name)
     cfg = _PRETRAINED_CFGS.get(model_name)
@@ -214,8 +203,6 @@ def create_model(
         model.pretrained_cfg = cfg
     model.architecture = model_name
     if pretrained:
-        from ..hub import apply_num_classes
-
         load_pretrained(model, cfg, name=model_name)
         apply_num_classes(model, num_classes, what=f"create_model({model_name!r})")
     return model

@@ -1,51 +1,27 @@
 """``wrap_backbone``: any video backbone + a taghead head -> a :class:`VideoClassifier`; and its inverse
-``build_from_spec``, which rebuilds the same architecture from the JSON spec a model carries.
-
-The spec (``VideoClassifier.spec``)::
-
-    {"backbone": "torchvision/r2plus1d_18" | None,   # registered name; None = user-supplied module
-     "backbone_kwargs": {...},                       # builder arguments (JSON)
-     "adapter": "torchvision_video_resnet",          # adapter name (taghead.list_adapters())
-     "adapter_kwargs": {...},                        # e.g. {"feature_layer": "layer4", "prune": true}
-     "head": "tag" | None,                           # registered head name; None = custom factory
-     "head_config": {...} | None,                    # head.get_config(): rebuilds the head
-     "freeze_backbone": false}
+``build_from_spec``, which rebuilds the same architecture from the JSON spec a model carries (format:
+:mod:`taghead.models.spec`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable
 from typing import Any
 
 from torch import nn
 
-from ..adapters import FeatureExtractor, adapt
+from ..adapters import adapt
+from ..backbones.recognize import recognize_backbone
 from ..backbones.registry import create_backbone, get_backbone_data_config
 from ..config import DataConfig
-from ..heads.registry import create_head, get_head_class, list_heads
+from ..heads.registry import create_head
 from .classifier import VideoClassifier
+from .spec import SPEC_KEYS
+from .spec import registered_head_name_of as _head_name
+from .spec import spec_json as _json
 
 __all__ = ["wrap_backbone", "build_from_spec", "SPEC_KEYS"]
-
-SPEC_KEYS = ("backbone", "backbone_kwargs", "adapter", "adapter_kwargs", "head", "head_config", "freeze_backbone")
-
-
-def _json(obj: Any, what: str) -> Any:
-    try:
-        return json.loads(json.dumps(obj))
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"{what} must be JSON-serialisable (it is stored in the model spec): {err}") from None
-
-
-def _head_name(head: str | Callable[..., nn.Module]) -> str | None:
-    if isinstance(head, str):
-        return head
-    for name in list_heads():
-        if get_head_class(name) is head:
-            return name
-    return None
 
 
 def _build_head(head: str | Callable[..., nn.Module], shape: tuple[int, int, int, int], num_classes: int,
@@ -91,6 +67,9 @@ def wrap_backbone(
         model_or_name: a backbone module (modified in place: its pooling and classifier are removed;
             pass ``copy.deepcopy(model)`` to keep the original), or a registered name
             (:func:`taghead.list_backbones`, or ``"timm/<model>"``), built with random weights.
+            A module of a registered architecture (:func:`taghead.recognize_backbone`: same classes,
+            parameters, buffers and settings as the registered builder makes) is recorded by name in
+            the spec, so that ``taghead.from_pretrained`` rebuilds it without the module.
         num_classes: classifier outputs.
         head: a registered head name (``"tag"``, ``"meanpool"``, ...), a head class, or a factory
             ``f(in_channels, t, h, w, *, num_classes, **head_kwargs) -> nn.Module``.
@@ -119,6 +98,9 @@ def wrap_backbone(
         if backbone_kwargs:
             raise ValueError("backbone_kwargs apply to a backbone given by name, not to a module")
         name, model, base_config = None, model_or_name, None
+        if not callable(feature_layer):  # a known architecture is recorded by name, before the adapter changes it
+            known = recognize_backbone(model)
+            name, backbone_kwargs = known.name, dict(known.kwargs)
     else:
         raise TypeError(f"model_or_name must be an nn.Module or a registered backbone name, "
                         f"got {type(model_or_name).__name__}")
@@ -163,58 +145,4 @@ def build_from_spec(
             spec's features came from a callable ``feature_layer``).
         head: the head module when ``spec["head"]`` is ``None`` (a custom head factory was used).
     """
-    missing = [k for k in SPEC_KEYS if k not in spec]
-    if missing:
-        raise ValueError(f"model spec lacks {missing}; expected the keys {list(SPEC_KEYS)}")
-    if isinstance(data_config, dict):
-        data_config = DataConfig.from_dict(data_config)
-    if not isinstance(data_config, DataConfig):
-        raise TypeError(f"data_config must be a DataConfig or a dict, got {type(data_config).__name__}")
-
-    if spec["backbone"] is None:
-        if backbone is None:
-            raise ValueError("this spec has a user-supplied backbone (spec['backbone'] is None): pass backbone=, "
-                             "a freshly built module of the same architecture")
-        model = backbone
-    else:
-        if backbone is not None:
-            raise ValueError(f"the spec builds its backbone {spec['backbone']!r} by name; do not pass backbone=")
-        model = create_backbone(spec["backbone"], **dict(spec["backbone_kwargs"] or {}))
-
-    adapter_kwargs = dict(spec["adapter_kwargs"] or {})
-    callable_name = adapter_kwargs.pop("callable", None)
-    if isinstance(model, FeatureExtractor):
-        if spec["adapter"] not in (None, model.adapter_name):
-            raise ValueError(f"the spec's adapter is {spec['adapter']!r}, the given extractor is {model.adapter_name!r}")
-        extractor = model
-    elif callable_name is not None:
-        raise ValueError(
-            f"this model's features came from the callable {callable_name!r}, which a spec cannot store; pass "
-            f"backbone=taghead.adapters.adapt(model, feature_layer={callable_name.rsplit('.', 1)[-1]})"
-        )
-    else:
-        extractor = adapt(model, adapter=spec["adapter"], **adapter_kwargs)
-
-    if spec["head"] is None or spec["head_config"] is None:
-        if head is None:
-            raise ValueError("this spec's head came from a custom factory (spec['head'] is None): pass head=, "
-                             "a module of the same architecture")
-        head_module = head
-    else:
-        if head is not None:
-            raise ValueError(f"the spec builds its head {spec['head']!r} by name; do not pass head=")
-        head_module = get_head_class(spec["head"])(**spec["head_config"])
-
-    in_channels, grid = getattr(head_module, "in_channels", None), getattr(head_module, "grid", None)
-    if in_channels is not None and grid is not None:
-        shape = extractor.feature_shape(data_config.num_frames, data_config.crop_size)
-        if shape[0] != in_channels or (tuple(shape[1:]) != tuple(grid) and not getattr(head_module, "dynamic_size", True)):
-            raise ValueError(
-                f"the backbone gives feature maps [B, {shape[0]}, {shape[1]}, {shape[2]}, {shape[3]}] for "
-                f"{data_config.num_frames} frames at {data_config.crop_size}px, but the head expects "
-                f"[B, {in_channels}, {grid[0]}, {grid[1]}, {grid[2]}]: spec and data config disagree"
-            )
-    extractor.clip = (data_config.num_frames, data_config.crop_size)
-    if spec["freeze_backbone"]:
-        extractor.freeze()
-    return VideoClassifier(extractor, head_module, data_config, spec=dict(spec), label_names=label_names)
+    return VideoClassifier.from_spec(spec, data_config, label_names=label_names, backbone=backbone, head=head)

@@ -1,17 +1,17 @@
 """The built-in registered models: TAG-Head on the reference R(2+1)D-34 and on common video backbones.
 
-=========================  ==================================  =======  =====  =====================
+=========================  ==================================  =======  =====  ===================
 model name                 backbone                            frames   crop   weights
-=========================  ==================================  =======  =====  =====================
+=========================  ==================================  =======  =====  ===================
 ``tag_r2plus1d_34_haa500``  ``taghead/r2plus1d_34`` (IG-65M)     32       112    reference (convert)
 ``tag_r2plus1d_34_gym99``   ``taghead/r2plus1d_34``              64       112    reference (convert)
 ``tag_r2plus1d_34_gym288``  ``taghead/r2plus1d_34``              64       112    reference (convert)
-``tag_r2plus1d_18``         ``torchvision/r2plus1d_18``          16       112    none released
-``tag_r3d_18``              ``torchvision/r3d_18``               16       112    none released
-``tag_slowfast_r50``        ``pytorchvideo/slowfast_r50``        32       224    none released
-``tag_x3d_m``               ``pytorchvideo/x3d_m``               16       224    none released
-``tag_i3d_r50``             ``pytorchvideo/i3d_r50``             8        224    none released
-=========================  ==================================  =======  =====  =====================
+``tag_r2plus1d_18``         ``torchvision/r2plus1d_18``          16       112    none
+``tag_r3d_18``              ``torchvision/r3d_18``               16       112    none
+``tag_slowfast_r50``        ``pytorchvideo/slowfast_r50``        32       224    none
+``tag_x3d_m``               ``pytorchvideo/x3d_m``               16       224    none
+``tag_i3d_r50``             ``pytorchvideo/i3d_r50``             8        224    none
+=========================  ==================================  =======  =====  ===================
 
 The reference presets use the exact heads of the paper (2 post-norm layers, 8 heads, dropout 0.5,
 feed-forward 512 / 1024 / 2048, APPNP K=2, alpha=0.1); the others use the same head defaults.
@@ -26,14 +26,13 @@ from ..heads.tag import TAG_PRESETS
 from .classifier import VideoClassifier
 from .pretrained import PRETRAINED_CFGS, PretrainedCfg
 from .registry import register_model
+from .wrap import wrap_backbone
 
 __all__: list[str] = []
 
 
 def _tag_model(backbone: str, num_classes: int, pretrained_cfg: PretrainedCfg, **kwargs: Any) -> VideoClassifier:
     """TAG-Head on the registered ``backbone``, for the input described by ``pretrained_cfg``."""
-    from .wrap import wrap_backbone
-
     num_frames = kwargs.pop("num_frames", pretrained_cfg.num_frames)
     crop_size = kwargs.pop("crop_size", pretrained_cfg.crop_size)
     model = wrap_backbone(backbone, num_classes, head="tag", num_frames=num_frames, crop_size=crop_size, **kwargs)

@@ -235,7 +235,7 @@ def _propagate(
     x: torch.Tensor, q_res: torch.Tensor, q_corr: torch.Tensor | None, t: int, p: int
 ) -> torch.Tensor:
     """:func:`_propagate_exact` outside autocast: its products run in ``q_res.dtype``, not autocast's."""
-    if torch.is_autocast_enabled(x.device.type):
+    if x.device.type != "meta" and torch.is_autocast_enabled(x.device.type):  # meta: shapes only, no autocast
         with torch.autocast(x.device.type, enabled=False):
             return _propagate_exact(x, q_res, q_corr, t, p)
     return _propagate_exact(x, q_res, q_corr, t, p)

@@ -1,0 +1,183 @@
+"""Saving and loading heads: a head's ``config.json``, a head rebuilt from its config through the head
+registry, head-only checkpoints (also taken out of a full-model checkpoint), and a new class count.
+
+Folders and repositories themselves are :mod:`taghead.hub`'s business; full models are
+:mod:`taghead.models`'. :func:`load_saved_state` and :func:`apply_num_classes` are shared with them.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from ..config import DataConfig, PretrainedCfg
+from ..hub import (
+    WEIGHTS_NAME,
+    HubDownloadKwargs,
+    HubMixin,
+    read_config,
+    read_weights,
+    resolve_pretrained_folder,
+)
+from ..version import __version__
+from ..weights import load_state_dict_checked
+from .registry import get_head_class, list_heads
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from typing_extensions import Unpack
+
+__all__ = ["HeadHubMixin", "registered_head_name", "head_hub_config", "head_from_config", "load_head",
+           "load_saved_state", "apply_num_classes", "pretrained_cfg_dict"]
+
+#: Weight prefix of the head inside a full model's state dict.
+HEAD_PREFIX = "head."
+
+
+def registered_head_name(head: nn.Module) -> str | None:
+    """The registry name of ``head``'s class, or ``None`` for a head the registry cannot rebuild."""
+    name = getattr(type(head), "head_name", "")
+    return name if name in list_heads() and get_head_class(name) is type(head) else None
+
+
+def pretrained_cfg_dict(module: nn.Module) -> dict[str, Any] | None:
+    """``module.pretrained_cfg`` as the dict ``config.json`` stores (``None`` when it has none)."""
+    cfg = getattr(module, "pretrained_cfg", None)
+    return cfg.to_dict() if hasattr(cfg, "to_dict") else cfg
+
+
+def head_hub_config(head: nn.Module, *, label_names: list[str] | None = None,
+                    data_config: DataConfig | None = None) -> dict[str, Any]:
+    """The ``config.json`` of a head-only checkpoint (``kind="head"``)."""
+    get_config = getattr(head, "get_config", None)
+    if not callable(get_config):
+        raise TypeError(f"a head-only checkpoint needs a head with get_config(), got {type(head).__name__}")
+    labels = list(label_names) if label_names is not None else getattr(head, "label_names", None)
+    return dict(kind="head", taghead_version=__version__, architecture=None,
+                num_classes=getattr(head, "num_classes", None), label_names=labels,
+                data_config=data_config.to_dict() if data_config else None,
+                spec=dict(head=registered_head_name(head), head_config=get_config()),
+                pretrained_cfg=pretrained_cfg_dict(head))
+
+
+def head_from_config(head_name: str | None, head_config: dict[str, Any] | None, source: str) -> nn.Module:
+    """A freshly initialised head of the registered class ``head_name``, built with ``head_config``."""
+    if head_name is None or head_config is None:
+        raise ValueError(
+            f"{source} was saved with a custom head that the head registry cannot rebuild. Build the same model "
+            "yourself and load the weights into it with taghead.hub.load_weights(model, path_or_repo_id)."
+        )
+    return get_head_class(head_name)(**head_config)
+
+
+# ------------------------------------------------------------------------------------------- class count
+def _classifier_keys(module: nn.Module) -> list[str]:
+    get_classifier = getattr(module, "get_classifier", None)
+    if not callable(get_classifier):
+        return []
+    classifier = get_classifier()
+    prefix = next((name for name, m in module.named_modules() if m is classifier), None)
+    if prefix is None:
+        return []
+    return [f"{prefix}.{k}" if prefix else k for k in classifier.state_dict()]
+
+
+def _class_dependent_keys(module: nn.Module) -> tuple[list[str], list[str]]:
+    """State-dict keys that follow ``num_classes``: the classifier's, and the others that the head lists in
+    ``class_dependent_keys()`` (``head.``-prefixed in a full model)."""
+    classifier = _classifier_keys(module)
+    for prefix, owner in (("", module), (HEAD_PREFIX, getattr(module, "head", None))):
+        class_dependent_keys = getattr(owner, "class_dependent_keys", None)
+        if callable(class_dependent_keys):
+            return classifier, [prefix + k for k in class_dependent_keys() if prefix + k not in classifier]
+    return classifier, []
+
+
+def apply_num_classes(module: nn.Module, num_classes: int | None, *, what: str) -> None:
+    """Re-initialise the classifier (and the head's other class-dependent weights) of a head or a model for
+    ``num_classes`` (if different), with a warning that names them."""
+    if num_classes is None or num_classes == module.num_classes:
+        return
+    if not callable(getattr(module, "reset_classifier", None)):
+        raise TypeError(f"{what}: cannot change num_classes, the model has no reset_classifier()")
+    old, before = module.num_classes, _class_dependent_keys(module)
+    module.reset_classifier(num_classes)
+    # Keys from both sides of the reset: with 0 classes a head has none.
+    classifier, others = (list(dict.fromkeys(b + a)) for b, a in zip(before, _class_dependent_keys(module)))
+    also = f" and the other class-dependent weights ({', '.join(others)})" if others else ""
+    warnings.warn(
+        f"{what}: loaded the pretrained weights ({old} classes) except the classifier ({', '.join(classifier)})"
+        f"{also}, which {'were' if others else 'was'} re-initialised for num_classes={num_classes}; "
+        f"train {'them' if others else 'it'} before use.",
+        UserWarning,
+        stacklevel=4,
+    )
+
+
+# ------------------------------------------------------------------------------------------------- loading
+def load_saved_state(module: nn.Module, state: dict[str, torch.Tensor], config: dict[str, Any], *, source: str,
+                     num_classes: int | None = None) -> nn.Module:
+    """Finish loading a rebuilt module: its weights (keys and shapes checked), its provenance
+    (``pretrained_cfg``, ``architecture``) from ``config``, a new class count if asked; eval mode."""
+    load_state_dict_checked(module, state, source=f"{source} ({WEIGHTS_NAME})")
+    if config.get("pretrained_cfg") is not None:
+        module.pretrained_cfg = PretrainedCfg.from_dict(config["pretrained_cfg"])
+    if config.get("architecture"):
+        module.architecture = config["architecture"]
+    apply_num_classes(module, num_classes, what=f"from_pretrained({source})")
+    return module.eval()
+
+
+def load_head_from_folder(folder: Path, config: dict[str, Any], source: str, *,
+                          num_classes: int | None = None) -> nn.Module:
+    """The head saved in ``folder``: a head-only checkpoint, or the head of a full model."""
+    state = read_weights(folder)
+    if config["kind"] == "model":  # only the head's part of a full model
+        spec = config["spec"]
+        config = dict(config, kind="head",
+                      spec=dict(head=spec.get("head"), head_config=spec.get("head_config")))
+        state = {k[len(HEAD_PREFIX):]: v for k, v in state.items() if k.startswith(HEAD_PREFIX)}
+    head = head_from_config(config["spec"].get("head"), config["spec"].get("head_config"), source)
+    load_saved_state(head, state, config, source=source, num_classes=num_classes)
+    if config.get("label_names") is not None and head.num_classes == len(config["label_names"]):
+        head.label_names = list(config["label_names"])
+    return head
+
+
+def load_head(repo_id_or_path: str | os.PathLike, *, num_classes: int | None = None,
+              **hub_kwargs: Unpack[HubDownloadKwargs]) -> nn.Module:
+    """A head from a saved folder or a Hub repository: a head-only checkpoint, or the head of a full model.
+
+    ``num_classes`` re-initialises the classifier (and the head's other class-dependent weights) for
+    another class count, with a warning; ``hub_kwargs`` go to :func:`taghead.hub.resolve_pretrained_folder`.
+    """
+    folder = resolve_pretrained_folder(repo_id_or_path, **hub_kwargs)
+    return load_head_from_folder(folder, read_config(folder), repr(os.fspath(repo_id_or_path)),
+                                 num_classes=num_classes)
+
+
+class HeadHubMixin(HubMixin):
+    """Head-only checkpoints: ``head.save_pretrained(dir)``, ``head.push_to_hub(repo_id)`` and
+    ``Head.from_pretrained(dir_or_repo_id)`` (also the head of a full-model checkpoint)."""
+
+    def hub_config(self, *, label_names: list[str] | None = None, data_config: Any = None) -> dict[str, Any]:
+        return head_hub_config(self, label_names=label_names, data_config=data_config)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_pretrained(cls, repo_id_or_path: str | os.PathLike, *, num_classes: int | None = None,
+                        **hub_kwargs: Unpack[HubDownloadKwargs]) -> Any:
+        """The head saved in a folder or Hub repository (a full model's head too); it must be an instance of
+        this class. ``num_classes`` and ``hub_kwargs`` as in :func:`load_head`."""
+        head = load_head(repo_id_or_path, num_classes=num_classes, **hub_kwargs)
+        if not isinstance(head, cls):
+            raise TypeError(
+                f"{os.fspath(repo_id_or_path)!r} holds a {type(head).__name__}, not a {cls.__name__}; "
+                "load it with taghead.from_pretrained instead"
+            )
+        return head
+

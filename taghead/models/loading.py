@@ -1,0 +1,77 @@
+"""``taghead.from_pretrained``: whatever a saved folder or Hub repository holds, a full model or a head.
+
+Also the same choice for configs alone (:func:`config_for`, :func:`module_from_config`), which training
+checkpoints store. Full models load through :meth:`VideoClassifier.from_folder`, heads through
+:func:`taghead.heads.io.load_head_from_folder`; the folder itself is :mod:`taghead.hub`'s business.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from torch import nn
+
+from ..heads.io import head_from_config, load_head_from_folder
+from ..hub import KINDS, HubDownloadKwargs, HubMixin, read_config, resolve_pretrained_folder
+from .classifier import VideoClassifier
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+__all__ = ["from_pretrained", "config_for", "module_from_config"]
+
+
+def from_pretrained(
+    repo_id_or_path: str | os.PathLike,
+    *,
+    backbone: nn.Module | None = None,
+    num_classes: int | None = None,
+    kind: str | None = None,
+    **hub_kwargs: Unpack[HubDownloadKwargs],
+) -> nn.Module:
+    """Rebuild a model (or a head) from a saved folder or a Hub repository and load its weights.
+
+    Args:
+        repo_id_or_path: a folder written by ``save_pretrained``, or a Hub repo id ``"org/name"``.
+        backbone: the backbone module, needed only when the model was saved around a backbone module
+            that taghead did not recognise (``spec["backbone"] is None``).
+        num_classes: a different class count: everything but the classifier (and the head's other
+            class-dependent weights) is loaded, those are re-initialised and a warning names them.
+        kind: ``"head"`` to load only the head of a full-model checkpoint; ``None`` loads what was saved.
+        **hub_kwargs: ``revision``, ``cache_dir``, ``force_download``, ``token``, ``local_files_only``
+            (:class:`~taghead.hub.HubDownloadKwargs`), passed to ``huggingface_hub.snapshot_download``.
+            ``HF_HUB_OFFLINE=1`` implies ``local_files_only``.
+
+    Returns:
+        a :class:`~taghead.VideoClassifier` (``kind="model"``) or a head (``kind="head"``), in eval mode.
+    """
+    if kind not in (None, *KINDS):
+        raise ValueError(f"kind must be None, 'model' or 'head', got {kind!r}")
+    folder = resolve_pretrained_folder(repo_id_or_path, **hub_kwargs)
+    source = repr(os.fspath(repo_id_or_path))
+    config = read_config(folder)
+    if kind == "head" or (kind is None and config["kind"] == "head"):
+        if backbone is not None:
+            raise ValueError(f"{source} is a head-only checkpoint; backbone= does not apply. Attach the loaded "
+                             "head with taghead.VideoClassifier(backbone, head, data_config).")
+        return load_head_from_folder(folder, config, source, num_classes=num_classes)
+    return VideoClassifier.from_folder(folder, config, source=source, backbone=backbone, num_classes=num_classes)
+
+
+def config_for(module: nn.Module) -> dict[str, Any]:
+    """The ``config.json`` content of a :class:`~taghead.VideoClassifier` or a head."""
+    if not isinstance(module, HubMixin):
+        raise TypeError(f"expected a taghead VideoClassifier or a head (VideoHead), got {type(module).__name__}")
+    return module.hub_config()
+
+
+def module_from_config(config: dict[str, Any], *, backbone: nn.Module | None = None,
+                       source: str = "the config") -> nn.Module:
+    """The model or head a ``config.json`` content describes, with random weights."""
+    if config["kind"] == "head":
+        if backbone is not None:
+            raise ValueError(f"{source} describes a head alone; backbone= does not apply")
+        spec = config["spec"]
+        return head_from_config(spec.get("head"), spec.get("head_config"), source)
+    return VideoClassifier.from_config(config, backbone=backbone, source=source)
