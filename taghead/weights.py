@@ -71,8 +71,18 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def default_file_mode() -> int:
+    """``0o666`` less the process umask: the mode ``open()`` would give a new file (``mkstemp`` gives 0o600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _atomic_replace(tmp: Path, path: Path) -> None:
+    """Move the finished ``tmp`` onto ``path``, with the permissions of a plainly created file (the
+    temporary file has ``mkstemp``'s 0o600, and safetensors recreates it with that mode too)."""
     with open(tmp, "rb+") as f:
+        os.fchmod(f.fileno(), default_file_mode())
         os.fsync(f.fileno())
     os.replace(tmp, path)
     fsync_dir(path.parent)

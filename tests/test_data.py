@@ -4,6 +4,7 @@ and the unreadable-video policy inside a DataLoader. The videos are small mp4 fi
 from __future__ import annotations
 
 import csv
+import os
 import warnings
 from pathlib import Path
 
@@ -186,6 +187,16 @@ def test_unreadable_files_raise_video_decode_error(tmp_path, video_root):
     for name in ("truncated.mp4", "random.mp4", "empty.mp4", "missing.mp4"):
         with pytest.raises(VideoDecodeError, match=name):
             read_clip(tmp_path / name, 4)
+
+
+def test_write_video_gives_the_file_the_permissions_of_a_plainly_created_one(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        path = write_video(tmp_path / "a.mp4", np.zeros((2, 8, 8, 3), np.uint8))
+    finally:
+        os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o644  # not mkstemp's private 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["a.mp4"]
 
 
 def test_write_video_rejects_bad_frames(tmp_path):

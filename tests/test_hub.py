@@ -83,6 +83,11 @@ def test_model_round_trip_gives_identical_outputs(tmp_path, video):
     model = _model(seed=0)
     folder = model.save_pretrained(tmp_path / "m")
     assert sorted(p.name for p in folder.iterdir()) == sorted([CONFIG_NAME, WEIGHTS_NAME, MODEL_CARD_NAME])
+    # Written like plainly created files (umask applies), not with the temporary file's private 0o600.
+    umask = os.umask(0)
+    os.umask(umask)
+    assert {p.name: p.stat().st_mode & 0o777 for p in folder.iterdir()} == dict.fromkeys(
+        [CONFIG_NAME, WEIGHTS_NAME, MODEL_CARD_NAME], 0o666 & ~umask)
 
     config = json.loads((folder / CONFIG_NAME).read_text())
     assert config["kind"] == "model" and config["taghead_version"] == taghead.__version__

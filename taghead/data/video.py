@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..weights import default_file_mode
 from .sampling import uniform_frame_indices
 from .transforms import shorter_side_size
 
@@ -271,7 +272,10 @@ def write_video(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix or ".mp4", dir=path.parent)
-    os.close(fd)
+    try:
+        os.fchmod(fd, default_file_mode())  # mkstemp's 0o600 would make the video private
+    finally:
+        os.close(fd)
     try:
         with av.open(tmp, mode="w", format="mp4") as container:
             stream = container.add_stream(codec, rate=fps)

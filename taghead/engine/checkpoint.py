@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..weights import CheckpointError, fsync_dir
+from ..weights import CheckpointError, default_file_mode, fsync_dir
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -90,13 +90,6 @@ def model_config_json(model: torch.nn.Module) -> str:
         return json.dumps(config_for(model))
     except (TypeError, ValueError):
         return "null"
-
-
-def default_file_mode() -> int:
-    """``0o666`` less the process umask: the mode ``open()`` would give a new file (``mkstemp`` gives 0o600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
