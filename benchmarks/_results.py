@@ -1,7 +1,9 @@
-"""Write one named section of ``benchmarks/RESULTS.md`` without touching the others."""
+"""What the benchmarks share: one named section of ``benchmarks/RESULTS.md`` written without touching the
+others, and the CPU's name for the machine line."""
 
 from __future__ import annotations
 
+import platform
 import re
 from pathlib import Path
 
@@ -15,3 +17,14 @@ def write_section(name: str, markdown: str, path: Path = RESULTS) -> None:
     pattern = re.compile(rf"<!-- {re.escape(name)} -->.*?<!-- /{re.escape(name)} -->", re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
     path.write_text(text)
+
+
+def cpu_name() -> str:
+    """The CPU's model name (from ``/proc/cpuinfo`` where there is one)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

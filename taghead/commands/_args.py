@@ -1,4 +1,4 @@
-"""Command-line pieces that ``taghead train``, ``eval`` and ``predict`` share: the parser, run options, errors."""
+"""Command-line pieces that ``taghead train``, ``eval``, ``predict`` and ``explain`` share: the parser, run options, errors."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 import textwrap
 from collections.abc import Callable
 
-__all__ = ["add_command_parser", "add_device_argument", "add_run_arguments", "fail", "run_reporting_errors"]
+__all__ = ["add_command_parser", "add_device_argument", "add_video_model_arguments", "add_run_arguments", "fail", "run_reporting_errors"]
 
 
 def add_command_parser(subparsers: argparse._SubParsersAction, name: str, *, help: str, description: str,
@@ -23,6 +23,13 @@ def add_command_parser(subparsers: argparse._SubParsersAction, name: str, *, hel
 def add_device_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """``--device {cpu,cuda}`` (default: CUDA when available)."""
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
+
+
+def add_video_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The positional ``videos`` (one or more files) and ``--model`` (required), as ``predict`` and ``explain`` take them."""
+    parser.add_argument("videos", nargs="+", help="video files")
+    parser.add_argument("--model", required=True,
+                        help="saved model folder, training output folder, checkpoint file or Hub repo id")
 
 
 def add_run_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *, batch_size_help: str | None = None,

@@ -23,15 +23,13 @@ EPILOG = """examples:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from ..explanation.methods import METHODS
-    from ._args import add_command_parser, add_device_argument
+    from ._args import add_command_parser, add_device_argument, add_video_model_arguments
 
     parser = add_command_parser(
         subparsers, "explain", help="heatmaps of where and when a model saw its class, for video files",
         description=DESCRIPTION, epilog=EPILOG,
     )
-    parser.add_argument("videos", nargs="+", help="video files")
-    parser.add_argument("--model", required=True,
-                        help="saved model folder, training output folder, checkpoint file or Hub repo id")
+    add_video_model_arguments(parser)
     parser.add_argument("--output", required=True, help="folder for the PNG sheets and the overlay videos")
     parser.add_argument("--target", default=None,
                         help="class name or index to explain (default: each video's predicted class)")

@@ -19,15 +19,13 @@ EPILOG = """examples:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from ._args import add_command_parser, add_device_argument
+    from ._args import add_command_parser, add_device_argument, add_video_model_arguments
 
     parser = add_command_parser(
         subparsers, "predict", help="top-k labels and scores for video files",
         description=DESCRIPTION, epilog=EPILOG,
     )
-    parser.add_argument("videos", nargs="+", help="video files")
-    parser.add_argument("--model", required=True,
-                        help="saved model folder, training output folder, checkpoint file or Hub repo id")
+    add_video_model_arguments(parser)
     parser.add_argument("-k", "--topk", type=int, default=5, help="labels per video (default 5)")
     parser.add_argument("--batch-size", type=int, default=4)
     add_device_argument(parser)
