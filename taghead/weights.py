@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from torch import nn
 __all__ = [
     "CheckpointError",
     "StateDictMismatchError",
+    "atomic_output",
     "atomic_write_text",
     "save_safetensors",
     "load_safetensors",
@@ -94,15 +96,33 @@ def _temp_path(path: Path) -> Path:
     return Path(name)
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file, fsync and ``os.replace``."""
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary file beside ``path`` to write to; when the block ends without an error it replaces
+    ``path`` (fsync of the file, ``os.replace``, fsync of the folder), else it is removed.
+
+    A process killed at any moment leaves either the old ``path`` or the complete new one, never a
+    partial file. The folder is created if missing.
+
+    Example::
+
+        with atomic_output("run/metrics.csv") as tmp:
+            tmp.write_text(text)
+    """
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_path(path)
     try:
-        tmp.write_text(text, encoding="utf-8")
+        yield tmp
         _atomic_replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_output`)."""
+    with atomic_output(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -148,3 +148,19 @@ def test_killed_run_resumes_to_the_same_result(tmp_path: Path) -> None:
     assert len(rows_b) == 6  # header + epochs 1..5, each once
     strip_time = [",".join(r.split(",")[:-1]) for r in rows_a], [",".join(r.split(",")[:-1]) for r in rows_b]
     assert strip_time[0] == strip_time[1]  # every metric but the wall-clock time
+
+
+def test_atomic_output_replaces_on_success_and_keeps_the_old_file_on_error(tmp_path: Path) -> None:
+    from taghead.weights import atomic_output
+
+    target = tmp_path / "sub" / "notes.txt"
+    with atomic_output(target) as tmp:
+        assert tmp.parent == target.parent and tmp != target and not target.exists()
+        tmp.write_text("first")
+    assert target.read_text() == "first"
+    with pytest.raises(RuntimeError, match="boom"):
+        with atomic_output(target) as tmp:
+            tmp.write_text("half of the sec")
+            raise RuntimeError("boom")
+    assert target.read_text() == "first"
+    assert [p.name for p in target.parent.iterdir()] == ["notes.txt"]

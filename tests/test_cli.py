@@ -82,6 +82,33 @@ def test_eval_reports_metrics_confusion_and_per_class(trained: Path, videos: Pat
     assert (out / "confusion_matrix.png").stat().st_size > 1000
 
 
+def _model_without_label_names(tmp_path: Path, num_classes: int) -> Path:
+    """A saved tiny model that carries no label names (as a converted reference checkpoint)."""
+    model = build_model(num_classes=num_classes, num_frames=8, crop_size=32, backbone_kwargs={"width": 4},
+                        head_kwargs={"embed_dim": 16, "num_heads": 2, "mlp_dim": 32, "depth": 1})
+    assert model.label_names is None
+    model.save_pretrained(tmp_path / "model")
+    return tmp_path / "model"
+
+
+def test_eval_on_synthetic_takes_the_class_count_from_a_model_without_label_names(tmp_path: Path, capsys) -> None:
+    model = _model_without_label_names(tmp_path, 3)
+    rc = main(["eval", str(model), "--data", "synthetic", "--samples", "3", "--output", str(tmp_path / "r"),
+               "--no-progress"])
+    assert rc == 0, capsys.readouterr().err
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert metrics["num_classes"] == 3 and metrics["count"] == 3
+    too_many = _model_without_label_names(tmp_path / "nine", 9)
+    assert main(["eval", str(too_many), "--data", "synthetic", "--no-progress"]) == 2
+    assert "the synthetic benchmark has 2 to 8 classes; the model has 9" in capsys.readouterr().err
+
+
+def test_eval_on_a_folder_set_needs_one_folder_per_model_class(videos: Path, tmp_path: Path, capsys) -> None:
+    model = _model_without_label_names(tmp_path, 3)
+    assert main(["eval", str(model), "--dir", str(videos), "--no-progress"]) == 2
+    assert f"{videos} has 4 class folders, the model 3 classes" in capsys.readouterr().err
+
+
 def test_predict_prints_topk_and_reports_unreadable_files(trained: Path, videos: Path, capsys) -> None:
     clips = sorted(videos.glob("*/val_*.mp4"))[:2]
     missing = videos / "nope.mp4"

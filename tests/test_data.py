@@ -26,7 +26,7 @@ from taghead.data import (
     uniform_frame_indices,
     write_video,
 )
-from taghead.data.transforms import normalize, resized_crop, sample_crop_box, to_float_clip
+from taghead.data.transforms import center_crop, normalize, resized_crop, sample_crop_box, to_float_clip
 
 T_VIDEO, H_VIDEO, W_VIDEO = 12, 32, 48
 
@@ -199,6 +199,15 @@ def test_write_video_gives_the_file_the_permissions_of_a_plainly_created_one(tmp
     assert [p.name for p in tmp_path.iterdir()] == ["a.mp4"]
 
 
+def test_a_failing_encoder_leaves_the_previous_video_and_no_temporary_file(tmp_path):
+    path = write_video(tmp_path / "a.mp4", np.zeros((2, 8, 8, 3), np.uint8))
+    before = path.read_bytes()
+    with pytest.raises(Exception, match="libnope|codec|encoder"):
+        write_video(path, np.full((2, 8, 8, 3), 255, np.uint8), codec="libnope")
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["a.mp4"]
+
+
 def test_write_video_rejects_bad_frames(tmp_path):
     with pytest.raises(ValueError, match="uint8"):
         write_video(tmp_path / "a.mp4", np.zeros((2, 8, 8, 3), np.float32))
@@ -319,6 +328,25 @@ def test_train_transform_is_flip_then_random_resized_crop(seed):
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
 
 
+def test_center_crop_and_normalize_take_uint8_or_float_clips():
+    frames = random_frames(h=30, w=44, seed=4)
+    mean, std = (0.3, 0.4, 0.5), (0.2, 0.25, 0.3)
+    as_uint8 = frames.permute(3, 0, 1, 2)
+    as_float = to_float_clip(frames)
+    crop8, crop32 = center_crop(as_uint8, 20), center_crop(as_float, 20)
+    assert crop8.dtype == torch.uint8 and crop8.shape == (3, 4, 20, 20)
+    torch.testing.assert_close(crop8.float() / 255, crop32)
+    expected = (crop32 - torch.tensor(mean).view(3, 1, 1, 1)) / torch.tensor(std).view(3, 1, 1, 1)
+    torch.testing.assert_close(normalize(crop8, mean, std), expected)
+    torch.testing.assert_close(normalize(crop32, mean, std), expected)
+    assert normalize(crop32.double(), mean, std).dtype == torch.float64 and normalize(crop32, mean, std).is_contiguous()
+    for bad in (as_uint8.int(), as_float[:2], as_float[0]):
+        with pytest.raises(ValueError, match=r"expected a uint8 or float clip \[3, T, H, W\]"):
+            normalize(bad, mean, std)
+    with pytest.raises(ValueError, match="cannot centre-crop 31x31 from frames of 30x44"):
+        center_crop(as_uint8, 31)
+
+
 def test_train_transform_is_seedable():
     cfg = DataConfig(num_frames=4, crop_size=24, resize_size=30)
     frames = random_frames()
@@ -385,8 +413,11 @@ def test_dataset_from_csv_with_the_models_class_count(video_root, tmp_path):
     ds = VideoClipDataset.from_csv(video_root / "split.csv", video_root, CFG, num_classes=5)
     assert ds.num_classes == 5 and ds.class_names == ["jump", "spin", "class_2", "class_3", "class_4"]
     assert [s.label for s in ds.samples] == [0, 0, 1]
-    named = VideoClipDataset.from_csv(video_root / "split.csv", video_root, CFG, class_names=list("abcd"))
-    assert named.num_classes == 4 and named.class_names == list("abcd")
+    named = VideoClipDataset.from_csv(video_root / "split.csv", video_root, CFG, class_names=["jump", "spin", "c", "d"])
+    assert named.num_classes == 4 and named.class_names == ["jump", "spin", "c", "d"]
+    # Given names must agree with the split's Class column: another class order is an error, not a relabelling.
+    with pytest.raises(ValueError, match=r"split.csv:2: ClassEncoded 0 is 'jump' here but 'spin' in the given class"):
+        VideoClipDataset.from_csv(video_root / "split.csv", video_root, CFG, class_names=["spin", "jump"])
     with pytest.raises(ValueError, match=r"split.csv:4: ClassEncoded 1 \('spin'\) is outside the 1 classes, \[0, 1\)"):
         VideoClipDataset.from_csv(video_root / "split.csv", video_root, CFG, num_classes=1)
     with pytest.raises(ValueError, match=r"split.csv:4: ClassEncoded 1 \('spin'\) is outside the 1 classes"):

@@ -63,6 +63,7 @@ def test_events_say_where_the_flash_pixels_are(frames: int, size: int) -> None:
         assert max(events[0].frames) < quarter and min(events[1].frames) >= frames - quarter
         mask = ds.event_mask(i)
         assert mask.shape == (frames, size, size) and mask.dtype == torch.bool
+        assert torch.equal(ds.event_mask(i, events), mask) and not torch.equal(ds.event_mask(i, events[:1]), mask)
         assert not (saturated & ~mask.numpy()).any(), f"clip {i}: saturated pixels outside the events' boxes"
         for event in events:
             x0, y0, x1, y1 = event.box

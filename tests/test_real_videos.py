@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader
 
 from taghead import DataConfig
 from taghead.cli import main
@@ -268,6 +269,30 @@ def test_dataset_from_reference_csv_and_wrong_total_frames(video_root: Path, tmp
     warned = [str(w.message) for w in caught if issubclass(w.category, CorruptVideoWarning)]
     assert len(warned) == 1 and "truncated: 120 frames decode but 400 were announced (TotalFrames)" in warned[0]
     assert ds.num_replaced == 1 and ds.bad_files == [str(root / "phone" / "carphone_pristine.mp4")]
+
+
+def test_a_wrong_frame_count_costs_a_second_decoding_pass_once(video_root: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The decoded count is remembered in shared memory (also when a DataLoader worker read the video first), so
+    the next read of a video with an unknown or wrong count is one decoding pass."""
+    import taghead.data.video as video
+
+    root = video_root / "set"
+    split = write_split(tmp_path / "split.csv", [("carphone_pristine.mp4", "phone", 10, 0),
+                                                 ("bikes.mp4", "street", "", 1)])  # wrong, unknown
+    ds = VideoClipDataset.from_csv(split, root, SMALL)
+    first = [x for x, _ in DataLoader(ds, batch_size=1, num_workers=1)]
+    passes, real_decode = [], video._decode
+
+    def counting_decode(path, *args, **kwargs):
+        passes.append(Path(path).name)
+        return real_decode(path, *args, **kwargs)
+
+    monkeypatch.setattr(video, "_decode", counting_decode)
+    again = [ds[i][0] for i in range(len(ds))]
+    assert passes == ["carphone_pristine.mp4", "bikes.mp4"]
+    for a, b in zip(first, again):
+        torch.testing.assert_close(a[0], b)
 
 
 # --------------------------------------------------------------------------- commands: a 99-class model

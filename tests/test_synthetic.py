@@ -141,3 +141,15 @@ def test_mp4_round_trip_through_video_clip_dataset(tmp_path):
             # H.264 (crf 12, yuv420p) changes pixels a little: mean error below 3/255 (in normalised units / 0.225).
             assert (video - rendered).abs().mean() < 3 / 255 / 0.225
     assert not from_csv.bad_files
+
+
+def test_rendered_clips_serve_the_same_items_and_keep_their_source():
+    from taghead.engine.datasets import RenderedClips
+
+    ds = SyntheticFineGrainedDataset(6, num_frames=8, size=32, num_classes=3, seed=2, split="val")
+    rendered = RenderedClips.render(ds)
+    assert rendered.source is ds and len(rendered) == 6 and rendered.class_names == ds.class_names
+    for i in (0, 5):
+        torch.testing.assert_close(rendered[i][0], ds[i][0])
+        assert rendered[i][1] == ds[i][1]
+    assert RenderedClips(rendered.frames, rendered.labels, ds.class_names, ds.data_config).source is None

@@ -159,6 +159,19 @@ def test_reset_classifier() -> None:
     assert model(_video()).shape == (2, model.num_features)
 
 
+def test_label_names_are_one_per_class_however_they_are_set() -> None:
+    with pytest.raises(ValueError, match=r"label_names needs one name per class \(3\), got 2 names"):
+        taghead.wrap_backbone(TINY, 3, label_names=["a", "b"], **SMALL)
+    model = taghead.wrap_backbone(TINY, 3, **SMALL)
+    with pytest.raises(ValueError, match=r"one name per class \(3\), got 'abc'"):
+        model.label_names = "abc"
+    with pytest.raises(ValueError, match="got 2 label names for 4 classes"):
+        model.reset_classifier(4, ["a", "b"])
+    assert model.num_classes == 3 and model.label_names is None  # a failed reset changes nothing
+    model.label_names = ("x", "y", "z")
+    assert model.label_names == ["x", "y", "z"]
+
+
 # -- specs --------------------------------------------------------------------------------------------------
 
 

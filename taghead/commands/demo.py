@@ -217,7 +217,7 @@ def run_demo(heads: list[str], recipe: DemoRecipe, output: Path, *, seed: int = 
 
     first = heads[0] if "tag" not in models else "tag"
     _save_reload_predict(models[first], first, sets["val"], output)
-    _explain_example(models[first], first, sets["val"], recipe, seed, output)
+    _explain_example(models[first], first, sets["val"], output)
     print(f"\ntotal time {time.time() - t_start:.0f} s; outputs in {output}/")
     return results
 
@@ -254,20 +254,19 @@ def _save_reload_predict(model: Any, head: str, val: Any, output: Path) -> None:
     print(f"prediction on {where}: {ranked}  (true class: {val.class_names[label]})")
 
 
-def _explain_example(model: Any, head: str, val: Any, recipe: DemoRecipe, seed: int, output: Path) -> None:
+def _explain_example(model: Any, head: str, val: Any, output: Path) -> None:
     """``taghead.explain`` (HiResCAM, which follows a position-aware head such as TAG-Head) on validation clip 0: a
     sheet with the true flash boxes, and how concentrated the heatmap is on them."""
-    from taghead.data import SyntheticFineGrainedDataset
     from taghead.explanation import concentration_ratio, explain, save_sheet
     from taghead.explanation.render import METHOD_TITLES
 
     clip, label = val[0]
     result = explain(model, clip, method="hirescam")
-    truth = SyntheticFineGrainedDataset(len(val), recipe.num_frames, recipe.size, recipe.classes, seed, "val")
+    truth = val.source  # the SyntheticFineGrainedDataset the clips were rendered from
     events = truth.events(0)
     sheet = save_sheet(result, val.frames[0], output / "example_explanation.png",
                        title=f"taghead demo: the {head} model on validation clip 0 (dashed: where the flashes are)",
                        boxes=[(event.frames, event.box) for event in events], true_label=val.class_names[label])
-    ratio = concentration_ratio(result.heatmap, truth.event_mask(0))
+    ratio = concentration_ratio(result.heatmap, truth.event_mask(0, events))
     print(f"explanation of that clip ({METHOD_TITLES.get(result.method, result.method)}): {sheet}; the heatmap is "
           f"{ratio:.1f}x as high inside the flashes (their boxes, during their frames) as elsewhere")

@@ -50,10 +50,10 @@ def write_per_class_csv(path: Path, class_names: list[str], confusion) -> Path:
     import math
 
     from ..engine.metrics import per_class_accuracy
+    from ..weights import atomic_output
 
     acc = per_class_accuracy(confusion)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as fh:
+    with atomic_output(path) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["class_index", "class_name", "support", "correct", "accuracy"])
         for i, name in enumerate(class_names):
@@ -63,27 +63,21 @@ def write_per_class_csv(path: Path, class_names: list[str], confusion) -> Path:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import json
 
     from ..engine.builders import build_eval_dataset
     from ..engine.distributed import cleanup_distributed, init_distributed
     from ..engine.plots import plot_confusion_matrix
     from ..engine.predict import load_model
     from ..engine.trainer import evaluate
+    from ..weights import atomic_write_json
 
     ctx = init_distributed(args.device)
     try:
         model = load_model(args.model, device=ctx.device)
         names = list(model.label_names) if getattr(model, "label_names", None) else None
         n = model.num_classes
-        if names is not None and len(names) != n:
-            raise ValueError(f"the model has {n} classes but {len(names)} label names")
         dataset = build_eval_dataset(args, model.data_config, names, progress=ctx.is_main and not args.no_progress,
                                      num_classes=n)
-        if getattr(dataset, "num_classes", n) != n:  # --dir: one folder per class, in the model's class order
-            raise ValueError(f"the evaluation set has {dataset.num_classes} classes, the model {n}; a folder set "
-                             f"must have one folder per model class (or give a model with label names, or a --csv "
-                             f"split whose ClassEncoded labels are the model's class indices)")
         class_names = names or list(getattr(dataset, "class_names", [str(i) for i in range(n)]))
         metrics, meter = evaluate(model, dataset, num_classes=n, ctx=ctx, batch_size=args.batch_size,
                                   workers=args.workers, amp=args.amp, progress=not args.no_progress, desc="eval")
@@ -98,7 +92,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"Top-1 {100 * metrics['top1']:.2f}%   Top-5 {100 * metrics['top5']:.2f}%{trivial}   "
               f"MCA {100 * metrics['mca']:.2f}%   loss {metrics['loss']:.4f}")
         report = dict(metrics, num_classes=n, classes_present=present, model=str(args.model))
-        (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+        atomic_write_json(out / "metrics.json", report)
         write_per_class_csv(out / "per_class.csv", class_names, meter.confusion)
         plot_confusion_matrix(meter.confusion, class_names, out / "confusion_matrix.png",
                               title=f"{model_path.name}: Top-1 {100 * metrics['top1']:.1f}%, MCA {100 * metrics['mca']:.1f}%")

@@ -130,6 +130,9 @@ class VideoClipDataset(Dataset):
         # Shared with DataLoader workers: bad-file marks (persistent) and per-item replacement counts (per epoch).
         self._bad = torch.zeros(len(self.samples), dtype=torch.uint8).share_memory_()
         self._replaced = torch.zeros(len(self.samples), dtype=torch.int32).share_memory_()
+        # Frame counts found by decoding (0: not yet): from the second epoch on, a video whose TotalFrames or
+        # container metadata is slightly off is read in one decoding pass, like any other.
+        self._decoded_frames = torch.zeros(len(self.samples), dtype=torch.int64).share_memory_()
         self._reasons: dict[int, str] = {}
 
     # ----------------------------------------------------------------------------------- builders
@@ -152,8 +155,8 @@ class VideoClipDataset(Dataset):
         The class count is, in this order: ``num_classes`` (e.g. the model's, for a split that lacks
         some classes: a subset of a validation file, a test set missing rare classes), the length of
         ``class_names``, or ``max(ClassEncoded) + 1``. Every label must lie in ``[0, num_classes)``;
-        a label outside is an error naming the CSV line. Class names are ``class_names`` when given,
-        else the ``Class`` column's names, ``"class_<index>"`` for a class the split lacks.
+        a label outside is an error naming the CSV line. Class names are ``class_names`` when given
+        (each line's ``Class`` must then be ``class_names[ClassEncoded]``), else the ``Class`` column's names, ``"class_<index>"`` for a class the split lacks.
         ``TotalFrames`` (when positive) spares counting frames. Other keyword arguments go to the
         constructor.
         """
@@ -187,6 +190,9 @@ class VideoClipDataset(Dataset):
             if num_classes is not None and label >= num_classes:
                 raise ValueError(f"{csv_path}:{line}: ClassEncoded {label} ({row['Class']!r}) is outside the "
                                  f"{num_classes} classes, [0, {num_classes})")
+            if class_names is not None and class_names[label] != row["Class"]:
+                raise ValueError(f"{csv_path}:{line}: ClassEncoded {label} is {row['Class']!r} here but "
+                                 f"{class_names[label]!r} in the given class names (the model's class order?)")
             if names.setdefault(label, row["Class"]) != row["Class"]:
                 raise ValueError(f"{csv_path}:{line}: ClassEncoded {label} is {row['Class']!r} here but "
                                  f"{names[label]!r} earlier")
@@ -246,7 +252,9 @@ class VideoClipDataset(Dataset):
         """Item ``index`` without the replacement policy (raises :class:`VideoDecodeError`)."""
         sample = self.samples[index]
         cfg = self.data_config
-        frames, _ = read_clip(sample.path, cfg.num_frames, sample.total_frames, shrink_to=cfg.resize_size)
+        known = int(self._decoded_frames[index]) or sample.total_frames
+        frames, decoded = read_clip(sample.path, cfg.num_frames, known, shrink_to=cfg.resize_size)
+        self._decoded_frames[index] = decoded
         return self.transform(frames), sample.label
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:

@@ -60,6 +60,7 @@ import csv
 import hashlib
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,6 +69,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..config import DataConfig
+from ..weights import atomic_output
 
 __all__ = ["SyntheticFineGrainedDataset", "FlashEvent", "write_videos", "SYNTHETIC_CLASSES"]
 
@@ -196,17 +198,21 @@ class SyntheticFineGrainedDataset(Dataset):
     def events(self, index: int) -> list[FlashEvent]:
         """Where and when the two flashes of clip ``index`` are: ``[first, second]`` (:class:`FlashEvent`).
 
-        Recorded while the clip is rendered (the same random draws), so they always match :meth:`render`.
+        Recorded while the clip is rendered again (the same random draws, a few milliseconds), so they
+        always match :meth:`render`.
         """
         label, rng = self._item(index)
         events: list[FlashEvent] = []
         self._render(label, rng, events)
         return events
 
-    def event_mask(self, index: int) -> torch.Tensor:
-        """``bool [T, H, W]``: true inside a flash's box during that flash's frames (see :meth:`events`)."""
+    def event_mask(self, index: int, events: Sequence[FlashEvent] | None = None) -> torch.Tensor:
+        """``bool [T, H, W]``: true inside a flash's box during that flash's frames.
+
+        ``events``: the clip's :meth:`events` when already at hand (spares rendering the clip again).
+        """
         mask = torch.zeros(self.num_frames, self.size, self.size, dtype=torch.bool)
-        for event in self.events(index):
+        for event in self.events(index) if events is None else events:
             x0, y0, x1, y1 = event.box
             mask[list(event.frames), y0:y1, x0:x1] = True
         return mask
@@ -316,10 +322,8 @@ def write_videos(
         write_video(root / class_name / name, frames, fps=fps, crf=crf)
         rows.append({"FileName": name, "Class": class_name, "TotalFrames": frames.shape[0], "ClassEncoded": label})
     csv_path = root / f"{dataset.split}.csv"
-    tmp = csv_path.with_name(f".{csv_path.name}.tmp")
-    with open(tmp, "w", newline="") as fh:
+    with atomic_output(csv_path) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=["FileName", "Class", "TotalFrames", "ClassEncoded"])
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, csv_path)
     return csv_path

@@ -17,12 +17,14 @@ gives the reference's result. The same random crop and flip apply to every frame
 Randomness comes from an optional ``torch.Generator`` (deterministic tests) or torch's global RNG
 (which the DataLoader seeds differently in each worker).
 
-Cost: the frames stay ``uint8`` through the crop (and flip); only the cropped window is converted
-to float, so a clip costs about ``T x crop_size^2`` float operations, not ``T x H x W``.
+Cost: frames that arrive with their shorter side at ``resize_size`` (as the dataset decodes them)
+stay ``uint8`` through the crop and the flip, and only the cropped window is converted to float:
+at most ``resize_size^2`` pixels per frame, ``crop_size^2`` for evaluation. Frames of another size
+are converted to float whole for the resize first.
 
-Building blocks (all on ``float [3, T, H, W]``): :func:`to_float_clip`, :func:`resize_shorter_side`,
-:func:`center_crop`, :func:`resized_crop`, :func:`sample_crop_box`, :func:`normalize`; and
-:func:`shorter_side_size`, the frame size after a shorter-side resize.
+Building blocks on ``[3, T, H, W]`` clips: :func:`to_float_clip`, :func:`resize_shorter_side`,
+:func:`resized_crop` (float clips); :func:`center_crop` and :func:`normalize` (``uint8`` or float);
+:func:`sample_crop_box`; and :func:`shorter_side_size`, the frame size after a shorter-side resize.
 """
 
 from __future__ import annotations
@@ -84,10 +86,12 @@ def _resized_to_shorter_side(clip: torch.Tensor, size: int | None) -> torch.Tens
     return resize_shorter_side(_unit_float(clip), size)
 
 
-def _check_clip(clip: torch.Tensor) -> None:
-    if not isinstance(clip, torch.Tensor) or clip.dim() != 4 or clip.shape[0] != 3 or not clip.is_floating_point():
+def _check_clip(clip: torch.Tensor, uint8: bool = False) -> None:
+    """A ``[3, T, H, W]`` tensor of floats (or of ``uint8`` where ``uint8`` allows it); else a ``ValueError``."""
+    if (not isinstance(clip, torch.Tensor) or clip.dim() != 4 or clip.shape[0] != 3
+            or not (clip.is_floating_point() or (uint8 and clip.dtype == torch.uint8))):
         got = f"{type(clip).__name__} {getattr(clip, 'dtype', '')} {tuple(getattr(clip, 'shape', ()))}"
-        raise ValueError(f"expected a float clip [3, T, H, W], got {got}")
+        raise ValueError(f"expected a {'uint8 or ' if uint8 else ''}float clip [3, T, H, W], got {got}")
 
 
 def _resize(clip: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -105,18 +109,14 @@ def resize_shorter_side(clip: torch.Tensor, size: int) -> torch.Tensor:
     return _resize(clip, shorter_side_size(*clip.shape[-2:], size))
 
 
-def _center_window(clip: torch.Tensor, size: int) -> torch.Tensor:
+def center_crop(clip: torch.Tensor, size: int) -> torch.Tensor:
+    """The central ``size x size`` window (a view) of ``uint8`` or float ``[3, T, H, W]`` frames at least that large."""
+    _check_clip(clip, uint8=True)
     h, w = clip.shape[-2:]
     if h < size or w < size:
         raise ValueError(f"cannot centre-crop {size}x{size} from frames of {h}x{w}; set resize_size >= crop_size")
     top, left = (h - size) // 2, (w - size) // 2
     return clip[..., top:top + size, left:left + size]
-
-
-def center_crop(clip: torch.Tensor, size: int) -> torch.Tensor:
-    """The central ``size x size`` window of ``[3, T, H, W]`` (frames must be at least that large)."""
-    _check_clip(clip)
-    return _center_window(clip, size)
 
 
 def sample_crop_box(
@@ -154,22 +154,20 @@ def resized_crop(clip: torch.Tensor, top: int, left: int, side: int, size: int) 
 
 
 def normalize(clip: torch.Tensor, mean: tuple[float, float, float], std: tuple[float, float, float]) -> torch.Tensor:
-    """``(clip - mean) / std`` per channel of ``[3, T, H, W]``."""
-    _check_clip(clip)
-    mean_t = torch.tensor(mean, dtype=clip.dtype).view(3, 1, 1, 1)
-    std_t = torch.tensor(std, dtype=clip.dtype).view(3, 1, 1, 1)
-    return (clip - mean_t) / std_t
+    """``(x - mean) / std`` per channel of ``[3, T, H, W]``, as a new contiguous tensor.
 
-
-def _normalized(clip: torch.Tensor, mean: tuple[float, float, float], std: tuple[float, float, float]) -> torch.Tensor:
-    """A new contiguous ``float32 [3, T, H, W]``: :func:`normalize` of ``clip``, scaled from ``[0, 255]`` first
-    when it is ``uint8``. One allocation and two in-place passes, ``x * (1 / (u std)) - mean / std``."""
-    out = torch.empty(clip.shape, dtype=torch.float32)
+    ``x`` is the clip, or ``clip / 255`` for ``uint8`` (the result is then ``float32``; a float clip keeps
+    its dtype). One allocation and two in-place passes: ``x * (1 / (u std)) - mean / std`` with ``u``
+    255 or 1.
+    """
+    _check_clip(clip, uint8=True)
+    dtype = clip.dtype if clip.is_floating_point() else torch.float32
+    out = torch.empty(clip.shape, dtype=dtype)
     out.copy_(clip)
     unit = 255.0 if clip.dtype == torch.uint8 else 1.0
     std64 = torch.tensor(std, dtype=torch.float64)
-    scale = (1.0 / (unit * std64)).float().view(3, 1, 1, 1)
-    shift = (torch.tensor(mean, dtype=torch.float64) / std64).float().view(3, 1, 1, 1)
+    scale = (1.0 / (unit * std64)).to(dtype).view(3, 1, 1, 1)
+    shift = (torch.tensor(mean, dtype=torch.float64) / std64).to(dtype).view(3, 1, 1, 1)
     return out.mul_(scale).sub_(shift)
 
 
@@ -184,7 +182,7 @@ class EvalTransform:
     def __call__(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
         cfg = self.data_config
         clip = _resized_to_shorter_side(_uint8_clip(frames), cfg.resize_size)
-        return _normalized(_center_window(clip, cfg.crop_size), cfg.mean, cfg.std)
+        return normalize(center_crop(clip, cfg.crop_size), cfg.mean, cfg.std)
 
     def __repr__(self) -> str:
         return f"EvalTransform({self.data_config})"
@@ -231,7 +229,7 @@ class TrainTransform:
             window = window.flip(-1)
         if side != cfg.crop_size:
             window = _resize(_unit_float(window), (cfg.crop_size, cfg.crop_size))
-        return _normalized(window, cfg.mean, cfg.std)
+        return normalize(window, cfg.mean, cfg.std)
 
     def __repr__(self) -> str:
         return f"TrainTransform({self.data_config}, hflip_p={self.hflip_p}, scale={self.scale})"

@@ -38,7 +38,6 @@ PyAV is imported on first use, so ``import taghead`` never needs it.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -46,7 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..weights import default_file_mode
+from ..weights import atomic_output
 from .sampling import uniform_frame_indices
 from .transforms import shorter_side_size
 
@@ -115,17 +114,17 @@ class _FrameSink:
     """
 
     def __init__(self, keep: Sequence[int], shrink_to: int | None, sws_threads: int) -> None:
-        from av.video.reformatter import VideoReformatter
-
         self.slot = {index: k for k, index in enumerate(keep)}
-        self.filled: list[int] = []
         self.shrink_to, self.sws_threads = shrink_to, sws_threads
-        self.reformatter = VideoReformatter()  # one swscale context, reused for every frame
+        self.reformatter: Any = None  # one swscale context, made for the first kept frame, reused for the others
         self.buffer: np.ndarray | None = None
         self.size: tuple[int, int] = (0, 0)
         self.planar = False
 
     def _allocate(self, height: int, width: int) -> None:
+        from av.video.reformatter import VideoReformatter
+
+        self.reformatter = VideoReformatter()
         k = len(self.slot)
         if self.shrink_to is not None and min(height, width) > self.shrink_to:
             self.size, self.planar = shorter_side_size(height, width, self.shrink_to), True
@@ -149,7 +148,6 @@ class _FrameSink:
             rgb = self.reformatter.reformat(frame, width=w, height=h, format="rgb24", interpolation="BILINEAR",
                                             threads=self.sws_threads)
             self.buffer[k] = rgb.to_ndarray()
-        self.filled.append(index)
 
     def clip(self, indices: Sequence[int]) -> np.ndarray:
         """The frames of ``indices`` (all kept and decoded) as ``uint8 [len(indices), H, W, 3]``."""
@@ -242,7 +240,7 @@ def read_clip(
                                      f"({'TotalFrames' if total_frames else 'container metadata'})")
     if actual != planned:
         indices = uniform_frame_indices(actual, num_frames)
-        if not set(indices) <= set(sink.filled):
+        if not set(indices) <= sink.slot.keys():  # (all < actual, so every kept one was decoded)
             sink, actual = _decode(path, sorted(set(indices)), shrink_to, threads)
     return sink.clip(indices), actual
 
@@ -270,26 +268,12 @@ def write_video(
     if t < 1 or h % 2 or w % 2:
         raise ValueError(f"write_video needs at least one frame and even H, W (yuv420p), got T={t}, H={h}, W={w}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix or ".mp4", dir=path.parent)
-    try:
-        os.fchmod(fd, default_file_mode())  # mkstemp's 0o600 would make the video private
-    finally:
-        os.close(fd)
-    try:
-        with av.open(tmp, mode="w", format="mp4") as container:
-            stream = container.add_stream(codec, rate=fps)
-            stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-            if crf is not None and codec == "libx264":
-                stream.options = {"crf": str(crf)}
-            for array in frames:
-                container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format="rgb24")))
-            container.mux(stream.encode(None))
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_output(path) as tmp, av.open(str(tmp), mode="w", format="mp4") as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        if crf is not None and codec == "libx264":
+            stream.options = {"crf": str(crf)}
+        for array in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format="rgb24")))
+        container.mux(stream.encode(None))
     return path

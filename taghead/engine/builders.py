@@ -256,8 +256,7 @@ def build_datasets(args: argparse.Namespace, data_config: DataConfig, class_name
                                           **kwargs)
         # The model's class count (from the training split) fixes the validation labels' range; the
         # validation split may lack classes (a subset of a validation file): MCA counts only those present.
-        val = (VideoClipDataset.from_csv(args.val_csv, args.video_dir, data_config, False, class_names=class_names,
-                                         num_classes=len(class_names))
+        val = (VideoClipDataset.from_csv(args.val_csv, args.video_dir, data_config, False, class_names=class_names)
                if args.val_csv is not None else None)
     else:
         train = VideoClipDataset.from_folder(args.train_dir, data_config, True, class_names=class_names, **kwargs)
@@ -283,7 +282,10 @@ def build_eval_dataset(args: argparse.Namespace, data_config: DataConfig, class_
         from ..data import SYNTHETIC_CLASSES
         from .datasets import RenderedClips
 
-        n_classes = len(class_names) if class_names else len(SYNTHETIC_CLASSES)
+        n_classes = len(class_names) if class_names else num_classes or len(SYNTHETIC_CLASSES)
+        if not 2 <= n_classes <= len(SYNTHETIC_CLASSES):
+            raise ValueError(f"the synthetic benchmark has 2 to {len(SYNTHETIC_CLASSES)} classes; the model has "
+                             f"{n_classes}")
         synthetic = SyntheticFineGrainedDataset(args.samples, data_config.num_frames, data_config.crop_size, n_classes,
                                                 args.data_seed, args.split, data_config=data_config)
         if class_names and list(class_names) != synthetic.class_names:
@@ -294,5 +296,10 @@ def build_eval_dataset(args: argparse.Namespace, data_config: DataConfig, class_
             raise ValueError("--csv needs --video-dir (videos are at <video-dir>/<Class>/<FileName>)")
         return VideoClipDataset.from_csv(args.csv, args.video_dir, data_config, False, class_names=class_names,
                                          num_classes=num_classes)
-    return VideoClipDataset.from_folder(args.dir, data_config, False, class_names=class_names)
+    dataset = VideoClipDataset.from_folder(args.dir, data_config, False, class_names=class_names)
+    if num_classes is not None and dataset.num_classes != num_classes:
+        raise ValueError(f"{args.dir} has {dataset.num_classes} class folders, the model {num_classes} classes; a "
+                         f"folder set needs one folder per model class (or a model with label names, or a --csv "
+                         f"split whose ClassEncoded labels are the model's class indices)")
+    return dataset
 

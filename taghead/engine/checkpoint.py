@@ -29,14 +29,13 @@ from __future__ import annotations
 import json
 import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..weights import CheckpointError, default_file_mode, fsync_dir
+from ..weights import CheckpointError, atomic_output
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -46,7 +45,6 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "model_config_json",
-    "default_file_mode",
 ]
 
 CHECKPOINT_FORMAT = "taghead-train-checkpoint"
@@ -99,20 +97,9 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
     an existing checkpoint at ``path`` is left untouched.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = dict(state, format=CHECKPOINT_FORMAT, version=CHECKPOINT_VERSION)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        os.fchmod(fd, default_file_mode())
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_output(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(payload, fh)
     return path
 
 

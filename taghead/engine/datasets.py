@@ -26,6 +26,10 @@ class RenderedClips(Dataset):
         class_names: names of the classes.
         data_config: mean and std for the normalisation (its ``num_frames`` and ``crop_size`` must
             match the clips).
+
+    Attributes:
+        source: the dataset :meth:`render` rendered the clips from (``None`` otherwise), e.g. for the
+            synthetic benchmark's ``events(i)``.
     """
 
     def __init__(self, frames: torch.Tensor, labels: Sequence[int] | torch.Tensor, class_names: Sequence[str],
@@ -46,6 +50,7 @@ class RenderedClips(Dataset):
         self.class_names = list(class_names)
         self.num_classes = len(self.class_names)
         self.data_config = data_config
+        self.source: Dataset | None = None
         self._mean = torch.tensor(data_config.mean, dtype=torch.float32).view(3, 1, 1, 1)
         self._std = torch.tensor(data_config.std, dtype=torch.float32).view(3, 1, 1, 1)
 
@@ -67,7 +72,9 @@ class RenderedClips(Dataset):
         config = data_config or getattr(dataset, "data_config", None)
         if config is None:
             raise ValueError("pass data_config: the dataset has none")
-        return cls(torch.stack(clips), labels, dataset.class_names, config)
+        rendered = cls(torch.stack(clips), labels, dataset.class_names, config)
+        rendered.source = dataset
+        return rendered
 
     def __len__(self) -> int:
         return int(self.frames.shape[0])

@@ -35,11 +35,11 @@ def read_metrics_csv(path: str | os.PathLike) -> list[dict[str, float]]:
 
 
 def _save(fig: Any, path: str | os.PathLike) -> Path:
+    from ..weights import atomic_output
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=110, format=path.suffix.lstrip(".") or "png")
     return path
 
 

@@ -95,8 +95,13 @@ class Prediction:
 
 
 def _label_names(model: nn.Module, num_classes: int) -> list[str]:
+    """The model's class names, or the class indices as strings when it has none."""
     names = getattr(model, "label_names", None)
-    return list(names) if names and len(names) == num_classes else [str(i) for i in range(num_classes)]
+    if not names:
+        return [str(i) for i in range(num_classes)]
+    if len(names) != num_classes:
+        raise ValueError(f"the model gives {num_classes} scores but has {len(names)} label names")
+    return list(names)
 
 
 @torch.no_grad()

@@ -28,7 +28,6 @@ import math
 import os
 import random
 import shutil
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -42,9 +41,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from ..weights import atomic_output
 from .checkpoint import (
     capture_rng_state,
-    default_file_mode,
     load_checkpoint,
     model_config_json,
     restore_rng_state,
@@ -543,17 +542,11 @@ class Trainer:
         header: list[str] = []
         for row in self.history:
             header += [k for k in row if k not in header]
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.fchmod(fd, default_file_mode())
-        try:
-            with os.fdopen(fd, "w", newline="") as fh:
-                writer = csv.DictWriter(fh, fieldnames=header, restval="")
-                writer.writeheader()
-                for row in self.history:
-                    writer.writerow({k: (int(v) if k in ("epoch", "step") else f"{v:.10g}") for k, v in row.items()})
-            os.replace(tmp, path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        with atomic_output(path) as tmp, open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=header, restval="")
+            writer.writeheader()
+            for row in self.history:
+                writer.writerow({k: (int(v) if k in ("epoch", "step") else f"{v:.10g}") for k, v in row.items()})
 
     def _open_tensorboard(self) -> None:
         if not self.config.tensorboard or self._tb is not None:
@@ -602,16 +595,8 @@ def _aux_losses(model: nn.Module, logits: torch.Tensor, target: torch.Tensor) ->
 
 
 def _atomic_copy(src: Path, dst: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    os.fchmod(fd, default_file_mode())
-    os.close(fd)
-    try:
+    with atomic_output(dst) as tmp:
         shutil.copyfile(src, tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, dst)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def _describe(model: nn.Module) -> str:

@@ -59,13 +59,27 @@ class VideoClassifier(nn.Module, HubMixin):
         self.head = head
         self.data_config = data_config
         self.spec = dict(spec or {})
-        self.label_names = list(label_names) if label_names is not None else None
+        self.label_names = label_names
         self.architecture: str | None = None
         self.pretrained_cfg: Any = None
 
     @property
     def num_classes(self) -> int:
         return self.head.num_classes
+
+    @property
+    def label_names(self) -> list[str] | None:
+        """Class names in classifier order (``None`` when unknown); one per class, checked on assignment."""
+        return self._label_names
+
+    @label_names.setter
+    def label_names(self, names: list[str] | None) -> None:
+        if names is not None:
+            if isinstance(names, str) or len(names) != self.num_classes:
+                got = repr(names) if isinstance(names, str) else f"{len(names)} names"
+                raise ValueError(f"label_names needs one name per class ({self.num_classes}), got {got}")
+            names = list(names)
+        self._label_names = names
 
     @property
     def num_features(self) -> int:
@@ -86,10 +100,10 @@ class VideoClassifier(nn.Module, HubMixin):
 
     def reset_classifier(self, num_classes: int, label_names: list[str] | None = None) -> None:
         """New classifier with ``num_classes`` outputs (labels dropped unless new ones are given)."""
-        self.head.reset_classifier(num_classes)
         if label_names is not None and len(label_names) != num_classes:
             raise ValueError(f"got {len(label_names)} label names for {num_classes} classes")
-        self.label_names = list(label_names) if label_names is not None else None
+        self.head.reset_classifier(num_classes)
+        self.label_names = label_names
 
     def losses(self, logits: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
         """Auxiliary training losses of the head, by name (``{}`` for heads without any).
