@@ -95,19 +95,49 @@ def test_bfloat16_autocast_on_cpu(generator):
     assert head.query_prompts.grad is not None and torch.isfinite(head.query_prompts.grad).all()
 
 
-def test_frames_are_processed_independently_in_the_rssa(generator):
-    """Frames are folded into the batch: changing frame 1 changes only frame 1's region responses."""
-    head = small_head(bank_momentum=1.0).train()
-    x = features(generator)
+def _responses(head: ARTHead, x: torch.Tensor) -> torch.Tensor:
     head(x)
-    before = head._cache["responses"].detach().clone()
+    return head._cache["responses"].detach().clone()  # [B, T, N, D]
+
+
+def test_frames_are_processed_independently_in_the_rssa(generator):
+    """Frames are folded into the batch: with per-frame selection, changing frame 1 changes only frame 1's
+    region responses."""
+    head = small_head(selection="frame").train()
+    x = features(generator)
+    before = _responses(head, x)
     x2 = x.clone()
     x2[:, :, 1] += torch.randn(x.shape[0], C, *GRID[1:], generator=generator)
-    head(x2)
-    after = head._cache["responses"].detach()
+    after = _responses(head, x2)
     assert before.shape == (3, GRID[0], 3, 16)
     assert torch.allclose(before[:, [0, 2]], after[:, [0, 2]], atol=1e-6)
     assert (before[:, 1] - after[:, 1]).abs().max() > 1e-3
+
+
+def test_under_video_selection_frames_are_linked_only_through_the_selection(generator):
+    """selection="video": every frame gets the video's top-k, ranked from the mean over frames. A change of frame 1
+    that keeps its mean token (so the selection) changes only frame 1; one that moves the selection changes all."""
+    head = small_head(selection="video", top_k=1).train()
+    x = features(generator)
+    before = _responses(head, x)
+    selected = head.selected_video_classes.clone()
+    x2 = x.clone()
+    noise = torch.randn(x.shape[0], C, *GRID[1:], generator=generator)
+    x2[:, :, 1] += noise - noise.mean(dim=(2, 3), keepdim=True)  # zero mean over the frame's tokens
+    after = _responses(head, x2)
+    assert torch.equal(head.selected_video_classes, selected)
+    assert torch.allclose(before[:, [0, 2]], after[:, [0, 2]], atol=1e-6)
+    assert (before[:, 1] - after[:, 1]).abs().max() > 1e-3
+    for _ in range(20):  # shift frame 1's mean until some clip's selection moves
+        x3 = x.clone()
+        x3[:, :, 1] += 5.0 * torch.randn(x.shape[0], C, 1, 1, generator=generator)
+        after = _responses(head, x3)
+        moved = (head.selected_video_classes != selected).any(-1)
+        if moved.any():
+            break
+    assert moved.any()
+    assert (before[moved][:, [0, 2]] - after[moved][:, [0, 2]]).abs().max() > 1e-3  # the other frames change too
+    assert torch.allclose(before[~moved][:, [0, 2]], after[~moved][:, [0, 2]], atol=1e-6)
 
 
 def test_dropout_before_the_classifier_is_the_papers_half(generator):
@@ -239,6 +269,41 @@ def test_prototype_consistency_by_hand(generator):
     valid = torch.tensor([True, False, True, False])
     partial = prototype_consistency(sem.clone(), text, valid, temperature=0.1)
     assert math.isclose(float(partial), float(F.cross_entropy(logits[valid], torch.tensor([0, 2]))), rel_tol=1e-5)
+
+
+def test_prototype_consistency_needs_a_bool_mask_of_one_flag_per_class(generator):
+    text = torch.randn(4, 3, 6, generator=generator)
+    protos = class_semantics(text)
+    for valid in (torch.tensor([0, 2]), torch.tensor([1, 0, 1, 0]), torch.ones(4)):  # indices, 0/1 ints, floats
+        with pytest.raises(ValueError, match=rf"valid must be a bool tensor \[K=4\].*got {valid.dtype}"):
+            prototype_consistency(protos, text, valid)
+    with pytest.raises(ValueError, match=r"got torch.bool \(3,\)"):
+        prototype_consistency(protos, text, torch.ones(3, dtype=torch.bool))
+    with pytest.raises(TypeError, match="got list"):
+        prototype_consistency(protos, text, [True, False, True, False])
+    with pytest.raises(ValueError, match="no class has a prototype"):
+        prototype_consistency(protos, text, torch.zeros(4, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("temperature,error", [(0.0, ValueError), (-0.1, ValueError), (math.inf, ValueError),
+                                               (math.nan, ValueError), (True, TypeError), ("0.1", TypeError)])
+def test_text_terms_need_a_positive_finite_temperature(temperature, error, generator):
+    video, text, y = torch.randn(2, 6, generator=generator), torch.randn(4, 3, 6, generator=generator), targets(2)
+    match = r"temperature must be a finite real number in \(0.0, inf\)"
+    with pytest.raises(error, match="video_consistency: " + match):
+        video_consistency(video, text, y, temperature)
+    with pytest.raises(error, match="prototype_consistency: " + match):
+        prototype_consistency(class_semantics(text), text, temperature=temperature)
+    with pytest.raises(error, match="winner_take_all_scores: " + match):
+        winner_take_all_scores(video, text, temperature)
+
+
+@pytest.mark.parametrize("gamma,error", [(1.5, ValueError), (-1.01, ValueError), (math.nan, ValueError),
+                                         (None, TypeError)])
+def test_temporal_term_needs_gamma_in_the_cosine_range(gamma, error, generator):
+    with pytest.raises(error, match=r"temporal_contrast: gamma must be a finite real number in \[-1.0, 1.0\]"):
+        temporal_contrast(torch.randn(1, 2, 2, 4, generator=generator), gamma)
+    assert float(temporal_contrast(_pair_with_correlation(1.0), 1)) < 1e-10  # the bounds themselves are fine
 
 
 def test_winner_take_all_scores_shape():
@@ -403,13 +468,18 @@ def test_no_gradient_reaches_the_bank_but_the_agent_learns(generator):
 
 
 def test_two_training_forwards_then_backward(generator):
-    """The in-place EMA of the bank does not invalidate the graph of an earlier forward."""
+    """The in-place EMA of the bank between two forwards does not invalidate the graph of the first."""
     head = small_head().train()
+    with torch.no_grad():  # an agent away from the bank, so that the EMA moves the bank
+        head.text_agent.add_(torch.randn(head.text_agent.shape, generator=generator))
     x = features(generator)
     first = sum(head.losses(head(x), targets()).values())
+    bank_before = head.text_bank.clone()
+    head.update_ema()
+    assert (head.text_bank - bank_before).abs().max() > 1e-3
     second = sum(head.losses(head(x), targets()).values())
     (first + second).backward()
-    assert head.text_agent.grad.abs().sum() > 0
+    assert head.text_agent.grad.abs().sum() > 0 and head.proj.weight.grad.abs().sum() > 0
 
 
 def test_prototypes_are_an_ema_of_class_embeddings_updated_once_per_forward(generator):
@@ -476,8 +546,27 @@ def test_losses_need_a_training_forward(generator):
         head.losses(torch.zeros(3, K), targets().float())
     with pytest.raises(ValueError, match=r"\[0, 4\)"):
         head.losses(torch.zeros(3, K), torch.tensor([0, 1, 4]))
-    with pytest.raises(ValueError, match="B=3"):
+    with pytest.raises(ValueError, match=r"\[B=3, 4\] \(num_classes\).*got shape \(2, 4\)"):
         head.losses(torch.zeros(2, K), targets(2))
+    with pytest.raises(ValueError, match=r"\[B=3, 4\] \(num_classes\).*got shape \(3, 5\)"):
+        head.losses(torch.zeros(3, K + 1), targets())
+    with pytest.raises(ValueError, match=r"got shape \(3,\)"):
+        head.losses(torch.zeros(3), targets())
+    with pytest.raises(TypeError, match="logits must be a torch.Tensor.*got list"):
+        head.losses([[0.0] * K] * 3, targets())
+    headless = small_head(num_classes=0).train()
+    headless(features(generator))
+    with pytest.raises(ValueError, match=r"\[B=3, 64\] \(num_features"):
+        headless.losses(torch.zeros(3, K), targets())
+
+
+def test_text_video_term_is_video_consistency_and_the_cache_keeps_no_scores(generator):
+    head = small_head().train()
+    y = targets()
+    losses = head.losses(head(features(generator)), y)
+    assert set(head._cache) == {"batch", "responses", "weights", "prototypes_updated", "global_logits", "video_text"}
+    expected = 0.1 * video_consistency(head._cache["video_text"], head.text_agent, y, head.text_temperature)
+    assert torch.equal(losses["text_video"], expected)
 
 
 def test_deepcopy_after_a_training_forward(generator):
@@ -582,6 +671,28 @@ def test_reset_classifier_and_set_text_bank(generator):
     assert set(head.losses(out, targets())) == {"mtc_spatial", "mtc_temporal", "mtc_tracklet"}
 
 
+@pytest.mark.parametrize("text", [True, False])
+def test_set_text_bank_and_reset_classifier_keep_the_heads_device_and_dtype(text, generator):
+    """New modules of a bfloat16 head are bfloat16 too (float32 ones would fail the forward: a dtype mismatch)."""
+    head = small_head(text).to(torch.bfloat16)
+    x = features(generator).to(torch.bfloat16)
+    head.set_text_bank(bank(12))
+    head.reset_classifier(K)
+    floating = [t for t in (*head.parameters(), *head.buffers()) if t.is_floating_point()]
+    assert {t.dtype for t in floating} == {torch.bfloat16}
+    assert head.text_agent.dtype == head.prototypes.dtype == torch.bfloat16 and head.prototype_seen.dtype == torch.bool
+    assert head.text_proj.weight.dtype == head.video_to_text.weight.dtype == head.fc.weight.dtype == torch.bfloat16
+    assert head.eval()(x).dtype == torch.bfloat16
+    losses = head.losses(head.train()(x), targets())
+    assert set(losses) == ALL_LOSSES and all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    assert head.text_agent.grad.dtype == torch.bfloat16
+    head.update_ema()
+    head.set_text_bank(None)
+    head.reset_classifier(6)
+    assert head.fc.weight.dtype == head.global_fc.weight.dtype == torch.bfloat16 and head.eval()(x).shape == (3, 6)
+
+
 def test_num_classes_zero_and_create_head(generator):
     head = create_head("art", C, *GRID, num_classes=0, **{k: v for k, v in SMALL.items() if k != "num_classes"})
     assert isinstance(head, ARTHead) and head.num_classes == 0 and head.get_config()["num_classes"] == 0
@@ -613,7 +724,9 @@ def test_other_grids_without_position_or_with_dynamic_size(generator):
     (dict(text_bank=torch.randn(4, 24)), ValueError, r"unsqueeze\(1\)"),
     (dict(text_bank=torch.randn(5, 2, 24)), ValueError, "5 classes.*num_classes=4"),
     (dict(text_bank=[[1.0]]), TypeError, "torch.Tensor"),
-    (dict(text_bank=torch.full((4, 2, 3), float("nan"))), ValueError, "finite"),
+    (dict(text_bank=torch.full((4, 2, 3), float("nan"))), ValueError, r"finite values, got 24 non-finite .* of 24"),
+    (dict(text_bank=torch.tensor([[[1.0, float("inf")]]] * 4)), ValueError, r"got 4 non-finite \(nan or inf\) of 8"),
+    (dict(text_bank=torch.ones(4, 2, 3, dtype=torch.int64)), ValueError, "floating-point tensor, got dtype torch.int64"),
     (dict(text_bank_shape=[4, 2]), ValueError, "three positive ints"),
     (dict(aggregation="max"), ValueError, "aggregation"),
     (dict(selection="clip"), ValueError, r"selection must be one of \('video', 'frame'\)"),

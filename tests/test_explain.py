@@ -180,6 +180,40 @@ def test_token_centres_are_the_receptive_field_centres(kernel: int, stride: int,
         torch.testing.assert_close(centres[axis], torch.arange(n, dtype=torch.float64) * stride + offset)
 
 
+def test_token_centres_are_measured_afresh_when_the_weights_change() -> None:
+    """The centres come from input gradients, so they depend on the weights: cached while the weights stay, measured
+    again after load_state_dict or an optimiser step (stale centres shifted heatmaps by up to 0.54)."""
+    model = tiny_model("tag").eval()
+    other = tiny_model("tag").eval()
+    with torch.no_grad():
+        g = torch.Generator().manual_seed(1)
+        for p in other.backbone.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * p.std().clamp_min(0.1))
+    shape, grid, where = (1, 3, 8, 32, 32), (2, 4, 4), dict(device=torch.device("cpu"), dtype=torch.float32)
+    first = measure_token_centres(model, shape, grid, **where)
+    assert measure_token_centres(model, shape, grid, **where) is first  # same weights: the cached centres
+    reference = measure_token_centres(copy.deepcopy(other), shape, grid, **where)
+    assert max(float((a - b).abs().max()) for a, b in zip(first, reference)) > 0.05  # the weights matter
+    video = clips(1)[0]
+    before = explain(model, video, 0)
+    model.load_state_dict(other.state_dict())
+    after = explain(model, video, 0)
+    for got, want in zip(after.token_centres, reference):
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-9)
+    torch.testing.assert_close(after.heatmap, explain(copy.deepcopy(other), video, 0).heatmap)
+    assert not torch.allclose(after.heatmap, before.heatmap, atol=1e-3)
+    optimizer = torch.optim.SGD(model.backbone.parameters(), lr=1.0)  # an in-place step, as in training
+    model.zero_grad()
+    model.train()(clips(2)).sum().backward()
+    optimizer.step()
+    model.eval()
+    stepped = measure_token_centres(model, shape, grid, **where)
+    fresh = measure_token_centres(copy.deepcopy(model), shape, grid, **where)
+    assert all(torch.equal(a, b) for a, b in zip(stepped, fresh))
+    model.head.fc.weight.data.add_(1.0)  # the head does not take part in the measurement: the cache stays
+    assert measure_token_centres(model, shape, grid, **where) is stepped
+
+
 def test_art_regions_are_the_decoder_cross_attention() -> None:
     model = tiny_model("art").eval()
     video = clips(2, seed=3)
@@ -233,7 +267,12 @@ def test_the_model_does_not_change(head: str, method: str) -> None:
         logits = model(video)  # a pending training forward whose losses are asked for after explaining
     state = copy.deepcopy(model.state_dict())
     requires_grad = [p.requires_grad for p in model.parameters()]
-    records = {name: getattr(model.head, name, None) for name in ("selected_classes", "_cache")}
+    records = {name: getattr(model.head, name) for name in model.head.forward_records}  # what a forward overwrites
+    if head == "art":  # the pending training forward's records, which explaining must leave in place
+        assert {"_cache", "selected_classes", "selected_video_classes"} <= set(records)
+        assert all(value is not None for value in records.values())
+    else:
+        assert records == {}
     modes = [m.training for m in model.modules()]
     assert not all(modes) and any(modes)
     with torch.no_grad():  # works under no_grad too, gradients or not
@@ -247,8 +286,9 @@ def test_the_model_does_not_change(head: str, method: str) -> None:
     assert all(p.grad is None for p in model.parameters())
     assert [p.requires_grad for p in model.parameters()] == requires_grad
     for name, value in records.items():
-        assert getattr(model.head, name, None) is value, name
+        assert getattr(model.head, name) is value, name
     if head == "art":
+        assert model.head.selected_video_classes is records["selected_video_classes"]
         assert set(model.losses(logits, target)) >= {"ce_global", "mtc_spatial", "text_video"}
 
 
@@ -274,8 +314,11 @@ def test_bad_inputs_raise_clear_errors() -> None:
         explain(model, video, 5)
     with pytest.raises(ValueError, match="class index -1 is out of range"):
         explain(model, video, -1)
+    for bad in (True, np.bool_(True), torch.tensor(True), 1.0, np.float64(1.0), torch.tensor(1.0), [0.0, 1.0]):
+        with pytest.raises(TypeError, match="target must be a class index"):
+            explain(model, clips(2) if isinstance(bad, list) else video, bad)
     with pytest.raises(TypeError, match="target must be"):
-        explain(model, video, True)
+        explain(model, clips(2), torch.zeros(2, 1, dtype=torch.int64))
     with pytest.raises(ValueError, match="got 3 targets for a batch of 2 clips"):
         explain(model, clips(2), [0, 1, 2])
     with pytest.raises(ExplanationMethodError, match=r"unknown explanation method 'lime'; choose one of"):
@@ -300,6 +343,23 @@ class _DetachedHead(nn.Module):
         return x.detach().mean((2, 3, 4))[:, :3]
 
 
+def test_integer_targets_of_any_kind_and_the_clip_cast_to_the_models_dtype() -> None:
+    """np.argmax gives np.int64: any integer is a class index (one for all clips, or one per clip)."""
+    model = tiny_model("tag")
+    video = clips(2, seed=1)
+    expected = [r.heatmap for r in explain(model, video, [3, 1])]
+    for target in ([np.int64(3), np.int32(1)], np.array([3, 1]), torch.tensor([3, 1]), (3, torch.tensor(1))):
+        results = explain(model, video, target)
+        assert [r.target for r in results] == [3, 1]
+        assert all(torch.equal(r.heatmap, e) for r, e in zip(results, expected))
+    assert [r.target for r in explain(model, video, np.argmax(np.eye(5)[2]))] == [2, 2]
+    assert explain(model, video[0], np.uint8(4)).target == 4
+    double = explain(model, video.double(), [3, 1])  # cast to the model's float32, as documented
+    assert all(torch.allclose(r.heatmap, e, atol=1e-5) for r, e in zip(double, expected))
+    with pytest.raises(ValueError, match="class index 7 is out of range"):
+        explain(model, video, np.int64(7))
+
+
 def test_gradient_methods_refuse_heads_without_gradients() -> None:
     model = VideoClassifier(_ConvBackbone(3, 2, 1), _DetachedHead(), DataConfig(num_frames=8, crop_size=32))
     for method in ("gradcam", "hirescam"):
@@ -316,6 +376,15 @@ def test_concentration_ratio() -> None:
     assert concentration_ratio(heat, mask) == pytest.approx(4.0)
     assert concentration_ratio(heat[None].expand(3, -1, -1, -1), mask[None].expand(3, -1, -1, -1)) == pytest.approx(4.0)
     assert concentration_ratio(mask.float(), mask) == math.inf
+    assert math.isnan(concentration_ratio(torch.zeros(4, 8, 8), mask))
+    with pytest.raises(TypeError, match="torch.Tensors, got ndarray and Tensor"):
+        concentration_ratio(heat.numpy(), mask)
+    with pytest.raises(ValueError, match=r"non-negative \(a relevance\), got 1 negative values \(minimum -0.5\)"):
+        concentration_ratio(torch.where(mask, 1.0, 0.25).index_put_((torch.tensor(0),) * 3, torch.tensor(-0.5)),
+                            mask)
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=r"finite, got 1 non-finite \(nan or inf\) values of 256"):
+            concentration_ratio(heat.clone().index_put_((torch.tensor(0),) * 3, torch.tensor(bad)), mask)
     with pytest.raises(ValueError, match="same shape"):
         concentration_ratio(heat, mask[0])
     with pytest.raises(ValueError, match="inside and outside"):
@@ -367,6 +436,11 @@ def test_cli_explains_videos_and_skips_unreadable_ones(tmp_path, capsys) -> None
     code = main(["explain", str(videos[0]), "--model", str(tmp_path / "model"), "--output", str(out),
                  "--target", "7", "--no-progress"])
     assert code == 2 and "class index 7 is out of range" in capsys.readouterr().err
+    from taghead.commands.explain import explain_videos
+
+    with pytest.raises(ExplanationMethodError, match=r"unknown explanation method 'lime'; choose one of \['gradcam'"):
+        explain_videos(model, [], tmp_path / "none", method="lime")  # explain's own check, before any video
+    assert not (tmp_path / "none").exists()
 
 
 # --------------------------------------------------------------------- the heatmaps find the flashes (trained)

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from taghead import TAG_PRESETS, TAGHead
+from taghead import TAG_PRESETS, MeanPoolHead, TAGHead
 from taghead.heads import REFERENCE_WIDTH
 from taghead.layers import resample_pos_embed_3d
 from taghead.ops import time_aligned_appnp
@@ -175,6 +175,17 @@ def test_reset_classifier(generator):
     assert torch.equal(head(x), pooled)
     with pytest.raises(ValueError, match="num_classes must be a non-negative int"):
         head.reset_classifier(-1)
+
+
+def test_reset_classifier_keeps_the_heads_dtype(generator):
+    """A bfloat16 head gets a bfloat16 classifier (a float32 one would fail the forward: a dtype mismatch)."""
+    head = small_head().to(torch.bfloat16).eval()
+    head.reset_classifier(7)
+    assert head.fc.weight.dtype == torch.bfloat16
+    assert head(feature_map(generator).to(torch.bfloat16)).shape == (3, 7)
+    empty = MeanPoolHead(C, *GRID, num_classes=0)  # no parameters at all: float32 on the CPU
+    empty.reset_classifier(2)
+    assert empty.fc.weight.dtype == torch.float32 and empty(feature_map(generator)).shape == (3, 2)
 
 
 def test_num_classes_zero_gives_pooled_features(generator):

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, SupportsIndex
+
+if TYPE_CHECKING:
+    from ..models.classifier import VideoClassifier
 
 __all__ = ["register", "run", "explain_videos"]
 
@@ -50,8 +56,9 @@ def _parse_target(target: str | None, label_names: list[str] | None) -> int | st
     return int(target) if target.strip().lstrip("-").isdigit() else target
 
 
-def explain_videos(model, paths, output, *, target=None, method: str = "gradcam", frames: int = 8, fps: int = 8,
-                   progress: bool = True) -> list[dict]:
+def explain_videos(model: VideoClassifier, paths: Iterable[str | os.PathLike[str]],
+                   output: str | os.PathLike[str], *, target: SupportsIndex | str | None = None,
+                   method: str = "gradcam", frames: int = 8, fps: int = 8, progress: bool = True) -> list[dict[str, Any]]:
     """Explain every video of ``paths`` and draw its sheet and overlay video into ``output``.
 
     Returns one record per video: ``source``, and either ``error`` or ``target``, ``target_name``,
@@ -63,26 +70,19 @@ def explain_videos(model, paths, output, *, target=None, method: str = "gradcam"
     from tqdm.auto import tqdm
 
     from ..data import VideoDecodeError, load_clip
-    from ..explanation import (
-        METHODS,
-        ExplanationMethodError,
-        display_frames,
-        explain,
-        save_overlay_video,
-        save_sheet,
-    )
+    from ..explanation import display_frames, explain, save_overlay_video, save_sheet
     from ..explanation.core import class_index
+    from ..explanation.methods import check_method
 
     data_config = getattr(model, "data_config", None)
     if data_config is None:
         raise ValueError("the model has no data_config (frames, crop, normalisation); use a taghead.VideoClassifier")
     if target is not None:
         target = class_index(model, target)  # a bad target fails before any video is decoded
-    if method not in METHODS:
-        raise ExplanationMethodError(f"unknown explanation method {method!r}; choose one of {sorted(METHODS)}")
+    method = check_method(method)  # fails before any video is decoded too
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
-    records: list[dict] = []
+    records: list[dict[str, Any]] = []
     used: set[str] = set()
     for path in tqdm([str(p) for p in paths], desc="explain", unit="video", disable=not progress):
         try:

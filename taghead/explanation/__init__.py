@@ -3,7 +3,8 @@
 - :func:`explain` ``(model, video, target=None, *, method="gradcam") -> Explanation`` (a list for a batch);
 - :class:`Explanation`: class, probability, ``token_relevance``, ``heatmap``, ``frame_relevance``,
   ``regions`` and ``selected_classes`` (ART);
-- :data:`METHODS`: ``"gradcam"`` and ``"occlusion"`` (gradient-free), :mod:`taghead.explanation.methods`;
+- :data:`METHODS`: ``"gradcam"``, ``"hirescam"`` and ``"occlusion"`` (gradient-free),
+  :mod:`taghead.explanation.methods`;
 - :func:`concentration_ratio`: how much of a heatmap falls inside a mask (the synthetic flashes);
 - :func:`save_sheet`, :func:`save_overlay_video` (:mod:`taghead.explanation.render`; matplotlib and PyAV
   are imported when called).

@@ -18,18 +18,29 @@ __all__ = ["concentration_ratio"]
 def concentration_ratio(heatmap: torch.Tensor, mask: torch.Tensor) -> float:
     """Mean of ``heatmap`` inside ``mask`` over its mean outside (``[T, H, W]`` each, or ``[N, T, H, W]`` pooled).
 
+    The heatmap must be finite and non-negative (a relevance, like :attr:`Explanation.heatmap`); ``mask`` bool.
     ``inf`` when the heatmap is zero everywhere outside the mask but not inside; ``nan`` when it is zero everywhere.
     """
     if not isinstance(heatmap, torch.Tensor) or not isinstance(mask, torch.Tensor):
-        raise TypeError("heatmap and mask must be tensors")
+        raise TypeError(f"heatmap and mask must be torch.Tensors, got {type(heatmap).__name__} and "
+                        f"{type(mask).__name__}")
     if heatmap.shape != mask.shape or heatmap.dim() not in (3, 4):
         raise ValueError(f"heatmap and mask must both be [T, H, W] or [N, T, H, W] of the same shape, got "
                          f"{tuple(heatmap.shape)} and {tuple(mask.shape)}")
     if mask.dtype != torch.bool:
         raise ValueError(f"mask must be a bool tensor, got {mask.dtype}")
+    if heatmap.dtype == torch.bool or heatmap.is_complex():
+        raise ValueError(f"heatmap must hold real numbers, got {heatmap.dtype}")
+    values = heatmap.detach().double()
+    bad = int((~torch.isfinite(values)).sum())
+    if bad:
+        raise ValueError(f"heatmap must be finite, got {bad} non-finite (nan or inf) values of {values.numel()}")
+    negative = int((values < 0).sum())
+    if negative:
+        raise ValueError(f"heatmap must be non-negative (a relevance), got {negative} negative values (minimum "
+                         f"{float(values.min()):.4g})")
     if not mask.any() or mask.all():
         raise ValueError("mask must have voxels both inside and outside")
-    values = heatmap.detach().double()
     inside, outside = float(values[mask].mean()), float(values[~mask].mean())
     if outside > 0:
         return inside / outside

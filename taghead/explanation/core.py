@@ -13,22 +13,24 @@ head on the feature map it sees (``model.forward_features(video)``, token grid `
   feature frame selected from the text bank (``None`` without a text bank).
 
 The model runs in eval mode (each submodule's mode is restored afterwards) and nothing of it changes:
-parameters, their ``.grad``, BatchNorm statistics and ART's text bank and prototypes stay as they were.
+parameters, their ``.grad``, BatchNorm statistics and ART's text bank and prototypes stay as they were, and
+so do the attributes the head declares in ``forward_records`` (ART's training cache and selected classes).
 """
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, SupportsIndex
 
 import torch
 from torch import nn
 
 from ..adapters.base import check_video
 from .grid import TokenCentres, measure_token_centres, upsample
-from .methods import METHODS, ExplanationMethodError
+from .methods import METHODS, ExplanationMethodError, check_method
 from .regions import capture_regions, has_regions
 
 __all__ = ["Explanation", "explain", "class_index"]
@@ -127,7 +129,7 @@ def _as_batch(video: Any) -> tuple[torch.Tensor, bool]:
     return video, single
 
 
-def class_index(model: nn.Module, target: int | str) -> int:
+def class_index(model: nn.Module, target: SupportsIndex | str) -> int:
     """The class index of ``target`` (an index, or a name from ``model.label_names``) for ``model``; a ``ValueError``
     names the classes when it is unknown or out of range."""
     num_classes, names = _classes(model)
@@ -158,20 +160,30 @@ def _target_index(target: Any, num_classes: int, names: list[str] | None) -> int
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
         shown = names if len(names) <= 12 else names[:12] + ["..."]
         raise ValueError(f"unknown class {target!r}; the model's {num_classes} classes are {shown}.{hint}")
-    if isinstance(target, torch.Tensor) and target.dim() == 0 and not target.is_floating_point():
-        target = int(target)
+    if not _is_bool(target):
+        try:  # int, NumPy and 0-d integer tensors (np.argmax gives np.int64); float and bool are refused
+            target = operator.index(target)
+        except TypeError:
+            pass
     if isinstance(target, bool) or not isinstance(target, int):
-        raise TypeError(f"target must be a class index (int), a class name (str) or None, got {type(target).__name__}")
+        got = type(target).__name__ + (f" of dtype {target.dtype}" if hasattr(target, "dtype") else "")
+        raise TypeError(f"target must be a class index (an integer), a class name (str) or None, got {got}")
     if not 0 <= target < num_classes:
         raise ValueError(f"class index {target} is out of range: the model has {num_classes} classes, [0, {num_classes})")
     return target
 
 
+def _is_bool(value: Any) -> bool:
+    """A Python, NumPy or torch boolean (which ``operator.index`` would take as 0 or 1)."""
+    return isinstance(value, bool) or str(getattr(value, "dtype", "")) in ("bool", "torch.bool")
+
+
 def _targets(target: Any, batch: int, num_classes: int, names: list[str] | None) -> list[int | None]:
-    if target is None or isinstance(target, (int, str)) or (isinstance(target, torch.Tensor) and target.dim() == 0):
+    scalar = not isinstance(target, Sequence) and getattr(target, "ndim", 0) == 0  # int, np.int64, 0-d tensor
+    if target is None or isinstance(target, str) or scalar:
         return [None if target is None else _target_index(target, num_classes, names)] * batch
-    if isinstance(target, (Sequence, torch.Tensor)):
-        items = target.tolist() if isinstance(target, torch.Tensor) else list(target)
+    if isinstance(target, Sequence) or getattr(target, "ndim", None) == 1:  # a list, a 1-D tensor or NumPy array
+        items = list(target)
         if len(items) != batch:
             raise ValueError(f"got {len(items)} targets for a batch of {batch} clips; give one per clip, one for "
                              "all, or None (the predicted classes)")
@@ -180,15 +192,12 @@ def _targets(target: Any, batch: int, num_classes: int, names: list[str] | None)
                     f"{type(target).__name__}")
 
 
-#: Attributes a head sets on every forward (not state): restored after explaining, as if it had not run.
-_FORWARD_RECORDS = ("_cache", "selected_classes")
-
-
 def _snapshot_modes(model: nn.Module) -> list[tuple[nn.Module, bool]]:
     return [(m, m.training) for m in model.modules()]
 
 
-def explain(model: nn.Module, video: torch.Tensor, target: int | str | Sequence[int | str] | None = None, *,
+def explain(model: nn.Module, video: torch.Tensor,
+            target: SupportsIndex | str | Sequence[SupportsIndex | str] | None = None, *,
             method: str = "gradcam") -> Explanation | list[Explanation]:
     """Explain ``model``'s score for ``target`` on ``video`` (see the module docstring).
 
@@ -196,32 +205,35 @@ def explain(model: nn.Module, video: torch.Tensor, target: int | str | Sequence[
         model: a :class:`taghead.VideoClassifier` (any backbone and head).
         video: one clip ``[3, T, H, W]`` or a batch ``[B, 3, T, H, W]``, normalised as the model expects
             (``taghead.data.load_clip`` gives such a clip).
-        target: class index or name; ``None`` explains the predicted class. For a batch: one for every clip,
-            or a sequence with one per clip.
+        target: class index (any integer: ``int``, ``np.int64`` from ``np.argmax``, a 0-d integer tensor; not
+            bool or float) or name; ``None`` explains the predicted class. For a batch: one for every clip,
+            or a sequence (list, 1-D tensor or array) with one per clip.
         method: ``"gradcam"`` (the class logit's gradients averaged over the tokens weight the channels),
             ``"hirescam"`` (each token's own gradient times its features; faithful to heads that read
             positions, like TAG-Head) or ``"occlusion"`` (no gradients: the drop of the class log-probability
             when 2 x 2 patches of tokens are replaced by the clip's mean token). See
             :mod:`taghead.explanation.methods`.
 
+    The clip is moved to the model's device and cast to the dtype of its first floating-point parameter (a
+    bfloat16 or float16 model explains a float32 clip from ``load_clip``), as the model's forward needs.
+
     Returns:
         an :class:`Explanation` for one clip, a list of them (in batch order) for a batch.
     """
     _check_model(model)
-    if not isinstance(method, str) or method not in METHODS:
-        raise ExplanationMethodError(f"unknown explanation method {method!r}; choose one of {sorted(METHODS)}")
+    method = check_method(method)
     batch, single = _as_batch(video)
     head = model.head
     num_classes, names = _classes(model)
     targets = _targets(target, batch.shape[0], num_classes, names)
     relevance_fn = METHODS[method]
 
-    param = next(model.parameters(), None)
-    if param is not None:  # the model's device (and floating dtype, e.g. a half-precision model)
-        batch = batch.to(param.device, param.dtype if param.is_floating_point() else batch.dtype)
+    param = next((p for p in model.parameters() if p.is_floating_point()), None)
+    if param is not None:  # the model's device and floating dtype (documented above)
+        batch = batch.to(param.device, param.dtype)
     modes = _snapshot_modes(model)
-    # Per-forward records of the head (ART's training cache, its selected classes): put back afterwards.
-    records = {name: getattr(head, name) for name in _FORWARD_RECORDS if hasattr(head, name)}
+    # What the head's forward overwrites (ART's training cache, its selected classes): put back afterwards.
+    records = {name: getattr(head, name) for name in getattr(head, "forward_records", ()) if hasattr(head, name)}
     model.eval()
     try:
         with torch.no_grad():

@@ -10,9 +10,10 @@ plain resize assumes the latter and shifts a ResNet's map by half a cell, which 
 So the centres are measured: on a fixed noise clip (standard normal, seed 0) of the explained shape, the gradient of the middle token's
 channel sum with respect to the input; along each axis the centre of mass of its magnitude is that
 token's centre :math:`c`, and token ``k`` sits at :math:`c + s (k - k_{mid})` with
-:math:`s = \text{input size} / \text{grid size}`. One backbone forward and backward per backbone and
-clip shape (cached). When the backbone gives no input gradient (a frozen or non-differentiable
-backbone), the cell centres :math:`s k + (s - 1) / 2` are used.
+:math:`s = \text{input size} / \text{grid size}`. One backbone forward and backward per model, clip shape,
+device and dtype, cached until a weight of the feature extractor changes (the gradients depend on the weights:
+training, ``load_state_dict`` or replacing a parameter measure afresh). When the backbone gives no input
+gradient (a frozen or non-differentiable backbone), the cell centres :math:`s k + (s - 1) / 2` are used.
 
 :func:`upsample` then interpolates linearly between the token centres along each axis (trilinear over
 the three axes) and holds the edge values beyond the first and last centre.
@@ -21,7 +22,7 @@ the three axes) and holds the edge values beyond the first and last centre.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 
 import torch
 from torch import nn
@@ -31,7 +32,10 @@ __all__ = ["TokenCentres", "cell_centres", "measure_token_centres", "upsample"]
 #: ``(centres along T, along H, along W)``: input coordinates (frame, row, column) of each token, float64.
 TokenCentres = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
-_CACHE: weakref.WeakKeyDictionary[nn.Module, dict[tuple, TokenCentres]] = weakref.WeakKeyDictionary()
+#: ``model -> (weight fingerprint, {(clip size, grid, device, dtype): centres})``: one fingerprint per model, so
+#: centres measured on older weights are dropped, not kept.
+_CACHE: weakref.WeakKeyDictionary[nn.Module, tuple[Hashable, dict[tuple, TokenCentres]]] = (
+    weakref.WeakKeyDictionary())
 
 
 def cell_centres(grid: tuple[int, int, int], size: tuple[int, int, int]) -> TokenCentres:
@@ -51,16 +55,30 @@ def _features_fn(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
     return model.forward_features
 
 
+def _weights_fingerprint(model: nn.Module) -> Hashable | None:
+    """What identifies the current weights of the feature extractor (the model without its ``head``): each
+    parameter's and buffer's name, identity, storage and in-place version counter, which every optimiser step,
+    ``load_state_dict`` and ``copy_`` bumps. ``None`` when a tensor keeps no version counter (inference mode)."""
+    head = getattr(model, "head", None)
+    skip = {id(t) for t in (*head.parameters(), *head.buffers())} if isinstance(head, nn.Module) else set()
+    tensors = [*model.named_parameters(), *model.named_buffers()]
+    try:
+        return tuple((name, id(t), t.data_ptr(), t._version) for name, t in tensors if id(t) not in skip)
+    except RuntimeError:  # an inference tensor has no version counter
+        return None
+
+
 def measure_token_centres(model: nn.Module, shape: tuple[int, ...], grid: tuple[int, int, int], *,
                           device: torch.device, dtype: torch.dtype) -> TokenCentres:
     """The token centres of ``model.forward_features`` for clips of ``shape`` ``[B, 3, T, H, W]`` (see the module
     docstring); the model must already be in the mode to explain (eval). Cached per model, clip shape, device and
-    dtype."""
+    dtype while the weights of the feature extractor stay the same."""
     size = tuple(int(s) for s in shape[2:])
     key = (size, tuple(grid), str(device), str(dtype))
-    cached = _CACHE.get(model, {}).get(key)
-    if cached is not None:
-        return cached
+    fingerprint = _weights_fingerprint(model)
+    known, cache = _CACHE.get(model, (None, {}))
+    if fingerprint is not None and known == fingerprint and key in cache:
+        return cache[key]
     centres = cell_centres(grid, size)
     try:
         with torch.enable_grad():
@@ -84,7 +102,11 @@ def measure_token_centres(model: nn.Module, shape: tuple[int, ...], grid: tuple[
                 centre = float((profile * torch.arange(length, dtype=torch.float64)).sum() / profile.sum())
                 measured.append(centre + (length / n) * (torch.arange(n, dtype=torch.float64) - mid[axis]))
             centres = tuple(measured)  # type: ignore[assignment]
-    _CACHE.setdefault(model, {})[key] = centres
+    if fingerprint is not None:
+        if known != fingerprint:
+            cache = {}
+        cache[key] = centres
+        _CACHE[model] = (fingerprint, cache)
     return centres
 
 

@@ -25,13 +25,14 @@ and return a non-negative relevance ``[B, T', H', W']`` on the head's token grid
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["METHODS", "OCCLUSION_WINDOW", "ExplanationMethodError", "gradcam_relevance", "hirescam_relevance",
-           "occlusion_relevance"]
+__all__ = ["METHODS", "OCCLUSION_WINDOW", "ExplanationMethodError", "check_method", "gradcam_relevance",
+           "hirescam_relevance", "occlusion_relevance"]
 
 #: Elements of the feature-map batch one occlusion chunk may hold (about 256 MB in float32).
 _OCCLUSION_CHUNK_ELEMENTS = 1 << 26
@@ -113,3 +114,10 @@ METHODS: dict[str, Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tenso
     "hirescam": hirescam_relevance,
     "occlusion": occlusion_relevance,
 }
+
+
+def check_method(method: Any) -> str:
+    """``method`` when it names one of :data:`METHODS`; an :class:`ExplanationMethodError` lists them otherwise."""
+    if not isinstance(method, str) or method not in METHODS:
+        raise ExplanationMethodError(f"unknown explanation method {method!r}; choose one of {sorted(METHODS)}")
+    return method

@@ -127,10 +127,9 @@ def save_sheet(explanation: Explanation, frames: np.ndarray | torch.Tensor, path
                 ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, ec="white", lw=1.4,
                                        ls=(0, (3, 2))))
 
-    image = None
     for j, t in enumerate(shown):
         ax = fig.add_subplot(grid[0, j])
-        image = ax.imshow(_blend(frames[t], heat[t], cmap), interpolation="nearest")
+        ax.imshow(_blend(frames[t], heat[t], cmap), interpolation="nearest")
         draw_boxes(ax, t)
         ax.set_title(f"frame {t}", fontsize=10)
         ax.set_xticks([])
@@ -140,7 +139,6 @@ def save_sheet(explanation: Explanation, frames: np.ndarray | torch.Tensor, path
     cax = fig.add_subplot(grid[0, cols])
     bar = fig.colorbar(plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(0, 1)), cax=cax)
     bar.ax.tick_params(labelsize=8)
-    del image
 
     tracks = None
     if art:

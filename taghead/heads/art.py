@@ -97,6 +97,7 @@ from .art_losses import (
     spatial_contrast,
     temporal_contrast,
     tracklet_contrast,
+    video_consistency,
     winner_take_all_scores,
 )
 from .base import VideoHead
@@ -157,8 +158,11 @@ def _check_bank(bank: Any) -> torch.Tensor:
         raise ValueError(f"text_bank must be [num_classes, num_templates, D] with every size >= 1, got shape "
                          f"{tuple(bank.shape)}" + (" (a [num_classes, D] matrix needs .unsqueeze(1))"
                                                     if bank.dim() == 2 else ""))
-    if not bank.is_floating_point() or not torch.isfinite(bank).all():
-        raise ValueError("text_bank must hold finite floating-point values")
+    if not bank.is_floating_point():
+        raise ValueError(f"text_bank must be a floating-point tensor, got dtype {bank.dtype}")
+    bad = int((~torch.isfinite(bank)).sum())
+    if bad:
+        raise ValueError(f"text_bank must hold finite values, got {bad} non-finite (nan or inf) of {bank.numel()}")
     return bank.detach().float().cpu().clone()
 
 
@@ -208,6 +212,7 @@ class ARTHead(VideoHead):
 
     head_name = "art"
     class_dependent = ("fc", "global_fc", "prototypes", "prototype_seen")
+    forward_records = ("_cache", "selected_classes", "selected_video_classes")
 
     def __init__(
         self,
@@ -359,30 +364,35 @@ class ARTHead(VideoHead):
         return self.has_text and bool(w["text_video_loss_weight"] or w["text_prototype_loss_weight"])
 
     def _set_text_modules(self, bank: torch.Tensor | None) -> None:
+        """The bank, its agent and the text projections, on the head's device and in its dtype."""
         if bank is None:
             self.register_buffer("text_bank", None)
             self.text_agent = None
             self.text_proj = self.query_text_norm = self.query_text_attn = self.video_to_text = None
             return
+        place = self._placement()
         text_dim = bank.shape[-1]
         heads = self._config["num_heads"]
+        bank = bank.to(**place)
         self.register_buffer("text_bank", bank.clone())
         self.text_agent = nn.Parameter(bank.clone(), requires_grad=self._text_losses_on)
-        self.text_proj = nn.Linear(text_dim, self.embed_dim)
-        self.query_text_norm = nn.LayerNorm(self.embed_dim)
+        self.text_proj = nn.Linear(text_dim, self.embed_dim, **place)
+        self.query_text_norm = nn.LayerNorm(self.embed_dim, **place)
         self.query_text_attn = nn.MultiheadAttention(self.embed_dim, heads, dropout=self._config["dropout"],
-                                                     batch_first=True)
-        self.video_to_text = nn.Linear(self.embed_dim, text_dim)
+                                                     batch_first=True, **place)
+        self.video_to_text = nn.Linear(self.embed_dim, text_dim, **place)
 
     def _make_class_modules(self, num_classes: int) -> None:
-        """The global classifier and the class prototypes (both follow ``num_classes``)."""
+        """The global classifier and the class prototypes (both follow ``num_classes``), on the head's device
+        and in its dtype (``prototype_seen`` is bool)."""
+        place = self._placement()
         if num_classes > 0 and self.loss_weights["global_loss_weight"] > 0:
-            self.global_fc: nn.Module = nn.Linear(self.embed_dim, num_classes)
+            self.global_fc: nn.Module = nn.Linear(self.embed_dim, num_classes, **place)
         else:
             self.global_fc = nn.Identity()
         if self.has_text and num_classes > 0:
-            self.register_buffer("prototypes", torch.zeros(num_classes, self.text_bank.shape[-1]))
-            self.register_buffer("prototype_seen", torch.zeros(num_classes, dtype=torch.bool))
+            self.register_buffer("prototypes", torch.zeros(num_classes, self.text_bank.shape[-1], **place))
+            self.register_buffer("prototype_seen", torch.zeros(num_classes, dtype=torch.bool, device=place["device"]))
         else:
             self.register_buffer("prototypes", None)
             self.register_buffer("prototype_seen", None)
@@ -392,23 +402,20 @@ class ARTHead(VideoHead):
         bank = None if text_bank is None else _check_bank(text_bank)
         if bank is not None and self.num_classes not in (0, bank.shape[0]):
             raise ValueError(f"text_bank has {bank.shape[0]} classes but the head has num_classes={self.num_classes}")
-        device = self.proj.weight.device
         self._set_text_modules(bank)
         self._make_class_modules(self.num_classes)
         self._config["text_bank_shape"] = None if bank is None else list(bank.shape)
-        self.to(device)
         self._cache = None
 
     def reset_classifier(self, num_classes: int) -> None:
         """New final classifier, global classifier and class prototypes for ``num_classes`` (``0`` removes them).
 
         The text bank is kept; when its class count no longer matches, replace it with
-        :meth:`set_text_bank` before training (the text losses need one bank row per class).
+        :meth:`set_text_bank` before training (the text losses need one bank row per class). The new modules
+        take the head's device and dtype.
         """
-        device = self.proj.weight.device
-        self.fc = self._make_classifier(num_classes).to(device)
+        super().reset_classifier(num_classes)
         self._make_class_modules(num_classes)
-        self.to(device)
         self._cache = None
         if self.has_text and num_classes not in (0, self.text_bank.shape[0]):
             warnings.warn(f"ARTHead now has {num_classes} classes but its text bank has {self.text_bank.shape[0]}; "
@@ -501,9 +508,7 @@ class ARTHead(VideoHead):
             if not isinstance(self.global_fc, nn.Identity):
                 cache["global_logits"] = self.global_fc(self.global_norm(video_global))
             if self._text_losses_on and self.num_classes > 0:
-                video_text = self.video_to_text(video_global)
-                cache["video_text"] = video_text
-                cache["text_scores"] = winner_take_all_scores(video_text, self.text_agent, self.text_temperature)
+                cache["video_text"] = self.video_to_text(video_global)
             self._cache = cache
         else:
             self._cache = None
@@ -529,18 +534,23 @@ class ARTHead(VideoHead):
     def losses(self, logits: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
         """The weighted auxiliary losses of the last training-mode forward, by name (see the module docstring).
 
-        ``logits`` are the final prediction of that forward (their main cross-entropy is the
-        caller's); ``target`` the int64 class indices ``[B]``. Terms with weight 0 are absent; the text
-        terms exist only with a text bank. The first call after a forward updates the class prototypes.
+        ``logits`` are the final prediction of that forward, ``[B, num_classes]`` (the pre-logits features
+        ``[B, num_features]`` when ``num_classes=0``; their main cross-entropy is the caller's); ``target``
+        the int64 class indices ``[B]``. Terms with weight 0 are absent; the text terms exist only with a text
+        bank. The first call after a forward updates the class prototypes.
         """
         cache = self._cache
         if cache is None:
             raise RuntimeError("ARTHead.losses needs the intermediates of a training-mode forward: call "
                                "head.train() and run the forward pass first (eval-mode forwards keep nothing)")
         b = cache["batch"]
-        if not isinstance(logits, torch.Tensor) or logits.shape[0] != b:
-            raise ValueError(f"logits must be the [B={b}, ...] output of the last forward, got "
-                             f"{tuple(getattr(logits, 'shape', ())) or type(logits).__name__}")
+        if not isinstance(logits, torch.Tensor):
+            raise TypeError(f"logits must be a torch.Tensor, the output of the last forward, got {type(logits).__name__}")
+        width, what = ((self.num_classes, "num_classes") if self.num_classes > 0
+                       else (self.num_features, "num_features, the pre-logits features of a head without classifier"))
+        if tuple(logits.shape) != (b, width):
+            raise ValueError(f"logits must be the [B={b}, {width}] ({what}) output of the last forward, got shape "
+                             f"{tuple(logits.shape)}")
         w = self.loss_weights
         out: dict[str, torch.Tensor] = {}
         if self.num_classes > 0:
@@ -559,7 +569,8 @@ class ARTHead(VideoHead):
                 raise ValueError(f"the text bank has {self.text_bank.shape[0]} classes but the head has "
                                  f"{self.num_classes}: call head.set_text_bank(build_text_bank(class_names, ...))")
             if w["text_video_loss_weight"]:
-                out["text_video"] = w["text_video_loss_weight"] * F.cross_entropy(cache["text_scores"], target)
+                out["text_video"] = w["text_video_loss_weight"] * video_consistency(
+                    cache["video_text"], self.text_agent, target, self.text_temperature)
             if w["text_prototype_loss_weight"]:
                 if not cache["prototypes_updated"]:  # the buffers change in place: the loss uses copies
                     self._update_prototypes(cache["video_text"], target)

@@ -30,8 +30,10 @@ distinct (random prompts) and dropout breaks ties.
 from __future__ import annotations
 
 import functools
+import math
+import numbers
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -70,6 +72,21 @@ def _check_responses(responses: torch.Tensor, what: str) -> torch.Tensor:
     return responses.float()
 
 
+def _check_real(name: str, value: Any, what: str, lo: float, hi: float, *, lo_open: bool = False) -> float:
+    """``value`` as a float: a finite real number (not bool) in ``[lo, hi]`` (``(lo, ...`` when ``lo_open``)."""
+    interval = f"{'(' if lo_open else '['}{lo}, {hi}{')' if math.isinf(hi) else ']'}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{what}: {name} must be a finite real number in {interval}, got {type(value).__name__}")
+    if not math.isfinite(value) or value < lo or value > hi or (lo_open and value == lo):
+        raise ValueError(f"{what}: {name} must be a finite real number in {interval}, got {value!r}")
+    return float(value)
+
+
+def _check_temperature(temperature: Any, what: str) -> float:
+    """A temperature divides the scores: a finite number > 0."""
+    return _check_real("temperature", temperature, what, 0.0, math.inf, lo_open=True)
+
+
 def _mean_offdiag_positive_cos(x: torch.Tensor) -> torch.Tensor:
     """``x [..., N, D]``: mean over ``n != m`` of ``max(0, cos(x_n, x_m))``."""
     xn = F.normalize(x, dim=-1)
@@ -90,7 +107,11 @@ def spatial_contrast(responses: torch.Tensor) -> torch.Tensor:
 
 @_float32
 def temporal_contrast(responses: torch.Tensor, gamma: float = 0.6) -> torch.Tensor:
-    """Temporal level: mean squared gap between each query's adjacent-frame correlation and ``gamma``."""
+    """Temporal level: mean squared gap between each query's adjacent-frame correlation and ``gamma``.
+
+    ``gamma`` is a target cosine, so it must lie in [-1, 1].
+    """
+    gamma = _check_real("gamma", gamma, "temporal_contrast", -1.0, 1.0)
     r = _check_responses(responses, "temporal_contrast")
     if r.shape[1] < 2:
         raise ValueError(f"temporal_contrast needs at least 2 frames, got T={r.shape[1]}")
@@ -118,12 +139,16 @@ def class_semantics(bank: torch.Tensor) -> torch.Tensor:
 
 @_float32
 def winner_take_all_scores(video: torch.Tensor, bank: torch.Tensor, temperature: float) -> torch.Tensor:
-    """``[B, D]`` video embeddings and a ``[K, M, D]`` bank -> ``[B, K]``: ``max_j cos(v, a_kj) / temperature``."""
+    """``[B, D]`` video embeddings and a ``[K, M, D]`` bank -> ``[B, K]``: ``max_j cos(v, a_kj) / temperature``
+    (``temperature`` a finite number > 0)."""
+    temperature = _check_temperature(temperature, "winner_take_all_scores")
     sim = torch.einsum("bd,kmd->bkm", F.normalize(video.float(), dim=-1), F.normalize(bank.float(), dim=-1))
     return sim.amax(-1) / temperature
 
 
 def check_target(target: torch.Tensor, batch: int, num_classes: int, what: str) -> None:
+    """Check that ``target`` holds class indices for a batch: an int64 tensor ``[batch]`` with values in
+    ``[0, num_classes)``; ``what`` names the caller in the ``ValueError``."""
     if not isinstance(target, torch.Tensor) or target.dtype != torch.int64 or target.shape != (batch,):
         got = f"{getattr(target, 'dtype', type(target).__name__)} {tuple(getattr(target, 'shape', ()))}"
         raise ValueError(f"{what} expects class indices, an int64 tensor [B={batch}], got {got}")
@@ -135,6 +160,7 @@ def check_target(target: torch.Tensor, batch: int, num_classes: int, what: str) 
 def video_consistency(video: torch.Tensor, bank: torch.Tensor, target: torch.Tensor,
                       temperature: float = 0.07) -> torch.Tensor:
     """Cross-entropy of the winner-take-all text scores (:func:`winner_take_all_scores`) against the labels."""
+    temperature = _check_temperature(temperature, "video_consistency")
     check_target(target, video.shape[0], bank.shape[0], "video_consistency")
     return F.cross_entropy(winner_take_all_scores(video, bank, temperature), target)
 
@@ -144,11 +170,20 @@ def prototype_consistency(prototypes: torch.Tensor, bank: torch.Tensor, valid: t
                           temperature: float = 0.07) -> torch.Tensor:
     """Each class prototype ``[K, D]`` must be closest to its own class's text semantics among all classes.
 
-    ``valid`` (``[K]`` bool) restricts the rows to the classes that have a prototype yet.
+    ``valid`` (a bool tensor ``[K]``) restricts the rows to the classes that have a prototype yet;
+    ``temperature`` is a finite number > 0.
     """
+    temperature = _check_temperature(temperature, "prototype_consistency")
     if prototypes.dim() != 2 or prototypes.shape[0] != bank.shape[0] or prototypes.shape[1] != bank.shape[-1]:
         raise ValueError(f"prototypes must be [K, D] = [{bank.shape[0]}, {bank.shape[-1]}] for this bank, "
                          f"got {tuple(prototypes.shape)}")
+    if valid is not None:
+        if not isinstance(valid, torch.Tensor):
+            raise TypeError(f"prototype_consistency: valid must be a bool tensor [K={bank.shape[0]}] or None, got "
+                            f"{type(valid).__name__}")
+        if valid.dtype != torch.bool or tuple(valid.shape) != (bank.shape[0],):
+            raise ValueError(f"prototype_consistency: valid must be a bool tensor [K={bank.shape[0]}] (one flag per "
+                             f"class), got {valid.dtype} {tuple(valid.shape)}")
     logits = F.normalize(prototypes.float(), dim=-1) @ class_semantics(bank).T / temperature
     labels = torch.arange(bank.shape[0], device=logits.device)
     if valid is not None:

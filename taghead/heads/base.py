@@ -59,6 +59,9 @@ class VideoHead(nn.Module, HeadHubMixin):
     head_name: str = ""
     #: Submodules and buffers whose shape follows ``num_classes`` (``reset_classifier`` re-initialises them).
     class_dependent: tuple[str, ...] = ("fc",)
+    #: Attributes every forward overwrites with records of that pass (not state), e.g. ART's selected classes;
+    #: :func:`taghead.explain` puts them back afterwards, as if it had not run.
+    forward_records: tuple[str, ...] = ()
     num_classes: int
     num_features: int
     fc: nn.Module
@@ -112,10 +115,18 @@ class VideoHead(nn.Module, HeadHubMixin):
         keys = list(self.state_dict())
         return [key for name in self.class_dependent for key in keys if key.split(".", 1)[0] == name]
 
+    def _placement(self) -> dict[str, Any]:
+        """``device`` and floating ``dtype`` of the head (of its first floating-point parameter or buffer): where
+        a module built after construction must go (new modules start in float32 on the CPU)."""
+        for tensor in (*self.parameters(), *self.buffers()):
+            if tensor.is_floating_point():
+                return {"device": tensor.device, "dtype": tensor.dtype}
+        return {"device": torch.device("cpu"), "dtype": torch.get_default_dtype()}
+
     def reset_classifier(self, num_classes: int) -> None:
-        """Replace the final linear layer by a freshly initialised one (``0`` removes it)."""
-        device = next(self.parameters()).device
-        self.fc = self._make_classifier(num_classes).to(device)
+        """Replace the final linear layer by a freshly initialised one (``0`` removes it), on the head's device
+        and in its dtype."""
+        self.fc = self._make_classifier(num_classes).to(**self._placement())
 
     def losses(self, logits: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
         """Auxiliary training losses by name, from the last forward pass (none for this head)."""
