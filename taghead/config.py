@@ -4,10 +4,27 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 __all__ = ["DataConfig", "PretrainedCfg"]
+
+
+def _check_positive_int(name: str, value: Any, expected: str = "an int >= 1") -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"DataConfig.{name} must be {expected}, got {value!r} ({type(value).__name__})")
+
+
+def _rgb(name: str, values: Any, *, positive: bool) -> tuple[float, float, float]:
+    """``values`` as 3 floats (one per RGB channel); strings, booleans and other types are refused, not converted."""
+    expected = f"3 finite real numbers (RGB){' > 0' if positive else ''}"
+    ok = isinstance(values, (tuple, list)) and len(values) == 3 and all(
+        isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+    if not ok or (positive and any(v <= 0 for v in values)):
+        raise ValueError(f"DataConfig.{name} must be {expected}, got {values!r} ({type(values).__name__})")
+    return (float(values[0]), float(values[1]), float(values[2]))
 
 
 @dataclass
@@ -28,20 +45,36 @@ class DataConfig:
     std: tuple[float, float, float] = field(default=(0.225, 0.225, 0.225))
 
     def __post_init__(self) -> None:
-        self.mean = tuple(float(v) for v in self.mean)
-        self.std = tuple(float(v) for v in self.std)
-        if self.num_frames < 1 or self.crop_size < 1:
-            raise ValueError(f"num_frames and crop_size must be positive, got {self.num_frames}, {self.crop_size}")
-        if len(self.mean) != 3 or len(self.std) != 3:
-            raise ValueError(f"mean and std need 3 values (RGB), got {self.mean}, {self.std}")
+        _check_positive_int("num_frames", self.num_frames)
+        _check_positive_int("crop_size", self.crop_size)
+        if self.resize_size is not None:
+            _check_positive_int("resize_size", self.resize_size, "None or an int >= 1")
+        self.mean = _rgb("mean", self.mean, positive=False)
+        self.std = _rgb("std", self.std, positive=True)
+
+    def with_clip(self, num_frames: int | None = None, crop_size: int | None = None) -> DataConfig:
+        """A copy for another clip; a new crop keeps the resize-to-crop ratio (``resize_size`` scaled with it)."""
+        changes: dict[str, Any] = {}
+        if num_frames is not None:
+            changes["num_frames"] = num_frames
+        if crop_size is not None and crop_size != self.crop_size:
+            _check_positive_int("crop_size", crop_size)
+            changes["crop_size"] = crop_size
+            if self.resize_size is not None:
+                changes["resize_size"] = round(crop_size * self.resize_size / self.crop_size)
+        return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form (what ``config.json`` stores under ``data_config``)."""
         d = asdict(self)
         d["mean"], d["std"] = list(self.mean), list(self.std)
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DataConfig:
+        """The config :meth:`to_dict` wrote (read from ``config.json``); unknown fields and bad values are errors."""
+        if not isinstance(d, dict):
+            raise TypeError(f"a DataConfig dict must be a dict, got {type(d).__name__}")
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"unknown DataConfig fields {sorted(unknown)}; expected {sorted(cls.__dataclass_fields__)}")
@@ -90,7 +123,16 @@ class PretrainedCfg:
         """Whether the config points at weights that can be loaded (a Hub repo or a local file)."""
         return bool(self.hf_hub_id or self.file)
 
+    def __post_init__(self) -> None:
+        self.data_config()  # the input fields follow DataConfig's rules (config.json content is untrusted)
+        metrics = self.metrics
+        if not isinstance(metrics, dict) or not all(
+                isinstance(k, str) and isinstance(v, numbers.Real) and not isinstance(v, bool) for k, v in metrics.items()):
+            raise ValueError(f"PretrainedCfg.metrics must be a dict of metric name -> number (e.g. "
+                             f"{{'top1_accuracy': 86.1}}), got {metrics!r}")
+
     def data_config(self) -> DataConfig:
+        """The :class:`DataConfig` of the input the weights expect."""
         return DataConfig(num_frames=self.num_frames, crop_size=self.crop_size, resize_size=self.resize_size,
                           mean=self.mean, std=self.std)
 
@@ -112,14 +154,22 @@ class PretrainedCfg:
         return dataclasses.replace(self, **values)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable form (what ``config.json`` stores under ``pretrained_cfg``)."""
+        """JSON-serialisable form (what ``config.json`` stores under ``pretrained_cfg``).
+
+        ``file`` is left out: a local path means nothing elsewhere and would leak the saving machine's
+        folders into a shared or pushed ``config.json``.
+        """
         d = dataclasses.asdict(self)
+        del d["file"]
         d["mean"], d["std"] = list(self.mean), list(self.std)
         d["label_names"] = list(self.label_names) if self.label_names is not None else None
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PretrainedCfg:
+        """The config :meth:`to_dict` wrote (read from ``config.json``); unknown fields are an error."""
+        if not isinstance(d, dict):
+            raise TypeError(f"a pretrained_cfg dict must be a dict, got {type(d).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:

@@ -35,13 +35,13 @@ from typing import TYPE_CHECKING, Any, TypedDict
 import torch
 from torch import nn
 
+from .config import DataConfig, PretrainedCfg
 from .version import __version__
 from .weights import (
-    atomic_write_json,
-    atomic_write_text,
+    atomic_outputs,
     load_safetensors,
     load_state_dict_checked,
-    save_safetensors,
+    write_safetensors,
 )
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CONFIG_NAME", "WEIGHTS_NAME", "MODEL_CARD_NAME", "KINDS",
     "HubMixin", "HubDownloadKwargs", "resolve_pretrained_folder", "read_config", "read_weights", "save_folder",
-    "push_folder", "load_weights", "model_card",
+    "push_folder", "load_weights", "model_card", "json_ready", "check_label_names",
 ]
 
 CONFIG_NAME = "config.json"
@@ -61,11 +61,30 @@ KINDS = ("model", "head")
 
 
 # ----------------------------------------------------------------------------------------------------- config
-def _json_ready(obj: Any, what: str) -> Any:
+def json_ready(obj: Any, what: str) -> Any:
+    """``obj`` through JSON and back; a ``TypeError`` naming ``what`` when it is not JSON-serialisable."""
     try:
         return json.loads(json.dumps(obj))
     except (TypeError, ValueError) as err:
         raise TypeError(f"{what} must be JSON-serialisable to be saved in {CONFIG_NAME}: {err}") from None
+
+
+def check_label_names(names: Any, num_classes: int | None) -> list[str] | None:
+    """``names`` as a new list, checked to hold one ``str`` per class (``None`` stays ``None``).
+
+    A single string is refused rather than split into characters; ``num_classes=None`` skips the count.
+    """
+    if names is None:
+        return None
+    if isinstance(names, str) or not isinstance(names, (list, tuple)):
+        raise ValueError(f"label_names needs one name per class ({num_classes}) as a list of str, got {names!r} "
+                         f"(a {type(names).__name__})")
+    bad = [n for n in names if not isinstance(n, str)]
+    if bad:
+        raise ValueError(f"label_names must be strings, got {bad[:5]!r} ({type(bad[0]).__name__})")
+    if num_classes is not None and len(names) != num_classes:
+        raise ValueError(f"label_names needs one name per class ({num_classes}), got {len(names)} names")
+    return list(names)
 
 
 def _check_config(config: dict[str, Any], where: str) -> None:
@@ -77,9 +96,14 @@ def _check_config(config: dict[str, Any], where: str) -> None:
         raise ValueError(f"{where}: kind must be one of {list(KINDS)}, got {config['kind']!r}")
     if config["kind"] == "model" and not config.get("data_config"):
         raise ValueError(f"{where}: a model config needs data_config")
-    labels, num_classes = config.get("label_names"), config["num_classes"]
-    if labels is not None and num_classes is not None and len(labels) != num_classes:
-        raise ValueError(f"{where}: got {len(labels)} label names for {num_classes} classes")
+    try:
+        check_label_names(config.get("label_names"), config["num_classes"])
+        if config.get("data_config") is not None:
+            DataConfig.from_dict(config["data_config"])
+        if config.get("pretrained_cfg") is not None:
+            PretrainedCfg.from_dict(config["pretrained_cfg"])
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{where}: {err}") from None
 
 
 def read_config(folder: str | os.PathLike) -> dict[str, Any]:
@@ -128,9 +152,26 @@ def _card_yaml(config: dict[str, Any]) -> str:
         tags=tags,
         license=pcfg.get("license"),
         datasets=[pcfg["dataset"]] if pcfg.get("dataset") else None,
-        metrics=["accuracy"] if metrics else None,
+        metrics=list(metrics) or None,  # the names under which the results are reported
     )
     return data.to_yaml()
+
+
+def _input_paragraph(dc: dict[str, Any]) -> list[str]:
+    """The card's description of the clip a model (or a head, when given a data config) expects."""
+    resize = (f"shorter side resized to {dc.get('resize_size')}, " if dc.get("resize_size") is not None
+              else "not resized, ")
+    return [
+        f"Input: clips of {dc.get('num_frames')} frames sampled uniformly over the video, {resize}centre crop "
+        f"{dc.get('crop_size')}x{dc.get('crop_size')}, pixels scaled to [0, 1] then normalised with mean "
+        f"{dc.get('mean')} and std {dc.get('std')}; tensor layout `[B, 3, T, H, W]`.",
+        "",
+    ]
+
+
+def _is_reference(pcfg: dict[str, Any]) -> bool:
+    """Whether the weights are the TAG-Head authors' (a reference preset, or converted from their files)."""
+    return bool(pcfg.get("preset") or pcfg.get("source_file"))
 
 
 def model_card(config: dict[str, Any], *, repo_id: str | None = None) -> str:
@@ -150,11 +191,7 @@ def model_card(config: dict[str, Any], *, repo_id: str | None = None) -> str:
             f"A video classifier built with [taghead](https://pypi.org/project/taghead/): the "
             f"`{head_name}` head on the `{backbone or 'user-supplied'}` backbone{classes}.",
             "",
-            f"Input: clips of {dc.get('num_frames')} frames sampled uniformly over the video, shorter side "
-            f"resized to {dc.get('resize_size')}, centre crop {dc.get('crop_size')}x{dc.get('crop_size')}, pixels "
-            f"scaled to [0, 1] then normalised with mean {dc.get('mean')} and std {dc.get('std')}; tensor layout "
-            "`[B, 3, T, H, W]`.",
-            "",
+            *_input_paragraph(dc),
             "## Usage",
             "",
             "```python",
@@ -185,6 +222,7 @@ def model_card(config: dict[str, Any], *, repo_id: str | None = None) -> str:
             f"backbone feature maps `[B, {c}, {t}, {h}, {w}]`{classes}. Attach it to any "
             "backbone whose last feature map has this shape.",
             "",
+            *(_input_paragraph(config["data_config"]) if config.get("data_config") else []),
             "## Usage",
             "",
             "```python",
@@ -214,10 +252,13 @@ def model_card(config: dict[str, Any], *, repo_id: str | None = None) -> str:
     if pcfg.get("license"):
         lines += [f"Licence: {str(pcfg['license']).upper() if pcfg['license'] == 'mit' else pcfg['license']}.", ""]
     if pcfg.get("metrics"):
-        lines += ["## Reported results", "",
-                  "Numbers reported in the TAG-Head paper for these weights (RGB only); not re-measured here.", "",
-                  "| dataset | metric | value (%) |", "| --- | --- | --- |"]
-        lines += [f"| {pcfg.get('dataset')} | {key} | {value} |" for key, value in pcfg["metrics"].items()]
+        if _is_reference(pcfg):
+            said, unit = "Numbers reported in the TAG-Head paper for these weights (RGB only)", " (%)"
+        else:
+            said, unit = "Results reported for these weights by whoever saved them", ""
+        lines += ["## Reported results", "", f"{said}; not re-measured here.", "",
+                  f"| dataset | metric | value{unit} |", "| --- | --- | --- |"]
+        lines += [f"| {pcfg.get('dataset') or '-'} | {key} | {value} |" for key, value in pcfg["metrics"].items()]
         lines.append("")
     if config.get("label_names"):
         lines += [f"Class names ({len(config['label_names'])}) are in `config.json` under `label_names`.", ""]
@@ -226,8 +267,9 @@ def model_card(config: dict[str, Any], *, repo_id: str | None = None) -> str:
                   "reference implementation's split files for this dataset.", ""]
     lines += [f"Saved with taghead {config.get('taghead_version')}.", ""]
     if pcfg.get("citation"):
-        lines += ["## Citation", "", "TAG-Head: Time-Aligned Graph Head for Fine-Grained Action Recognition "
-                  "(ICPR 2026), arXiv:2604.11498.", "", "```bibtex", pcfg["citation"], "```", ""]
+        citation = str(pcfg["citation"]).strip()
+        block = ["```bibtex", citation, "```"] if citation.startswith("@") else [citation]
+        lines += ["## Citation", "", *block, ""]
     return "\n".join(lines)
 
 
@@ -241,19 +283,23 @@ def save_folder(
 ) -> Path:
     """Write ``model.safetensors``, ``config.json`` and ``README.md`` (the model card) to ``save_directory``.
 
-    ``config`` is checked (JSON-serialisable, ``kind``, ``spec``, ``num_classes``, as many label names
-    as classes) before anything is written; each file is written atomically. ``repo_id`` only changes
-    the usage snippet of the model card.
+    Everything is checked and rendered first (``config`` JSON-serialisable, ``kind``, ``spec``,
+    ``num_classes``, one label name per class, a valid data config and pretrained config; the model
+    card), then the three files are written to temporary files in the folder, and only when all are
+    complete do they replace the old ones: a failure leaves an existing folder as it was. ``repo_id``
+    only changes the usage snippet of the model card.
     """
-    config = _json_ready(config, "the config (spec, labels, pretrained_cfg)")
+    config = json_ready(config, "the config (spec, labels, pretrained_cfg)")
     _check_config(config, "the config to save")
+    card = model_card(config, repo_id=repo_id)
+    text = json.dumps(config, indent=2) + "\n"
     folder = Path(save_directory)
     if folder.exists() and not folder.is_dir():
         raise NotADirectoryError(f"save_pretrained needs a directory, but {str(folder)!r} is a file")
-    folder.mkdir(parents=True, exist_ok=True)
-    save_safetensors(state_dict, folder / WEIGHTS_NAME, metadata={"taghead_version": __version__})
-    atomic_write_json(folder / CONFIG_NAME, config)
-    atomic_write_text(folder / MODEL_CARD_NAME, model_card(config, repo_id=repo_id))
+    with atomic_outputs(folder / WEIGHTS_NAME, folder / CONFIG_NAME, folder / MODEL_CARD_NAME) as (weights, cfg, readme):
+        write_safetensors(state_dict, weights, metadata={"taghead_version": __version__})
+        cfg.write_text(text, encoding="utf-8")
+        readme.write_text(card, encoding="utf-8")
     return folder
 
 
@@ -309,8 +355,12 @@ def resolve_pretrained_folder(
     force_download: bool = False,
     token: str | None = None,
     local_files_only: bool = False,
+    config_only: bool = False,
 ) -> Path:
-    """A local folder for ``repo_id_or_path``: the directory itself, or the Hub snapshot (downloaded if needed)."""
+    """A local folder for ``repo_id_or_path``: the directory itself, or the Hub snapshot (downloaded if needed).
+
+    ``config_only`` downloads ``config.json`` alone (to build the architecture with random weights).
+    """
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
         HFValidationError,
@@ -338,16 +388,18 @@ def resolve_pretrained_folder(
     try:
         folder = snapshot_download(
             text, revision=revision, cache_dir=cache_dir, force_download=force_download, token=token,
-            local_files_only=offline, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, MODEL_CARD_NAME],
+            local_files_only=offline,
+            allow_patterns=[CONFIG_NAME] if config_only else [CONFIG_NAME, WEIGHTS_NAME, MODEL_CARD_NAME],
             library_name="taghead", library_version=__version__,
         )
     except LocalEntryNotFoundError as err:
         if offline:
-            why = "HF_HUB_OFFLINE=1 is set" if _offline() else "local_files_only=True was passed"
+            why, undo = (("HF_HUB_OFFLINE=1 is set", "unset HF_HUB_OFFLINE (or set it to 0)") if _offline() else
+                         ("local_files_only=True was passed", "pass local_files_only=False"))
             raise FileNotFoundError(
                 f"{text!r} (revision {revision or 'main'}) is not in the local Hugging Face cache "
                 f"({cache_dir or 'HF_HUB_CACHE'}), and no local folder of that name exists; {why}, so nothing is "
-                "downloaded. To fix it: unset HF_HUB_OFFLINE (or set it to 0) and call from_pretrained again, "
+                f"downloaded. To fix it: {undo} and call from_pretrained again, "
                 f"or download it first while online (`hf download {text}`), or pass the path of a saved folder."
             ) from None
         raise OSError(

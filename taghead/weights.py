@@ -17,14 +17,24 @@ from torch import nn
 __all__ = [
     "CheckpointError",
     "StateDictMismatchError",
+    "TRAIN_CHECKPOINT_FORMAT",
     "atomic_output",
+    "atomic_outputs",
     "atomic_write_text",
+    "atomic_write_json",
     "save_safetensors",
+    "write_safetensors",
+    "unwrap_state_dict",
     "load_safetensors",
     "load_torch_checkpoint",
     "check_state_dict",
     "load_state_dict_checked",
 ]
+
+
+#: ``format`` entry of taghead's training checkpoints (:mod:`taghead.engine.checkpoint`).
+TRAIN_CHECKPOINT_FORMAT = "taghead-train-checkpoint"
+_PARALLEL_PREFIX = "module."
 
 
 class CheckpointError(ValueError):
@@ -119,6 +129,17 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def atomic_outputs(*paths: str | os.PathLike) -> Iterator[list[Path]]:
+    """:func:`atomic_output` for several files written together: a temporary file beside each path; none
+    replaces its target until the block has written them all without an error, else all are removed.
+
+    An error while writing (a full disk, a failing serialiser) leaves every old file as it was.
+    """
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(atomic_output(path)) for path in paths]
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` atomically (see :func:`atomic_output`)."""
     with atomic_output(path) as tmp:
@@ -126,6 +147,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as indented JSON (and a final newline) to ``path`` atomically (see :func:`atomic_output`)."""
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
@@ -149,15 +171,18 @@ def save_safetensors(
     state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None
 ) -> None:
     """Save tensors to a ``.safetensors`` file atomically (temporary file, fsync, ``os.replace``)."""
+    with atomic_output(path) as tmp:
+        write_safetensors(state_dict, tmp, metadata)
+
+
+def write_safetensors(
+    state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None
+) -> None:
+    """Write tensors to ``path`` in the safetensors format, in place (not atomic: for the temporary file of
+    :func:`atomic_output`; use :func:`save_safetensors` otherwise)."""
     from safetensors.torch import save_file
 
-    path = Path(path)
-    tmp = _temp_path(path)
-    try:
-        save_file(_dedup_storage(state_dict), str(tmp), metadata={"format": "pt", **(metadata or {})})
-        _atomic_replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    save_file(_dedup_storage(state_dict), str(path), metadata={"format": "pt", **(metadata or {})})
 
 
 def load_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -204,6 +229,23 @@ def load_torch_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise CheckpointError(f"{str(path)!r} holds a {type(obj).__name__}, expected a dict (a state dict)")
     return obj
+
+
+def unwrap_state_dict(obj: Mapping[str, Any], source: str = "the checkpoint") -> dict[str, Any]:
+    """The state dict inside a loaded checkpoint ``obj``: the ``model`` entry of a taghead training checkpoint
+    (it has ``format`` and ``version``), the dict under ``model_state_dict`` or ``state_dict``, or ``obj``
+    itself; a ``module.`` prefix that every key shares (saved from ``nn.DataParallel`` or DDP) is removed."""
+    if obj.get("format") == TRAIN_CHECKPOINT_FORMAT and "version" in obj:
+        inner = obj.get("model")
+        if not isinstance(inner, Mapping):
+            raise CheckpointError(f"{source} is a taghead training checkpoint whose 'model' entry is a "
+                                  f"{type(inner).__name__}, expected the model's state dict")
+        obj = inner
+    else:
+        obj = next((obj[k] for k in ("model_state_dict", "state_dict") if isinstance(obj.get(k), Mapping)), obj)
+    if obj and all(isinstance(k, str) and k.startswith(_PARALLEL_PREFIX) for k in obj):
+        return {k[len(_PARALLEL_PREFIX):]: v for k, v in obj.items()}
+    return dict(obj)
 
 
 def check_state_dict(

@@ -33,6 +33,7 @@ from taghead.convert import (  # noqa: E402
     read_official_state_dict,
 )
 from taghead.hub import MODEL_CARD_NAME  # noqa: E402
+from taghead.models.reference import is_official_state_dict  # noqa: E402
 from taghead.weights import CheckpointError, StateDictMismatchError  # noqa: E402
 
 # haa500 preset: 500 classes, 32 frames -> a 4x7x7 grid at 112x112, feed-forward 512.
@@ -256,10 +257,18 @@ def test_unknown_shapes_and_foreign_graph_are_refused(reference, converted):
     assert convert_official_state_dict(state, converted).keys() == converted.state_dict().keys()
 
 
-def test_reference_file_loads_through_create_model_overlay(reference):
+def test_reference_file_loads_through_create_model_overlay(reference, tmp_path):
+    parallel = {f"module.{k}": v for k, v in reference["state"].items()}  # saved from nn.DataParallel
+    assert is_official_state_dict(parallel) and is_official_state_dict({"model_state_dict": parallel})
+    assert not is_official_state_dict({"module.fc.weight": reference["state"]["pos_embedding"]})
+    torch.save(parallel, tmp_path / "haa500_best.pth")
+    model = taghead.create_model("tag_r2plus1d_34_haa500", pretrained=True,
+                                 pretrained_cfg_overlay=dict(file=str(tmp_path / "haa500_best.pth")))
+    parallel_state = model.state_dict()
     model = taghead.create_model("tag_r2plus1d_34_haa500", pretrained=True,
                                  pretrained_cfg_overlay=dict(file=str(reference["folder"] / "haa500_best.pth")))
     state = model.state_dict()
+    assert parallel_state.keys() == state.keys() and all(torch.equal(parallel_state[k], v) for k, v in state.items())
     assert torch.equal(state["head.pos_embed.weight"], reference["state"]["pos_embedding"])
     stem_key = next(k for k in state if k.endswith("stem.0.weight"))
     assert torch.equal(state[stem_key], reference["state"]["backbone.0.0.weight"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import re
 import shutil
 
@@ -16,7 +17,8 @@ from torch import nn
 import taghead
 from taghead import DataConfig, MeanPoolHead, TAGHead, VideoClassifier
 from taghead.backbones import tiny_video_cnn
-from taghead.hub import CONFIG_NAME, MODEL_CARD_NAME, WEIGHTS_NAME, read_config
+from taghead.config import PretrainedCfg
+from taghead.hub import CONFIG_NAME, MODEL_CARD_NAME, WEIGHTS_NAME, model_card, read_config
 from taghead.models.loading import config_for, from_pretrained
 from taghead.models.pretrained import reference_cfg
 from taghead.weights import CheckpointError, StateDictMismatchError, save_safetensors
@@ -190,9 +192,11 @@ def test_model_card_metadata_and_usage_snippet_runs(tmp_path, video):
     card = ModelCard.load(folder / MODEL_CARD_NAME)
     assert card.data.library_name == "taghead"
     assert {"video-classification", "action-recognition", "taghead", "tag"} <= set(card.data.tags)
-    assert card.data.license == "mit" and card.data.datasets == ["finegym"] and card.data.metrics == ["accuracy"]
+    assert card.data.license == "mit" and card.data.datasets == ["finegym"]
+    assert card.data.metrics == ["top1_accuracy", "mean_class_accuracy"]  # the names the results are given under
     text = (folder / MODEL_CARD_NAME).read_text()
     assert "95.6" in text and "93.8" in text and "arXiv:2604.11498" in text and "not re-measured" in text
+    assert "reported in the TAG-Head paper" in text and "Input: clips of 8 frames" in text
 
     # The usage snippet is real code: run it against this folder.
     snippet = re.search(r"```python\n(.*?)```", text, flags=re.S).group(1)
@@ -210,6 +214,34 @@ def test_model_card_metadata_and_usage_snippet_runs(tmp_path, video):
     head_card = (_head().save_pretrained(tmp_path / "h") / MODEL_CARD_NAME).read_text()
     assert "library_name: taghead" in _front_matter(head_card)
     assert f"[B, {C}, {GRID[0]}, {GRID[1]}, {GRID[2]}]" in head_card and "VideoClassifier(my_backbone" in head_card
+    assert "Input:" not in head_card  # no data config given: nothing said about the input
+
+
+def test_model_card_of_own_weights_claims_no_paper():
+    model = _model()
+    model.pretrained_cfg = PretrainedCfg(num_classes=5, num_frames=8, crop_size=32, metrics={"mAP": 41.0},
+                                         dataset="my-clips", citation="Doe, J. My gym model. 2026.")
+    text = model_card(config_for(model))
+    card = ModelCard(text)
+    assert card.data.metrics == ["mAP"] and card.data.datasets == ["my-clips"]
+    assert "| my-clips | mAP | 41.0 |" in text and "not re-measured" in text
+    assert "paper" not in text and "TAG-Head: Time-Aligned" not in text and "arXiv" not in text
+    assert "## Citation\n\nDoe, J. My gym model. 2026.\n" in text and "```bibtex" not in text
+    model.pretrained_cfg = PretrainedCfg(num_classes=5, num_frames=8, crop_size=32, citation="@misc{me, title={Mine}}")
+    text = model_card(config_for(model))
+    assert "```bibtex\n@misc{me, title={Mine}}\n```" in text and "TAG-Head: Time-Aligned" not in text
+    assert "## Reported results" not in text and "metrics:" not in _front_matter(text)
+
+
+def test_head_card_describes_the_given_data_config(tmp_path):
+    dc = DataConfig(num_frames=8, crop_size=32, resize_size=36)
+    folder = _head().save_pretrained(tmp_path / "h", data_config=dc)
+    text = (folder / MODEL_CARD_NAME).read_text()
+    assert "Input: clips of 8 frames sampled uniformly over the video, shorter side resized to 36, centre crop " \
+           "32x32" in text
+    assert read_config(folder)["data_config"] == dc.to_dict()
+    with pytest.raises(TypeError, match="data_config must be a DataConfig, got dict"):
+        _head().save_pretrained(tmp_path / "h2", data_config=dc.to_dict())
 
 
 def test_push_to_hub_calls_hf_api(monkeypatch, video):
@@ -333,13 +365,93 @@ def test_config_weights_mismatch_lists_missing_unexpected_and_shapes(tmp_path):
         TAGHead.from_pretrained(folder)
 
 
-def test_save_is_atomic_and_overwrites(tmp_path):
+def _contents(folder) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_save_is_atomic_and_overwrites(tmp_path, monkeypatch):
     folder = tmp_path / "h"
     _head().save_pretrained(folder)
+    before = _contents(folder)
     head2 = _head(num_classes=3)
+
+    # The disk fills up while the last file (the model card) is written: no file of the folder changes.
+    write_text = pathlib.Path.write_text
+
+    def failing_write_text(self, *args, **kwargs):
+        if self.name.startswith(f".{MODEL_CARD_NAME}."):
+            raise OSError(28, "No space left on device")
+        return write_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "write_text", failing_write_text)
+    with pytest.raises(OSError, match="No space left"):
+        head2.save_pretrained(folder)
+    assert _contents(folder) == before  # old weights, config and card; no temporary files left
+    monkeypatch.undo()
+
     head2.save_pretrained(folder)
     assert sorted(os.listdir(folder)) == sorted([CONFIG_NAME, WEIGHTS_NAME, MODEL_CARD_NAME])  # no temp files left
     assert from_pretrained(folder).num_classes == 3
+
+
+def test_a_failure_before_writing_leaves_the_old_folder(tmp_path, monkeypatch):
+    model = _model()
+    folder = model.save_pretrained(tmp_path / "m")
+    before = _contents(folder)
+    model.reset_classifier(3)
+    model.pretrained_cfg = dict(reference_cfg("gym99").to_dict(), metrics=[["top1", 50.0]])  # not a dict
+    with pytest.raises(ValueError, match=r"PretrainedCfg\.metrics must be a dict of metric name -> number.*"
+                                         r"got \[\['top1', 50\.0\]\]"):
+        model.save_pretrained(folder)
+    assert _contents(folder) == before
+
+    def broken_card(config, *, repo_id=None):
+        raise RuntimeError("card template failed")
+
+    model.pretrained_cfg = None
+    monkeypatch.setattr(taghead.hub, "model_card", broken_card)
+    with pytest.raises(RuntimeError, match="card template failed"):
+        model.save_pretrained(folder)
+    assert _contents(folder) == before
+    with pytest.raises(RuntimeError):
+        model.save_pretrained(tmp_path / "new")
+    assert not (tmp_path / "new").exists()  # nothing written, not even the folder
+
+
+def test_label_names_must_be_one_str_per_class(tmp_path):
+    model, head = _model(), _head()
+    for module, labels in ((model, "abcde"), (head, "xyzuv")):
+        with pytest.raises(ValueError, match=rf"one name per class \(5\) as a list of str, got '{labels}' \(a str\)"):
+            module.save_pretrained(tmp_path / "x", label_names=labels)
+    with pytest.raises(ValueError, match=r"one name per class \(5\), got 2 names"):
+        head.save_pretrained(tmp_path / "x", label_names=["a", "b"])
+    with pytest.raises(ValueError, match=r"label_names must be strings, got \[1, 2\]"):
+        model.save_pretrained(tmp_path / "x", label_names=[1, 2, "c", "d", "e"])
+    assert not (tmp_path / "x").exists()
+    config = config_for(model)
+    config["label_names"] = "abcde"  # a hand-edited config.json
+    with pytest.raises(ValueError, match="as a list of str, got 'abcde'"):
+        taghead.hub.save_folder(tmp_path / "y", config, model.state_dict())
+
+
+def test_replaced_head_is_what_is_saved(tmp_path, video):
+    torch.manual_seed(0)
+    model = taghead.wrap_backbone(tiny_video_cnn(width=8), 5, num_frames=8, crop_size=32, mlp_dim=64, num_heads=4)
+    assert model.spec["head"] == "tag"
+    model.head = MeanPoolHead(model.head.in_channels, *model.head.grid, num_classes=5)
+    folder = model.save_pretrained(tmp_path / "m")
+    spec = read_config(folder)["spec"]
+    assert spec["head"] == "meanpool" and spec["head_config"] == model.head.get_config()
+    loaded = taghead.from_pretrained(folder)  # the registered backbone and the new head, from the folder alone
+    assert isinstance(loaded.head, MeanPoolHead)
+    with torch.no_grad():
+        assert torch.equal(loaded(video), model.eval()(video))
+
+    # A head the registry cannot rebuild is saved as such (and loads through load_weights).
+    model.head = nn.Sequential(nn.Flatten(), nn.Linear(64 * 2 * 4 * 4, 5))
+    model.head.num_classes = 5
+    spec = read_config(model.save_pretrained(tmp_path / "c"))["spec"]
+    assert spec["head"] is None and spec["head_config"] is None
 
 
 def test_unserialisable_spec_is_refused(tmp_path):

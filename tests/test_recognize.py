@@ -14,6 +14,7 @@ from torch import nn
 
 import taghead
 from taghead.backbones import create_backbone, recognize_backbone
+from taghead.backbones import recognize as recognize_module
 from taghead.backbones.registry import import_extra
 from taghead.hub import read_config
 
@@ -156,8 +157,12 @@ def test_changes_that_keep_a_module_from_being_recognised(change, what):
     assert not found and what in found.reason
 
 
-def test_recognition_reads_builder_arguments_and_leaves_the_random_state_alone():
+def test_recognition_reads_builder_arguments_and_leaves_the_random_state_alone(monkeypatch):
     import torchvision
+
+    # Empty the cache of candidate builds, so that the candidates are really built here (other tests in this
+    # file have built them already), and the random state is checked around those builds.
+    monkeypatch.setattr(recognize_module, "_BUILT", {})
 
     with torch.device("meta"):
         module = torchvision.models.video.r3d_18(num_classes=10)
@@ -165,6 +170,7 @@ def test_recognition_reads_builder_arguments_and_leaves_the_random_state_alone()
     state = torch.get_rng_state()
     found = recognize_backbone(module)
     assert torch.equal(torch.get_rng_state(), state)
+    assert recognize_module._BUILT  # the builds happened in this test
     assert found and (found.name, found.kwargs) == ("torchvision/r3d_18", {"num_classes": 10})
     assert "create_backbone('torchvision/r3d_18', num_classes=10)" in found.reason
     assert taghead.recognize_backbone(tiny).kwargs == {"width": 8, "num_classes": 3}

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import pytest
 import torch
+from _hub_cache import populate_hub_cache
 
 import taghead
 from taghead import TAGHead, VideoClassifier, create_model, list_models, register_model
+from taghead.engine.checkpoint import save_checkpoint
+from taghead.hub import CONFIG_NAME, WEIGHTS_NAME
 from taghead.models.pretrained import PretrainedCfg
-from taghead.models.registry import get_pretrained_cfg
+from taghead.models.registry import get_pretrained_cfg, load_pretrained
 from taghead.models.wrap import wrap_backbone
 from taghead.weights import StateDictMismatchError
 
@@ -99,6 +105,17 @@ def test_tag_head_on_common_backbones(name):
         assert out.shape == (1, 7) and torch.isfinite(out).all()
 
 
+def test_another_crop_scales_the_resize_as_wrap_backbone_does():
+    small = dict(embed_dim=16, depth=1, num_heads=2, mlp_dim=16)
+    model = create_model("tag_r3d_18", num_classes=5, crop_size=160, **small)
+    wrapped = wrap_backbone("torchvision/r3d_18", 5, crop_size=160, **small)
+    dc = model.data_config
+    assert (dc.num_frames, dc.crop_size, dc.resize_size) == (16, 160, 183) == (
+        wrapped.data_config.num_frames, wrapped.data_config.crop_size, wrapped.data_config.resize_size)
+    assert (dc.mean, dc.std) == (KINETICS_MEAN, KINETICS_STD)  # the weights' normalisation
+    assert create_model("tag_r3d_18", num_classes=5, **small).data_config.resize_size == 128
+
+
 def test_typo_suggests_the_closest_names():
     with pytest.raises(ValueError, match=r"unknown model 'tag_r2plus1d_34_gym9'\. Did you mean 'tag_r2plus1d_34_gym99'"):
         create_model("tag_r2plus1d_34_gym9")
@@ -145,15 +162,24 @@ def _trained_tiny(tmp_path):
 
 def test_pretrained_from_local_files(tmp_path, video):
     model, folder = _trained_tiny(tmp_path)
-    torch.save(model.state_dict(), tmp_path / "tiny.pth")
-    torch.save({"state_dict": model.state_dict()}, tmp_path / "tiny_wrapped.pth")
+    state = model.state_dict()
+    torch.save(state, tmp_path / "tiny.pth")
+    torch.save({"state_dict": state}, tmp_path / "tiny_wrapped.pth")
+    torch.save({f"module.{k}": v for k, v in state.items()}, tmp_path / "tiny_parallel.pth")  # nn.DataParallel
+    save_checkpoint(dict(epoch=3, global_step=30, model=state, optimizer={}, rng=[]), tmp_path / "last.pt")  # taghead
     with torch.no_grad():
         expected = model(video)
-    for file in (folder, folder / "model.safetensors", tmp_path / "tiny.pth", tmp_path / "tiny_wrapped.pth"):
+    files = (folder, folder / "model.safetensors", tmp_path / "tiny.pth", tmp_path / "tiny_wrapped.pth",
+             tmp_path / "tiny_parallel.pth", tmp_path / "last.pt")
+    for i, file in enumerate(files):
         loaded = create_model(TINY, pretrained=True, pretrained_cfg_overlay=dict(file=file)).eval()
         with torch.no_grad():
             assert torch.equal(loaded(video), expected), file
-        assert loaded.pretrained_cfg.file == str(file)
+        assert loaded.pretrained_cfg.file == str(file)  # known in memory ...
+        saved = loaded.save_pretrained(tmp_path / f"saved{i}")
+        text = (saved / CONFIG_NAME).read_text()
+        assert "file" not in json.loads(text)["pretrained_cfg"] and str(tmp_path) not in text  # ... never saved
+        assert taghead.from_pretrained(saved).pretrained_cfg.file is None
 
 
 def test_pretrained_with_other_num_classes_reinitialises_the_classifier(tmp_path, video):
@@ -176,7 +202,7 @@ def test_pretrained_with_other_num_classes_reinitialises_the_classifier(tmp_path
 def test_saved_registry_model_rebuilds_from_its_spec(tmp_path, video):
     model, folder = _trained_tiny(tmp_path)
     loaded = taghead.from_pretrained(folder)  # no backbone=: the spec names it
-    hub_loaded = create_model(f"hf-hub:{folder}")
+    hub_loaded = create_model(f"hf-hub:{folder}", pretrained=True)
     assert loaded.architecture == TINY and loaded.pretrained_cfg == TINY_CFG and loaded.label_names == list(LABELS)
     with torch.no_grad():
         assert torch.equal(loaded(video), model(video)) and torch.equal(hub_loaded(video), model(video))
@@ -214,3 +240,62 @@ def test_register_model_rules():
     with pytest.raises(ValueError, match="has no pretrained config, so pretrained=True"):
         create_model("test_cfgless_model", pretrained=True, num_classes=3)
     assert create_model("test_cfgless_model", num_classes=3).out_features == 3
+
+
+def _cache_tiny(tmp_path, offline_cache, labels, *, weights=True):
+    model, folder = _trained_tiny(tmp_path)
+    model.save_pretrained(folder, label_names=labels)
+    if not weights:
+        (folder / WEIGHTS_NAME).unlink()
+    populate_hub_cache(offline_cache, "taghead-test/tiny", folder, "c" * 40)
+    shutil.rmtree(folder)
+    return model
+
+
+def test_hf_hub_without_pretrained_builds_random_weights(tmp_path, offline_cache, video):
+    model = _cache_tiny(tmp_path, offline_cache, list("abcde"), weights=False)  # only config.json is needed
+    random = create_model("hf-hub:taghead-test/tiny")
+    assert isinstance(random, VideoClassifier) and random.architecture == TINY and random.label_names == list("abcde")
+    assert random.state_dict().keys() == model.state_dict().keys()
+    assert not torch.equal(random.state_dict()["head.fc.weight"], model.state_dict()["head.fc.weight"])
+    other = create_model("hf-hub:taghead-test/tiny", num_classes=3)
+    assert other.num_classes == 3 and other.label_names is None and other(video).shape == (2, 3)
+    head = create_model("hf-hub:taghead-test/tiny", kind="head")
+    assert isinstance(head, TAGHead) and head.label_names == list("abcde")
+    for bad in (-1, 2.5, True):
+        with pytest.raises(ValueError, match="num_classes must be a non-negative int"):
+            create_model("hf-hub:taghead-test/tiny", num_classes=bad)
+
+
+def test_hf_hub_with_pretrained_loads_the_weights(tmp_path, offline_cache, video):
+    model = _cache_tiny(tmp_path, offline_cache, list("abcde"))
+    loaded = create_model("hf-hub:taghead-test/tiny", pretrained=True)
+    with torch.no_grad():
+        assert torch.equal(loaded(video), model(video))
+    assert loaded.label_names == list("abcde")
+
+
+def test_pretrained_from_hf_hub_id_keeps_the_saved_label_names(tmp_path, offline_cache, video):
+    model = _cache_tiny(tmp_path, offline_cache, list("vwxyz"))
+    loaded = create_model(TINY, pretrained=True, pretrained_cfg_overlay=dict(hf_hub_id="taghead-test/tiny")).eval()
+    assert loaded.label_names == list("vwxyz")  # config.json's, not the registered config's
+    with torch.no_grad():
+        assert torch.equal(loaded(video), model(video))
+    fresh = create_model(TINY)
+    load_pretrained(fresh, TINY_CFG.with_overlay(dict(hf_hub_id="taghead-test/tiny")))
+    assert fresh.label_names == list("vwxyz")
+
+
+def test_local_files_only_says_what_to_change(tmp_path, monkeypatch):
+    import huggingface_hub.constants as hf_constants
+
+    cache = tmp_path / "empty-cache"
+    cache.mkdir()
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(cache))
+    with pytest.raises(FileNotFoundError) as info:
+        taghead.from_pretrained("taghead-test/not-downloaded", local_files_only=True, cache_dir=cache)
+    message = str(info.value)
+    assert "not in the local Hugging Face cache" in message and "local_files_only=True was passed" in message
+    assert "pass local_files_only=False" in message and "HF_HUB_OFFLINE" not in message

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -73,6 +74,30 @@ def test_head_as_name_class_and_factory_with_head_kwargs() -> None:
     assert custom.spec["head"] is None and custom.spec["head_config"] is None
     assert custom.head(custom.forward_features(_video())).shape == (2, 4)
 
+    # A factory that returns a registered head: the spec records the head itself, which rebuilds it.
+    made = taghead.wrap_backbone(TINY, 4, head=lambda c, t, h, w, *, num_classes: MeanPoolHead(c, t, h, w,
+                                 num_classes=num_classes, drop_rate=0.5), **SMALL)
+    assert made.spec["head"] == "meanpool" and made.spec["head_config"]["drop_rate"] == 0.5
+    assert isinstance(build_from_spec(made.spec, made.data_config).head, MeanPoolHead)
+
+
+def test_label_names_need_a_head_with_num_classes() -> None:
+    class Bare(nn.Module):
+        def __init__(self, in_channels: int) -> None:
+            super().__init__()
+            self.fc = nn.Linear(in_channels, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(x.mean((2, 3, 4)))
+
+    def factory(in_channels: int, t: int, h: int, w: int, *, num_classes: int) -> nn.Module:
+        return Bare(in_channels)
+
+    with pytest.raises(TypeError, match="label_names need a head with num_classes, and Bare has no num_classes"):
+        taghead.wrap_backbone(TINY, 3, head=factory, label_names=["a", "b", "c"], **SMALL)
+    model = taghead.wrap_backbone(TINY, 3, head=factory, **SMALL)  # without labels it is fine
+    assert model.label_names is None and model(_video()).shape == (2, 3)
+
 
 def test_head_that_does_not_fit_reports_the_feature_map() -> None:
     with pytest.raises(ValueError, match=r"feature map \[B, 64, 2, 4, 4\].*divisible"):
@@ -88,8 +113,36 @@ def test_bad_arguments() -> None:
         taghead.create_backbone("torchvision/r3d_18", pretrained=True)
     with pytest.raises(ValueError, match="backbone_kwargs apply to a backbone given by name"):
         taghead.wrap_backbone(taghead.backbones.tiny_video_cnn(), 3, backbone_kwargs={"width": 8})
-    with pytest.raises(ValueError, match="num_frames and crop_size must be positive"):
+    with pytest.raises(ValueError, match=r"DataConfig\.num_frames must be an int >= 1, got 0 \(int\)"):
         taghead.wrap_backbone(TINY, 3, num_frames=0)
+
+
+_RGB = r"3 finite real numbers \(RGB\)"
+
+
+@pytest.mark.parametrize("field, value, expected", [
+    ("num_frames", 16.5, "an int >= 1"), ("num_frames", True, "an int >= 1"), ("num_frames", "16", "an int >= 1"),
+    ("crop_size", "112", "an int >= 1"), ("crop_size", 0, "an int >= 1"),
+    ("resize_size", -5, "None or an int >= 1"), ("resize_size", 128.0, "None or an int >= 1"),
+    ("mean", ["1", "2", "3"], _RGB), ("mean", "0.5", _RGB), ("mean", (0.5, 0.5), _RGB), ("mean", (0.5, True, 0.5), _RGB),
+    ("std", (0.2, 0.0, 0.2), _RGB + " > 0"), ("std", (0.2, float("nan"), 0.2), _RGB + " > 0"),
+])
+def test_data_config_refuses_bad_values(field, value, expected) -> None:
+    received = re.escape(f"got {value!r} ({type(value).__name__})")
+    with pytest.raises(ValueError, match=rf"DataConfig\.{field} must be {expected}, {received}"):
+        taghead.DataConfig(**{field: value})
+    with pytest.raises(ValueError, match=rf"DataConfig\.{field} must be"):  # config.json content
+        taghead.DataConfig.from_dict(taghead.DataConfig().to_dict() | {field: value})
+
+
+def test_data_config_keeps_good_values_and_scales_the_resize_with_the_crop() -> None:
+    dc = taghead.DataConfig.from_dict({"num_frames": 8, "crop_size": 32, "resize_size": None, "mean": [0, 1, 0.5],
+                                       "std": [1, 2, 0.5]})
+    assert dc.mean == (0.0, 1.0, 0.5) and all(isinstance(v, float) for v in dc.mean + dc.std)
+    assert dc.with_clip(crop_size=64).resize_size is None
+    dc = taghead.DataConfig(num_frames=16, crop_size=112, resize_size=128)
+    assert (dc.with_clip(4, 160).num_frames, dc.with_clip(4, 160).resize_size) == (4, 183)
+    assert dc.with_clip() == dc
 
 
 # -- layouts ------------------------------------------------------------------------------------------------
@@ -163,9 +216,9 @@ def test_label_names_are_one_per_class_however_they_are_set() -> None:
     with pytest.raises(ValueError, match=r"label_names needs one name per class \(3\), got 2 names"):
         taghead.wrap_backbone(TINY, 3, label_names=["a", "b"], **SMALL)
     model = taghead.wrap_backbone(TINY, 3, **SMALL)
-    with pytest.raises(ValueError, match=r"one name per class \(3\), got 'abc'"):
+    with pytest.raises(ValueError, match=r"one name per class \(3\) as a list of str, got 'abc' \(a str\)"):
         model.label_names = "abc"
-    with pytest.raises(ValueError, match="got 2 label names for 4 classes"):
+    with pytest.raises(ValueError, match=r"one name per class \(4\), got 2 names"):
         model.reset_classifier(4, ["a", "b"])
     assert model.num_classes == 3 and model.label_names is None  # a failed reset changes nothing
     model.label_names = ("x", "y", "z")
@@ -208,6 +261,12 @@ def test_build_from_spec_errors() -> None:
         build_from_spec(user.spec, user.data_config)
     rebuilt = build_from_spec(user.spec, user.data_config, backbone=_changed_tiny_cnn())
     assert rebuilt.state_dict().keys() == user.state_dict().keys()
+    no_config = dict(model.spec, head_config=None)
+    with pytest.raises(ValueError, match=r"cannot rebuild its head \(spec\['head'\] is 'tag' but "
+                                         r"spec\['head_config'\] is None\): pass head="):
+        build_from_spec(no_config, model.data_config)
+    with pytest.raises(ValueError, match=r"cannot rebuild its head \(spec\['head'\] is None: a custom head factory\)"):
+        build_from_spec(dict(model.spec, head=None), model.data_config)
     other_clip = user.data_config.to_dict() | {"crop_size": 64}
     with pytest.raises(ValueError, match=r"\[B, 64, 2, 8, 8\].*\[B, 64, 2, 4, 4\]"):
         build_from_spec(user.spec, other_clip, backbone=_changed_tiny_cnn())

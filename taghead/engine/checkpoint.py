@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..weights import CheckpointError, atomic_output
+from ..weights import TRAIN_CHECKPOINT_FORMAT, CheckpointError, atomic_output
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -47,7 +47,7 @@ __all__ = [
     "model_config_json",
 ]
 
-CHECKPOINT_FORMAT = "taghead-train-checkpoint"
+CHECKPOINT_FORMAT = TRAIN_CHECKPOINT_FORMAT
 CHECKPOINT_VERSION = 1
 _REQUIRED = ("format", "version", "epoch", "model", "optimizer", "rng")
 

@@ -19,30 +19,25 @@ from ..hub import (
     WEIGHTS_NAME,
     HubDownloadKwargs,
     HubMixin,
+    check_label_names,
     read_config,
     read_weights,
     resolve_pretrained_folder,
 )
 from ..version import __version__
 from ..weights import load_state_dict_checked
-from .registry import get_head_class, list_heads
+from .registry import get_head_class, registered_head_name
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from typing_extensions import Unpack
 
-__all__ = ["HeadHubMixin", "registered_head_name", "head_hub_config", "head_from_config", "load_head",
-           "load_saved_state", "apply_num_classes", "pretrained_cfg_dict"]
+__all__ = ["HeadHubMixin", "head_hub_config", "head_from_config", "head_part", "load_head", "load_saved_state",
+           "apply_num_classes", "pretrained_cfg_dict", "set_saved_labels"]
 
 #: Weight prefix of the head inside a full model's state dict.
 HEAD_PREFIX = "head."
-
-
-def registered_head_name(head: nn.Module) -> str | None:
-    """The registry name of ``head``'s class, or ``None`` for a head the registry cannot rebuild."""
-    name = getattr(type(head), "head_name", "")
-    return name if name in list_heads() and get_head_class(name) is type(head) else None
 
 
 def pretrained_cfg_dict(module: nn.Module) -> dict[str, Any] | None:
@@ -57,11 +52,16 @@ def head_hub_config(head: nn.Module, *, label_names: list[str] | None = None,
     get_config = getattr(head, "get_config", None)
     if not callable(get_config):
         raise TypeError(f"a head-only checkpoint needs a head with get_config(), got {type(head).__name__}")
-    labels = list(label_names) if label_names is not None else getattr(head, "label_names", None)
+    if data_config is not None and not isinstance(data_config, DataConfig):
+        raise TypeError(f"data_config must be a DataConfig, got {type(data_config).__name__}")
+    num_classes = getattr(head, "num_classes", None)
+    labels = check_label_names(label_names if label_names is not None else getattr(head, "label_names", None),
+                               num_classes)
+    name = registered_head_name(head)
     return dict(kind="head", taghead_version=__version__, architecture=None,
-                num_classes=getattr(head, "num_classes", None), label_names=labels,
-                data_config=data_config.to_dict() if data_config else None,
-                spec=dict(head=registered_head_name(head), head_config=get_config()),
+                num_classes=num_classes, label_names=labels,
+                data_config=data_config.to_dict() if data_config is not None else None,
+                spec=dict(head=name, head_config=get_config() if name is not None else None),
                 pretrained_cfg=pretrained_cfg_dict(head))
 
 
@@ -133,20 +133,31 @@ def load_saved_state(module: nn.Module, state: dict[str, torch.Tensor], config: 
     return module.eval()
 
 
+def head_part(config: dict[str, Any]) -> dict[str, Any]:
+    """The head-only view (``kind="head"``) of a ``config.json``: a full model's reduced to its head."""
+    if config["kind"] == "head":
+        return config
+    spec = config["spec"]
+    return dict(config, kind="head", spec=dict(head=spec.get("head"), head_config=spec.get("head_config")))
+
+
+def set_saved_labels(head: nn.Module, config: dict[str, Any]) -> nn.Module:
+    """Give ``head`` the label names of ``config`` when they match its class count."""
+    if config.get("label_names") is not None and head.num_classes == len(config["label_names"]):
+        head.label_names = list(config["label_names"])
+    return head
+
+
 def load_head_from_folder(folder: Path, config: dict[str, Any], source: str, *,
                           num_classes: int | None = None) -> nn.Module:
     """The head saved in ``folder``: a head-only checkpoint, or the head of a full model."""
     state = read_weights(folder)
     if config["kind"] == "model":  # only the head's part of a full model
-        spec = config["spec"]
-        config = dict(config, kind="head",
-                      spec=dict(head=spec.get("head"), head_config=spec.get("head_config")))
         state = {k[len(HEAD_PREFIX):]: v for k, v in state.items() if k.startswith(HEAD_PREFIX)}
+    config = head_part(config)
     head = head_from_config(config["spec"].get("head"), config["spec"].get("head_config"), source)
     load_saved_state(head, state, config, source=source, num_classes=num_classes)
-    if config.get("label_names") is not None and head.num_classes == len(config["label_names"]):
-        head.label_names = list(config["label_names"])
-    return head
+    return set_saved_labels(head, config)
 
 
 def load_head(repo_id_or_path: str | os.PathLike, *, num_classes: int | None = None,

@@ -8,7 +8,7 @@ from typing import Any
 
 from torch import nn
 
-__all__ = ["register_head", "create_head", "list_heads", "get_head_class"]
+__all__ = ["register_head", "create_head", "list_heads", "get_head_class", "registered_head_name"]
 
 _HEADS: dict[str, type[nn.Module]] = {}
 
@@ -30,7 +30,17 @@ def list_heads() -> list[str]:
     return sorted(_HEADS)
 
 
+def registered_head_name(head: str | type | nn.Module | Callable[..., nn.Module]) -> str | None:
+    """The registry name of a head given as a name, a class or a module (``None`` when the registry cannot
+    rebuild it: a custom factory, or a class that is not registered)."""
+    if isinstance(head, str):
+        return head
+    cls = type(head) if isinstance(head, nn.Module) else head
+    return next((name for name, registered in _HEADS.items() if registered is cls), None)
+
+
 def get_head_class(name: str) -> type[nn.Module]:
+    """The head class registered as ``name`` (an unknown name suggests the closest ones)."""
     if name not in _HEADS:
         close = difflib.get_close_matches(name, list(_HEADS), n=3)
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""

@@ -11,10 +11,18 @@ import torch
 from torch import nn
 
 from ..config import DataConfig
-from ..heads.io import head_from_config, load_saved_state, pretrained_cfg_dict, registered_head_name
-from ..hub import HubDownloadKwargs, HubMixin, read_config, read_weights, resolve_pretrained_folder
+from ..heads.io import head_from_config, load_saved_state, pretrained_cfg_dict
+from ..heads.registry import registered_head_name
+from ..hub import (
+    HubDownloadKwargs,
+    HubMixin,
+    check_label_names,
+    read_config,
+    read_weights,
+    resolve_pretrained_folder,
+)
 from ..version import __version__
-from .spec import build_parts
+from .spec import SPEC_KEYS, build_parts
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -74,12 +82,19 @@ class VideoClassifier(nn.Module, HubMixin):
 
     @label_names.setter
     def label_names(self, names: list[str] | None) -> None:
-        if names is not None:
-            if isinstance(names, str) or len(names) != self.num_classes:
-                got = repr(names) if isinstance(names, str) else f"{len(names)} names"
-                raise ValueError(f"label_names needs one name per class ({self.num_classes}), got {got}")
-            names = list(names)
-        self._label_names = names
+        self._label_names = self._checked_labels(names)
+
+    def _checked_labels(self, names: Any, num_classes: int | None = None) -> list[str] | None:
+        """``names`` as a list, one ``str`` per class of the head (or ``num_classes``)."""
+        if names is None:
+            return None
+        if num_classes is None:
+            num_classes = getattr(self.head, "num_classes", None)
+            if num_classes is None:
+                raise TypeError(f"label_names need a head with num_classes, and {type(self.head).__name__} has no "
+                                "num_classes attribute; give the head one (the width of its output) or leave "
+                                "label_names unset")
+        return check_label_names(names, num_classes)
 
     @property
     def num_features(self) -> int:
@@ -100,8 +115,7 @@ class VideoClassifier(nn.Module, HubMixin):
 
     def reset_classifier(self, num_classes: int, label_names: list[str] | None = None) -> None:
         """New classifier with ``num_classes`` outputs (labels dropped unless new ones are given)."""
-        if label_names is not None and len(label_names) != num_classes:
-            raise ValueError(f"got {len(label_names)} label names for {num_classes} classes")
+        self._checked_labels(label_names, num_classes)
         self.head.reset_classifier(num_classes)
         self.label_names = label_names
 
@@ -148,24 +162,26 @@ class VideoClassifier(nn.Module, HubMixin):
 
     # -- saved form ---------------------------------------------------------------------------------
     def _saved_spec(self) -> dict[str, Any]:
-        """The spec, completed for a hand-assembled model and refreshed from the live head."""
-        spec = dict(self.spec)
-        if "head" not in spec:  # assembled by hand: the backbone module is the feature extractor itself
-            spec = dict(backbone=spec.get("backbone"), backbone_kwargs=spec.get("backbone_kwargs", {}),
-                        adapter=spec.get("adapter"), adapter_kwargs=spec.get("adapter_kwargs", {}),
-                        head=registered_head_name(self.head), head_config=None,
-                        freeze_backbone=spec.get("freeze_backbone", False))
-        if spec.get("head") is not None:
-            get_config = getattr(self.head, "get_config", None)
-            spec["head_config"] = get_config() if callable(get_config) else None  # follows reset_classifier
+        """The spec, completed for a hand-assembled model; its head part always describes the live head (its
+        registered name and config, which follow ``reset_classifier`` and ``model.head = ...``)."""
+        spec = {key: self.spec.get(key) for key in SPEC_KEYS}
+        for key in ("backbone_kwargs", "adapter_kwargs"):
+            spec[key] = spec[key] or {}
+        spec["freeze_backbone"] = bool(spec["freeze_backbone"])
+        name = registered_head_name(self.head)
+        get_config = getattr(self.head, "get_config", None)
+        spec["head"] = name
+        spec["head_config"] = get_config() if name is not None and callable(get_config) else None
         return spec
 
     def hub_config(self, *, label_names: list[str] | None = None,
                    data_config: DataConfig | None = None) -> dict[str, Any]:
         """The content of ``config.json`` (``kind="model"``): the spec, the data config, the labels, the class
         count, the registered model name and the provenance of the weights, when known."""
-        labels = self.label_names if label_names is None else list(label_names)
+        labels = self.label_names if label_names is None else self._checked_labels(label_names)
         data = self.data_config if data_config is None else data_config
+        if not isinstance(data, DataConfig):
+            raise TypeError(f"data_config must be a DataConfig, got {type(data).__name__}")
         return dict(kind="model", taghead_version=__version__, architecture=self.architecture,
                     num_classes=getattr(self.head, "num_classes", None), label_names=labels,
                     data_config=data.to_dict(), spec=self._saved_spec(), pretrained_cfg=pretrained_cfg_dict(self))

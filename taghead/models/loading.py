@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
-from ..heads.io import head_from_config, load_head_from_folder
+from ..heads.io import head_from_config, head_part, load_head_from_folder, set_saved_labels
 from ..hub import KINDS, HubDownloadKwargs, HubMixin, read_config, resolve_pretrained_folder
 from .classifier import VideoClassifier
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-__all__ = ["from_pretrained", "config_for", "module_from_config"]
+__all__ = ["from_pretrained", "from_pretrained_config", "config_for", "module_from_config"]
 
 
 def from_pretrained(
@@ -46,8 +46,7 @@ def from_pretrained(
     Returns:
         a :class:`~taghead.VideoClassifier` (``kind="model"``) or a head (``kind="head"``), in eval mode.
     """
-    if kind not in (None, *KINDS):
-        raise ValueError(f"kind must be None, 'model' or 'head', got {kind!r}")
+    _check_kind(kind)
     folder = resolve_pretrained_folder(repo_id_or_path, **hub_kwargs)
     source = repr(os.fspath(repo_id_or_path))
     config = read_config(folder)
@@ -57,6 +56,40 @@ def from_pretrained(
                              "head with taghead.VideoClassifier(backbone, head, data_config).")
         return load_head_from_folder(folder, config, source, num_classes=num_classes)
     return VideoClassifier.from_folder(folder, config, source=source, backbone=backbone, num_classes=num_classes)
+
+
+def from_pretrained_config(
+    repo_id_or_path: str | os.PathLike,
+    *,
+    backbone: nn.Module | None = None,
+    num_classes: int | None = None,
+    kind: str | None = None,
+    **hub_kwargs: Unpack[HubDownloadKwargs],
+) -> nn.Module:
+    """The architecture a saved folder or Hub repository describes, with random weights: only its
+    ``config.json`` is read (``create_model("hf-hub:...", pretrained=False)``, as in timm).
+
+    Arguments as in :func:`from_pretrained`; ``num_classes`` builds another classifier width (the saved
+    label names are then dropped). The module is left in training mode, as a freshly built one is.
+    """
+    _check_kind(kind)
+    folder = resolve_pretrained_folder(repo_id_or_path, config_only=True, **hub_kwargs)
+    config = read_config(folder)
+    if kind == "head":
+        config = head_part(config)
+    module = module_from_config(config, backbone=backbone, source=repr(os.fspath(repo_id_or_path)))
+    if num_classes is not None and num_classes != module.num_classes:
+        module.reset_classifier(num_classes)  # random weights: nothing is lost, nothing to warn about
+    if config["kind"] == "head":
+        set_saved_labels(module, config)
+    if config.get("architecture"):
+        module.architecture = config["architecture"]
+    return module
+
+
+def _check_kind(kind: str | None) -> None:
+    if kind not in (None, *KINDS):
+        raise ValueError(f"kind must be None, 'model' or 'head', got {kind!r}")
 
 
 def config_for(module: nn.Module) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from torch import nn
 
 from ..heads.tag import TAG_PRESETS
 from ..ops import time_aligned_edge_index
-from ..weights import CheckpointError, check_state_dict, load_torch_checkpoint
+from ..weights import CheckpointError, check_state_dict, load_torch_checkpoint, unwrap_state_dict
 
 __all__ = ["read_official_state_dict", "unwrap_official_state_dict", "infer_preset", "convert_official_state_dict",
            "is_official_state_dict"]
@@ -45,13 +45,12 @@ def read_official_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]
 
 
 def unwrap_official_state_dict(obj: dict[str, Any], source: str = "the checkpoint") -> dict[str, torch.Tensor]:
-    """The reference state dict inside a loaded checkpoint ``obj``, checked to have the reference layout."""
-    if "model_state_dict" in obj:
-        obj = obj["model_state_dict"]
-        if not isinstance(obj, dict):
-            raise CheckpointError(f"{source}: 'model_state_dict' holds a {type(obj).__name__}, not a dict")
-    if obj and all(k.startswith("module.") for k in obj):  # saved from nn.DataParallel
-        obj = {k[len("module."):]: v for k, v in obj.items()}
+    """The reference state dict inside a loaded checkpoint ``obj`` (see :func:`~taghead.weights.unwrap_state_dict`),
+    checked to have the reference layout."""
+    if "model_state_dict" in obj and not isinstance(obj["model_state_dict"], dict):
+        raise CheckpointError(f"{source}: 'model_state_dict' holds a {type(obj['model_state_dict']).__name__}, "
+                              "not a dict")
+    obj = unwrap_state_dict(obj, source)
     bad = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]
     if bad:
         raise CheckpointError(f"{source}: entries {bad[:5]} are not tensors; expected a state dict")
@@ -135,9 +134,8 @@ def convert_official_state_dict(
     return out
 
 
-
-
 def is_official_state_dict(state: dict[str, Any]) -> bool:
-    """Whether a loaded checkpoint looks like the reference layout (bare or under ``model_state_dict``)."""
+    """Whether a loaded checkpoint looks like the reference layout (bare or under ``model_state_dict``, with or
+    without ``nn.DataParallel``'s ``module.`` prefix)."""
     inner = state.get("model_state_dict")
-    return "pos_embedding" in state or (isinstance(inner, dict) and "pos_embedding" in inner)
+    return any("pos_embedding" in d or "module.pos_embedding" in d for d in (state, inner) if isinstance(d, dict))

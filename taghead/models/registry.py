@@ -18,8 +18,8 @@ from torch import nn
 from ..config import DataConfig, PretrainedCfg
 from ..heads.io import apply_num_classes
 from ..hub import CONFIG_NAME, read_config, read_weights, resolve_pretrained_folder
-from ..weights import load_safetensors, load_state_dict_checked, load_torch_checkpoint
-from .loading import from_pretrained
+from ..weights import load_safetensors, load_state_dict_checked, load_torch_checkpoint, unwrap_state_dict
+from .loading import from_pretrained, from_pretrained_config
 from .reference import convert_official_state_dict, is_official_state_dict, unwrap_official_state_dict
 
 __all__ = ["register_model", "list_models", "create_model", "get_pretrained_cfg", "is_model", "load_pretrained"]
@@ -59,6 +59,7 @@ def register_model(
 
 
 def is_model(name: str) -> bool:
+    """Whether a model is registered as ``name`` (``"hf-hub:"`` names are not registered)."""
     return name in _MODELS
 
 
@@ -99,16 +100,21 @@ def _how_to_get_weights(name: str, cfg: PretrainedCfg) -> str:
     )
 
 
+def _read_folder(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
+    """The weights of a taghead folder and its ``config.json`` (``None`` when it has none)."""
+    return read_weights(folder), read_config(folder) if (folder / CONFIG_NAME).is_file() else None
+
+
 def _read_weight_file(file: str, model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None, bool]:
-    """Weights in ``model``'s key layout from a taghead folder, a ``.safetensors`` file or a ``.pth``.
+    """Weights in ``model``'s key layout from a taghead folder, a ``.safetensors`` file or a ``.pth`` (a state
+    dict, bare or wrapped, a taghead training checkpoint, or a reference checkpoint).
 
     Returns the state dict, the folder's ``config.json`` (if any) and whether the file was a
     reference checkpoint converted on the fly.
     """
     path = Path(file).expanduser()
     if path.is_dir():
-        config = read_config(path) if (path / CONFIG_NAME).is_file() else None
-        return read_weights(path), config, False
+        return (*_read_folder(path), False)
     if not path.exists():
         raise FileNotFoundError(f"pretrained weights file {file!r} does not exist")
     if path.suffix == ".safetensors":
@@ -116,21 +122,22 @@ def _read_weight_file(file: str, model: nn.Module) -> tuple[dict[str, torch.Tens
     state = load_torch_checkpoint(path)
     if is_official_state_dict(state):
         return convert_official_state_dict(unwrap_official_state_dict(state, repr(file)), model, repr(file)), None, True
-    for wrapper in ("model_state_dict", "state_dict"):
-        if isinstance(state.get(wrapper), dict):
-            state = state[wrapper]
-    return state, None, False
+    return unwrap_state_dict(state, repr(file)), None, False
 
 
 def load_pretrained(model: nn.Module, cfg: PretrainedCfg, *, name: str = "model") -> nn.Module:
-    """Load the weights ``cfg`` points at (``file`` first, then ``hf_hub_id``) into ``model``; keys are checked."""
+    """Load the weights ``cfg`` points at (``file`` first, then ``hf_hub_id``) into ``model``; keys are checked.
+
+    Label names saved with the weights (a taghead folder's ``config.json``) replace the model's when
+    their count matches its classes.
+    """
     config, converted = None, False
     if cfg.file:
         state, config, converted = _read_weight_file(cfg.file, model)
         source = repr(cfg.file)
     elif cfg.hf_hub_id:
-        folder = resolve_pretrained_folder(cfg.hf_hub_id)
-        state, source = read_weights(folder), f"hf-hub:{cfg.hf_hub_id}"
+        state, config = _read_folder(resolve_pretrained_folder(cfg.hf_hub_id))
+        source = f"hf-hub:{cfg.hf_hub_id}"
     else:
         raise ValueError(_how_to_get_weights(name, cfg))
     load_state_dict_checked(model, state, source=source)
@@ -138,8 +145,13 @@ def load_pretrained(model: nn.Module, cfg: PretrainedCfg, *, name: str = "model"
         model.pretrained_cfg = model.pretrained_cfg.with_overlay(dict(source_file=Path(cfg.file).name))
     if config is not None and config.get("label_names") and hasattr(model, "label_names"):
         if len(config["label_names"]) == getattr(model, "num_classes", None):
-            model.label_names = list(config["label_names"])
+            model.label_names = config["label_names"]
     return model
+
+
+def _check_num_classes(num_classes: Any) -> None:
+    if isinstance(num_classes, bool) or num_classes is not None and (not isinstance(num_classes, int) or num_classes < 0):
+        raise ValueError(f"num_classes must be a non-negative int, got {num_classes!r}")
 
 
 def create_model(
@@ -152,10 +164,12 @@ def create_model(
     """Build a registered model by name (timm conventions).
 
     Args:
-        model_name: a name from :func:`list_models`, or ``"hf-hub:org/name"`` to load a saved
-            taghead repository (same as :func:`taghead.from_pretrained`).
+        model_name: a name from :func:`list_models`, or ``"hf-hub:org/name"`` (or a saved folder's path
+            after ``hf-hub:``): the architecture a saved taghead repository describes; with
+            ``pretrained=True`` its weights too (same as :func:`taghead.from_pretrained`).
         pretrained: load the weights of the model's pretrained config (its ``file`` or
-            ``hf_hub_id``). Without any, a ``ValueError`` says where the weights come from.
+            ``hf_hub_id``), or of the ``hf-hub:`` repository. Without any, a ``ValueError`` says where
+            the weights come from. ``False`` gives random weights.
         num_classes: classifier width (default: the pretrained config's). With ``pretrained=True``
             and a different value, everything but the classifier is loaded, the classifier is
             re-initialised and a warning says so.
@@ -165,11 +179,12 @@ def create_model(
     """
     if not isinstance(model_name, str):
         raise TypeError(f"model_name must be a str, got {type(model_name).__name__}")
+    _check_num_classes(num_classes)
     if model_name.startswith(_HUB_PREFIX):
         if pretrained_cfg_overlay:
             raise ValueError(f"pretrained_cfg_overlay does not apply to {model_name!r}: its weights are the repo's")
-
-        return from_pretrained(model_name[len(_HUB_PREFIX):], num_classes=num_classes, **kwargs)
+        load = from_pretrained if pretrained else from_pretrained_config
+        return load(model_name[len(_HUB_PREFIX):], num_classes=num_classes, **kwargs)
     if model_name not in _MODELS:
         raise _unknown(model_name)
     cfg = _PRETRAINED_CFGS.get(model_name)
@@ -183,8 +198,6 @@ def create_model(
         raise ValueError(_how_to_get_weights(model_name, cfg))
     if cfg is None and num_classes is None:
         raise ValueError(f"model {model_name!r} has no pretrained config: pass num_classes")
-    if isinstance(num_classes, bool) or num_classes is not None and (not isinstance(num_classes, int) or num_classes < 0):
-        raise ValueError(f"num_classes must be a non-negative int, got {num_classes!r}")
 
     build_classes = cfg.num_classes if (pretrained or num_classes is None) else num_classes
     entry_kwargs = dict(kwargs)

@@ -16,8 +16,6 @@ joins them (``VideoClassifier.from_spec``, :func:`taghead.models.wrap.build_from
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
 from typing import Any
 
 from torch import nn
@@ -25,29 +23,11 @@ from torch import nn
 from ..adapters import FeatureExtractor, adapt
 from ..backbones.registry import create_backbone
 from ..config import DataConfig
-from ..heads.registry import get_head_class, list_heads
+from ..heads.registry import get_head_class
 
-__all__ = ["SPEC_KEYS", "build_parts", "spec_json", "registered_head_name_of"]
+__all__ = ["SPEC_KEYS", "build_parts"]
 
 SPEC_KEYS = ("backbone", "backbone_kwargs", "adapter", "adapter_kwargs", "head", "head_config", "freeze_backbone")
-
-
-def spec_json(obj: Any, what: str) -> Any:
-    """``obj`` through JSON and back; a ``TypeError`` naming ``what`` when it is not JSON-serialisable."""
-    try:
-        return json.loads(json.dumps(obj))
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"{what} must be JSON-serialisable (it is stored in the model spec): {err}") from None
-
-
-def registered_head_name_of(head: str | Callable[..., nn.Module]) -> str | None:
-    """The registry name of a head given as a name or a class (``None`` for a custom factory)."""
-    if isinstance(head, str):
-        return head
-    for name in list_heads():
-        if get_head_class(name) is head:
-            return name
-    return None
 
 
 def build_parts(
@@ -100,8 +80,10 @@ def build_parts(
 
     if spec["head"] is None or spec["head_config"] is None:
         if head is None:
-            raise ValueError("this spec's head came from a custom factory (spec['head'] is None): pass head=, "
-                             "a module of the same architecture")
+            why = ("spec['head'] is None: a custom head factory" if spec["head"] is None
+                   else f"spec['head'] is {spec['head']!r} but spec['head_config'] is None")
+            raise ValueError(f"this spec cannot rebuild its head ({why}): pass head=, a module of the same "
+                             "architecture")
         head_module = head
     else:
         if head is not None:

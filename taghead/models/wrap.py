@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -15,11 +14,10 @@ from ..adapters import adapt
 from ..backbones.recognize import recognize_backbone
 from ..backbones.registry import create_backbone, get_backbone_data_config
 from ..config import DataConfig
-from ..heads.registry import create_head
+from ..heads.registry import create_head, registered_head_name
+from ..hub import json_ready
 from .classifier import VideoClassifier
 from .spec import SPEC_KEYS
-from .spec import registered_head_name_of as _head_name
-from .spec import spec_json as _json
 
 __all__ = ["wrap_backbone", "build_from_spec", "SPEC_KEYS"]
 
@@ -32,18 +30,6 @@ def _build_head(head: str | Callable[..., nn.Module], shape: tuple[int, int, int
     except (TypeError, ValueError) as err:
         raise type(err)(f"cannot build head {head!r} for the feature map [B, {channels}, {t}, {h}, {w}] of "
                         f"{backbone_name}: {err}") from err
-
-
-def _with_clip(config: DataConfig, num_frames: int | None, crop_size: int | None) -> DataConfig:
-    """``config`` for another clip; a new crop keeps the resize-to-crop ratio of the backbone's config."""
-    changes: dict[str, Any] = {}
-    if num_frames is not None:
-        changes["num_frames"] = num_frames
-    if crop_size is not None and crop_size != config.crop_size:
-        changes["crop_size"] = crop_size
-        if config.resize_size is not None:
-            changes["resize_size"] = round(crop_size * config.resize_size / config.crop_size)
-    return dataclasses.replace(config, **changes)
 
 
 def wrap_backbone(
@@ -106,7 +92,7 @@ def wrap_backbone(
                         f"got {type(model_or_name).__name__}")
     extractor = adapt(model, adapter=adapter, feature_layer=feature_layer, **dict(adapter_kwargs or {}))
     data_config = base_config or extractor.default_data_config()
-    data_config = _with_clip(data_config, num_frames, crop_size)
+    data_config = data_config.with_clip(num_frames, crop_size)
     described = name or type(model).__qualname__
     shape = extractor.feature_shape(data_config.num_frames, data_config.crop_size)
     extractor.clip = (data_config.num_frames, data_config.crop_size)
@@ -114,14 +100,14 @@ def wrap_backbone(
     if freeze_backbone:
         extractor.freeze()
     get_config = getattr(head_module, "get_config", None)
-    head_name = _head_name(head)
+    head_name = registered_head_name(head_module)  # the live head: a factory may return a registered head
     spec = {
         "backbone": name,
-        "backbone_kwargs": _json(backbone_kwargs, "backbone_kwargs"),
+        "backbone_kwargs": json_ready(backbone_kwargs, "backbone_kwargs"),
         "adapter": extractor.adapter_name,
-        "adapter_kwargs": _json(extractor.get_config(), "adapter_kwargs"),
+        "adapter_kwargs": json_ready(extractor.get_config(), "adapter_kwargs"),
         "head": head_name,
-        "head_config": _json(get_config(), "head config") if (head_name is not None and callable(get_config)) else None,
+        "head_config": json_ready(get_config(), "head config") if (head_name is not None and callable(get_config)) else None,
         "freeze_backbone": bool(freeze_backbone),
     }
     return VideoClassifier(extractor, head_module, data_config, spec=spec, label_names=label_names)

@@ -19,7 +19,6 @@ feed-forward 512 / 1024 / 2048, APPNP K=2, alpha=0.1); the others use the same h
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from ..heads.tag import TAG_PRESETS
@@ -36,7 +35,8 @@ def _tag_model(backbone: str, num_classes: int, pretrained_cfg: PretrainedCfg, *
     num_frames = kwargs.pop("num_frames", pretrained_cfg.num_frames)
     crop_size = kwargs.pop("crop_size", pretrained_cfg.crop_size)
     model = wrap_backbone(backbone, num_classes, head="tag", num_frames=num_frames, crop_size=crop_size, **kwargs)
-    model.data_config = dataclasses.replace(pretrained_cfg.data_config(), num_frames=num_frames, crop_size=crop_size)
+    # The weights' resize and normalisation; another crop scales the resize with it, as wrap_backbone does.
+    model.data_config = pretrained_cfg.data_config().with_clip(num_frames, crop_size)
     return model
 
 
