@@ -290,3 +290,22 @@ def test_the_text_bank_moves_once_per_optimiser_step_with_gradient_accumulation(
     expected = agent + 0.5 ** steps * (bank0 - agent)
     assert torch.allclose(model.head.text_bank, expected, atol=1e-6)
     assert torch.equal(model.head.text_agent, agent)  # frozen: the moving average is the bank's only change
+
+
+def test_predictions_name_classes_by_label_names_or_indices() -> None:
+    from taghead.engine.predict import topk_predictions
+
+    class Scores(nn.Module):
+        def __init__(self, label_names: list[str] | None) -> None:
+            super().__init__()
+            self.fc = nn.Linear(1, 3)
+            self.label_names = label_names
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(x.flatten(1)[:, :1])
+
+    clips = torch.randn(2, 3, 1, 1, 1)
+    assert set(topk_predictions(Scores(None), clips, k=3)[0].labels) == {"0", "1", "2"}
+    assert set(topk_predictions(Scores(["a", "b", "c"]), clips, k=3)[0].labels) == {"a", "b", "c"}
+    with pytest.raises(ValueError, match=r"one name per class \(3\), got 2 names"):
+        topk_predictions(Scores(["a", "b"]), clips)

@@ -96,12 +96,10 @@ class Prediction:
 
 def _label_names(model: nn.Module, num_classes: int) -> list[str]:
     """The model's class names, or the class indices as strings when it has none."""
+    from ..hub import check_label_names
+
     names = getattr(model, "label_names", None)
-    if not names:
-        return [str(i) for i in range(num_classes)]
-    if len(names) != num_classes:
-        raise ValueError(f"the model gives {num_classes} scores but has {len(names)} label names")
-    return list(names)
+    return check_label_names(names, num_classes) if names else [str(i) for i in range(num_classes)]
 
 
 @torch.no_grad()

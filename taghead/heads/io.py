@@ -141,11 +141,12 @@ def head_part(config: dict[str, Any]) -> dict[str, Any]:
     return dict(config, kind="head", spec=dict(head=spec.get("head"), head_config=spec.get("head_config")))
 
 
-def set_saved_labels(head: nn.Module, config: dict[str, Any]) -> nn.Module:
-    """Give ``head`` the label names of ``config`` when they match its class count."""
-    if config.get("label_names") is not None and head.num_classes == len(config["label_names"]):
-        head.label_names = list(config["label_names"])
-    return head
+def set_saved_labels(module: nn.Module, config: dict[str, Any]) -> nn.Module:
+    """Give ``module`` (a head or a model) the label names of ``config`` when they match its class count."""
+    labels = config.get("label_names")
+    if labels is not None and getattr(module, "num_classes", None) == len(labels):
+        module.label_names = list(labels)
+    return module
 
 
 def load_head_from_folder(folder: Path, config: dict[str, Any], source: str, *,

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..config import DataConfig, PretrainedCfg
-from ..heads.io import apply_num_classes
+from ..heads.io import apply_num_classes, set_saved_labels
 from ..hub import CONFIG_NAME, read_config, read_weights, resolve_pretrained_folder
 from ..weights import load_safetensors, load_state_dict_checked, load_torch_checkpoint, unwrap_state_dict
 from .loading import from_pretrained, from_pretrained_config
@@ -143,9 +143,8 @@ def load_pretrained(model: nn.Module, cfg: PretrainedCfg, *, name: str = "model"
     load_state_dict_checked(model, state, source=source)
     if converted and getattr(model, "pretrained_cfg", None) is not None:
         model.pretrained_cfg = model.pretrained_cfg.with_overlay(dict(source_file=Path(cfg.file).name))
-    if config is not None and config.get("label_names") and hasattr(model, "label_names"):
-        if len(config["label_names"]) == getattr(model, "num_classes", None):
-            model.label_names = config["label_names"]
+    if config is not None and hasattr(model, "label_names"):
+        set_saved_labels(model, config)
     return model
 
 
