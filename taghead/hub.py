@@ -25,9 +25,11 @@ Only :mod:`huggingface_hub`'s APIs touch the network (``snapshot_download``, ``H
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import tempfile
+import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
@@ -36,11 +38,14 @@ import torch
 from torch import nn
 
 from .config import DataConfig, PretrainedCfg
+from .limits import local_path_entries, parse_json
 from .version import __version__
 from .weights import (
     atomic_outputs,
     load_safetensors,
     load_state_dict_checked,
+    read_safetensors_header,
+    recover_interrupted_write,
     write_safetensors,
 )
 
@@ -49,7 +54,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONFIG_NAME", "WEIGHTS_NAME", "MODEL_CARD_NAME", "KINDS",
-    "HubMixin", "HubDownloadKwargs", "resolve_pretrained_folder", "read_config", "read_weights", "save_folder",
+    "HubMixin", "HubDownloadKwargs", "resolve_pretrained_folder", "read_config", "parse_config", "read_weights",
+    "read_weights_header", "save_folder", "SAVE_ID",
     "push_folder", "load_weights", "model_card", "json_ready", "check_label_names",
 ]
 
@@ -58,6 +64,8 @@ WEIGHTS_NAME = "model.safetensors"
 MODEL_CARD_NAME = "README.md"
 #: What a folder can hold: a full model (backbone + head) or a head alone.
 KINDS = ("model", "head")
+#: Key of the id that one ``save_pretrained`` writes into both ``config.json`` and the weights' metadata.
+SAVE_ID = "save_id"
 
 
 # ----------------------------------------------------------------------------------------------------- config
@@ -96,6 +104,7 @@ def _check_config(config: dict[str, Any], where: str) -> None:
         raise ValueError(f"{where}: kind must be one of {list(KINDS)}, got {config['kind']!r}")
     if config["kind"] == "model" and not config.get("data_config"):
         raise ValueError(f"{where}: a model config needs data_config")
+    _check_spec(config, where)
     try:
         check_label_names(config.get("label_names"), config["num_classes"])
         if config.get("data_config") is not None:
@@ -106,27 +115,97 @@ def _check_config(config: dict[str, Any], where: str) -> None:
         raise ValueError(f"{where}: {err}") from None
 
 
+def _check_spec(config: dict[str, Any], where: str) -> None:
+    """The types of ``spec`` and its parts, one class count, and no local file named anywhere."""
+    spec, num_classes = config["spec"], config["num_classes"]
+    if not isinstance(spec, dict):
+        raise ValueError(f"{where}: spec must be a JSON object (backbone, adapter, head and their arguments), got "
+                         f"a {type(spec).__name__}")
+    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0):
+        raise ValueError(f"{where}: num_classes must be a non-negative int or null, got {num_classes!r}")
+    for key in ("backbone", "adapter", "head"):
+        if spec.get(key) is not None and not isinstance(spec[key], str):
+            raise ValueError(f"{where}: spec.{key} must be a name (a string) or null, got {spec[key]!r}")
+    for key in ("backbone_kwargs", "adapter_kwargs", "head_config"):
+        if spec.get(key) is not None and not isinstance(spec[key], dict):
+            raise ValueError(f"{where}: spec.{key} must be a JSON object or null, got a {type(spec[key]).__name__}")
+    head_classes = (spec.get("head_config") or {}).get("num_classes", num_classes)
+    if num_classes is not None and head_classes != num_classes:
+        raise ValueError(f"{where}: num_classes is {num_classes} but the head's config (spec.head_config.num_classes) "
+                         f"says {head_classes!r}; the two must agree")
+    pcfg = config.get("pretrained_cfg")
+    named = [*local_path_entries({k: spec.get(k) for k in ("backbone_kwargs", "adapter_kwargs", "head_config")},
+                                 "spec"),
+             *local_path_entries(spec, "spec", by_key=False), *local_path_entries(pcfg, "pretrained_cfg", by_key=False)]
+    if isinstance(pcfg, dict) and pcfg.get("file") is not None:
+        named.append(f"pretrained_cfg.file: {str(pcfg['file'])[:80]!r}")
+    if named:
+        raise ValueError(
+            f"{where} names local files, which a saved config must not do (loading it would read them): "
+            f"{', '.join(sorted(set(named)))}. Load the weights into the model instead of naming their file in the "
+            "backbone's or head's arguments, then save it again.")
+
+
 def read_config(folder: str | os.PathLike) -> dict[str, Any]:
-    """Read and validate a saved folder's ``config.json``."""
+    """Read and validate a saved folder's ``config.json``.
+
+    A save that a killed process left committed but unfinished is finished first
+    (:func:`taghead.weights.recover_interrupted_write`). The file is parsed as untrusted JSON
+    (:func:`taghead.limits.parse_json`: bounded size and depth, finite numbers) and checked
+    (kind, spec, class count, label names, data and pretrained configs, no local file named).
+    """
+    recover_interrupted_write(folder)
     path = Path(folder) / CONFIG_NAME
     if not path.is_file():
         raise FileNotFoundError(
             f"{str(folder)!r} has no {CONFIG_NAME}; expected a folder written by save_pretrained "
             f"({CONFIG_NAME}, {WEIGHTS_NAME}, {MODEL_CARD_NAME})"
         )
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{str(path)!r} is not valid JSON ({err}); the file is truncated or corrupt") from None
+    return parse_config(path.read_bytes(), repr(str(path)))
+
+
+def parse_config(text: str | bytes, where: str) -> dict[str, Any]:
+    """A ``config.json`` content from its (untrusted) text, validated as :func:`read_config` does; ``where``
+    names it in errors."""
+    config = parse_json(text, where)
     if not isinstance(config, dict):
-        raise ValueError(f"{str(path)!r} must hold a JSON object, got {type(config).__name__}")
-    _check_config(config, repr(str(path)))
+        raise ValueError(f"{where} must hold a JSON object, got {type(config).__name__}")
+    _check_config(config, where)
     return config
 
 
-def read_weights(folder: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """The state dict in a saved folder's ``model.safetensors`` (CPU tensors)."""
-    return load_safetensors(Path(folder) / WEIGHTS_NAME)
+def _check_same_save(config: dict[str, Any] | None, metadata: dict[str, str], folder: str | os.PathLike) -> None:
+    """Raise a ``ValueError`` when ``config.json`` and the weights carry different save ids (files of two saves)."""
+    if config is None:
+        return
+    ours, theirs = config.get(SAVE_ID), metadata.get(SAVE_ID)
+    if ours is not None and theirs is not None and ours != theirs:
+        raise ValueError(
+            f"{str(folder)!r}: {CONFIG_NAME} and {WEIGHTS_NAME} come from two different saves ({SAVE_ID} {ours!r} vs "
+            f"{theirs!r}): a save into this folder was under way while it was read, or its files were copied from "
+            f"two folders. Load it again, or save the model again; (remove \"{SAVE_ID}\" from {CONFIG_NAME} to "
+            "pair them anyway)")
+
+
+def read_weights_header(folder: str | os.PathLike,
+                        config: dict[str, Any] | None = None) -> dict[str, torch.Tensor]:
+    """The names, shapes and dtypes of a saved folder's weights, as empty ``meta`` tensors, read from the
+    safetensors header alone (nothing is loaded). With the folder's ``config``, checks that both files come
+    from the same save."""
+    shapes, metadata = read_safetensors_header(Path(folder) / WEIGHTS_NAME)
+    _check_same_save(config, metadata, folder)
+    return shapes
+
+
+def read_weights(folder: str | os.PathLike, config: dict[str, Any] | None = None) -> dict[str, torch.Tensor]:
+    """The state dict in a saved folder's ``model.safetensors`` (CPU tensors).
+
+    With the folder's ``config`` (as :func:`read_config` returned it), the weights must come from the
+    same save as the config (``save_id``), else a ``ValueError``: a folder never loads half old, half new.
+    """
+    tensors, metadata = load_safetensors(Path(folder) / WEIGHTS_NAME, with_metadata=True)
+    _check_same_save(config, metadata, folder)
+    return tensors
 
 
 # ---------------------------------------------------------------------------------------------- model card
@@ -284,20 +363,25 @@ def save_folder(
     """Write ``model.safetensors``, ``config.json`` and ``README.md`` (the model card) to ``save_directory``.
 
     Everything is checked and rendered first (``config`` JSON-serialisable, ``kind``, ``spec``,
-    ``num_classes``, one label name per class, a valid data config and pretrained config; the model
-    card), then the three files are written to temporary files in the folder, and only when all are
-    complete do they replace the old ones: a failure leaves an existing folder as it was. ``repo_id``
+    ``num_classes``, one label name per class, a valid data config and pretrained config, no local file
+    named; the model card), then the three files are written together with
+    :func:`taghead.weights.atomic_outputs`: all or nothing, also when the process is killed (a committed
+    save is finished by the next read or write of the folder; an uncommitted one leaves the old files,
+    and its temporary files are removed by the next save). Both ``config.json`` and the weights'
+    metadata carry the same random ``save_id``, and loading refuses a pair that differs. ``repo_id``
     only changes the usage snippet of the model card.
     """
     config = json_ready(config, "the config (spec, labels, pretrained_cfg)")
+    config.pop(SAVE_ID, None)
     _check_config(config, "the config to save")
     card = model_card(config, repo_id=repo_id)
-    text = json.dumps(config, indent=2) + "\n"
+    save_id = uuid.uuid4().hex
+    text = json.dumps(dict(config, **{SAVE_ID: save_id}), indent=2) + "\n"
     folder = Path(save_directory)
     if folder.exists() and not folder.is_dir():
         raise NotADirectoryError(f"save_pretrained needs a directory, but {str(folder)!r} is a file")
     with atomic_outputs(folder / WEIGHTS_NAME, folder / CONFIG_NAME, folder / MODEL_CARD_NAME) as (weights, cfg, readme):
-        write_safetensors(state_dict, weights, metadata={"taghead_version": __version__})
+        write_safetensors(state_dict, weights, metadata={"taghead_version": __version__, SAVE_ID: save_id})
         cfg.write_text(text, encoding="utf-8")
         readme.write_text(card, encoding="utf-8")
     return folder
@@ -423,7 +507,9 @@ def load_weights(module: nn.Module, repo_id_or_path: str | os.PathLike,
     checked; a mismatch lists missing keys, unexpected keys and shape differences.
     """
     folder = resolve_pretrained_folder(repo_id_or_path, **hub_kwargs)
-    load_state_dict_checked(module, read_weights(folder), source=f"{os.fspath(repo_id_or_path)!r} ({WEIGHTS_NAME})")
+    config = read_config(folder) if (folder / CONFIG_NAME).is_file() else None
+    load_state_dict_checked(module, read_weights(folder, config),
+                            source=f"{os.fspath(repo_id_or_path)!r} ({WEIGHTS_NAME})")
     return module
 
 

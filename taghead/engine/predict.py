@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,15 +26,21 @@ __all__ = ["load_model", "Prediction", "topk_predictions", "predict_videos"]
 
 
 def _from_checkpoint(path: Path, backbone: nn.Module | None) -> nn.Module:
+    from ..hub import parse_config
     from ..models.loading import module_from_config
+    from ..weights import load_state_dict_checked
 
     state = load_checkpoint(path)
-    config = json.loads(state.get("model_config") or "null")
-    if not config:
+    text = state.get("model_config") or "null"
+    if not isinstance(text, str) or text.strip() == "null":
         raise ValueError(f"{str(path)!r} holds no model config (the model trained was not a taghead.VideoClassifier); "
                          "rebuild the model yourself and load the checkpoint's 'model' state dict")
-    model = module_from_config(config, backbone=backbone, source=repr(str(path)))
-    model.load_state_dict(state["model"])
+    config = parse_config(text, f"the model config of {str(path)!r}")
+    weights = state["model"]
+    if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
+        raise ValueError(f"{str(path)!r}: its 'model' entry is not a state dict of tensors")
+    model = module_from_config(config, backbone=backbone, source=repr(str(path)), weights=weights)
+    load_state_dict_checked(model, weights, source=repr(str(path)))
     if config.get("architecture"):
         model.architecture = config["architecture"]
     return model.eval()
