@@ -182,6 +182,8 @@ def add_data_arguments(parser: argparse.ArgumentParser, *, train: bool = True) -
         g.add_argument("--split", choices=("train", "val", "test"), default="val", help="synthetic: split")
     g.add_argument("--video-dir", type=Path, default=None, help="root of the videos listed in the CSV files "
                    "(<video-dir>/<Class>/<FileName>)")
+    g.add_argument("--allow-outside-video-dir", action="store_true",
+                   help="accept CSV lines whose Class or FileName leads outside --video-dir (an absolute path or ..)")
     g.add_argument("--data-seed", type=int, default=0, help="synthetic: dataset seed")
 
 
@@ -202,7 +204,8 @@ def _probe_class_names(args: argparse.Namespace) -> list[str]:
     if args.train_csv is not None:
         if args.video_dir is None:
             raise ValueError("--train-csv needs --video-dir (videos are at <video-dir>/<Class>/<FileName>)")
-        return VideoClipDataset.from_csv(args.train_csv, args.video_dir, probe).class_names
+        return VideoClipDataset.from_csv(args.train_csv, args.video_dir, probe,
+                                         allow_outside_video_dir=args.allow_outside_video_dir).class_names
     return VideoClipDataset.from_folder(args.train_dir, probe).class_names
 
 
@@ -252,11 +255,13 @@ def build_datasets(args: argparse.Namespace, data_config: DataConfig, class_name
         raise ValueError("use --val-csv with --train-csv and --val-dir with --train-dir")
     kwargs = dict(hflip_p=args.hflip_p)
     if source == "csv":
+        outside = dict(allow_outside_video_dir=args.allow_outside_video_dir)
         train = VideoClipDataset.from_csv(args.train_csv, args.video_dir, data_config, True, class_names=class_names,
-                                          **kwargs)
+                                          **outside, **kwargs)
         # The model's class count (from the training split) fixes the validation labels' range; the
         # validation split may lack classes (a subset of a validation file): MCA counts only those present.
-        val = (VideoClipDataset.from_csv(args.val_csv, args.video_dir, data_config, False, class_names=class_names)
+        val = (VideoClipDataset.from_csv(args.val_csv, args.video_dir, data_config, False, class_names=class_names,
+                                         **outside)
                if args.val_csv is not None else None)
     else:
         train = VideoClipDataset.from_folder(args.train_dir, data_config, True, class_names=class_names, **kwargs)
@@ -295,7 +300,7 @@ def build_eval_dataset(args: argparse.Namespace, data_config: DataConfig, class_
         if args.video_dir is None:
             raise ValueError("--csv needs --video-dir (videos are at <video-dir>/<Class>/<FileName>)")
         return VideoClipDataset.from_csv(args.csv, args.video_dir, data_config, False, class_names=class_names,
-                                         num_classes=num_classes)
+                                         num_classes=num_classes, allow_outside_video_dir=args.allow_outside_video_dir)
     dataset = VideoClipDataset.from_folder(args.dir, data_config, False, class_names=class_names)
     if num_classes is not None and dataset.num_classes != num_classes:
         raise ValueError(f"{args.dir} has {dataset.num_classes} class folders, the model {num_classes} classes; a "
