@@ -25,7 +25,6 @@ Only :mod:`huggingface_hub`'s APIs touch the network (``snapshot_download``, ``H
 
 from __future__ import annotations
 
-import html
 import json
 import os
 import tempfile
@@ -39,6 +38,7 @@ from torch import nn
 
 from .config import DataConfig, PretrainedCfg
 from .limits import local_path_entries, parse_json
+from .utils.escape import code_fence, code_span, markdown_text
 from .version import __version__
 from .weights import (
     atomic_outputs,
@@ -254,21 +254,25 @@ def _is_reference(pcfg: dict[str, Any]) -> bool:
 
 
 def model_card(config: dict[str, Any], *, repo_id: str | None = None) -> str:
-    """The ``README.md`` of a saved folder: YAML metadata, description, usage, provenance, citation."""
+    """The ``README.md`` of a saved folder: YAML metadata, description, usage, provenance, citation.
+
+    Every string taken from ``config`` (names, provenance, citation) is written as literal text
+    (:mod:`taghead.utils.escape`): no HTML or script from a config reaches the rendered card.
+    """
     spec, pcfg = config.get("spec") or {}, config.get("pretrained_cfg") or {}
     kind, name = config["kind"], config.get("architecture")
     head_name = spec.get("head") or "custom"
     backbone = spec.get("backbone")
-    target = repo_id or "path/to/this/folder"
+    target = json.dumps(repo_id or "path/to/this/folder")  # a Python string literal in the usage snippet
     classes = f", {config['num_classes']} classes" if config.get("num_classes") is not None else ""
     title = name or (f"{head_name} head" if kind == "head" else f"{head_name} head on {backbone or 'a custom backbone'}")
-    lines = ["---", _card_yaml(config).strip(), "---", "", f"# {title}", ""]
+    lines = ["---", _card_yaml(config).strip(), "---", "", f"# {markdown_text(title)}", ""]
 
     if kind == "model":
         dc = config.get("data_config") or {}
         lines += [
             f"A video classifier built with [taghead](https://pypi.org/project/taghead/): the "
-            f"`{head_name}` head on the `{backbone or 'user-supplied'}` backbone{classes}.",
+            f"{code_span(head_name)} head on the {code_span(backbone or 'user-supplied')} backbone{classes}.",
             "",
             *_input_paragraph(dc),
             "## Usage",
@@ -281,10 +285,10 @@ def model_card(config: dict[str, Any], *, repo_id: str | None = None) -> str:
         if backbone is None:
             lines += [
                 "# this checkpoint was saved with a user-supplied backbone: pass the same module again",
-                f'model = taghead.from_pretrained("{target}", backbone=my_backbone).eval()',
+                f'model = taghead.from_pretrained({target}, backbone=my_backbone).eval()',
             ]
         else:
-            lines.append(f'model = taghead.from_pretrained("{target}").eval()')
+            lines.append(f'model = taghead.from_pretrained({target}).eval()')
         lines += [
             f"video = torch.randn(1, 3, {dc.get('num_frames')}, {dc.get('crop_size')}, {dc.get('crop_size')})"
             "  # a normalised clip",
@@ -297,7 +301,7 @@ def model_card(config: dict[str, Any], *, repo_id: str | None = None) -> str:
         hc = spec.get("head_config") or {}
         c, t, h, w = (hc.get(k) for k in ("in_channels", "t", "h", "w"))
         lines += [
-            f"A head-only [taghead](https://pypi.org/project/taghead/) checkpoint: the `{head_name}` head for "
+            f"A head-only [taghead](https://pypi.org/project/taghead/) checkpoint: the {code_span(head_name)} head for "
             f"backbone feature maps `[B, {c}, {t}, {h}, {w}]`{classes}. Attach it to any "
             "backbone whose last feature map has this shape.",
             "",
@@ -307,7 +311,7 @@ def model_card(config: dict[str, Any], *, repo_id: str | None = None) -> str:
             "```python",
             "import taghead",
             "",
-            f'head = taghead.from_pretrained("{target}")',
+            f'head = taghead.from_pretrained({target})',
             "model = taghead.VideoClassifier(my_backbone, head, taghead.DataConfig(...))"
             "  # my_backbone: video -> [B, C, T, H, W]",
             "```",
@@ -317,7 +321,7 @@ def model_card(config: dict[str, Any], *, repo_id: str | None = None) -> str:
     lines += ["## Weights", ""]
     if pcfg.get("source_file"):
         lines += [
-            f"Converted with `taghead convert` from `{pcfg['source_file']}`, a checkpoint in the layout of the "
+            f"Converted with `taghead convert` from {code_span(pcfg['source_file'])}, a checkpoint in the layout of the "
             "TAG-Head authors' reference implementation (MIT licence). `haa500_best.pth`, `gym99_best.pth` and "
             "`gym288_last.pth` are the checkpoints the authors train and name; no public copy of them exists "
             "yet (their weights page's download link is still \"to be added\"). taghead's converter is tested to "
@@ -325,11 +329,12 @@ def model_card(config: dict[str, Any], *, repo_id: str | None = None) -> str:
             "",
         ]
     elif pcfg.get("source"):
-        lines += [pcfg["source"], ""]
+        lines += [markdown_text(pcfg["source"]), ""]
     else:
         lines += ["Trained or fine-tuned with taghead; see the repository history for details.", ""]
     if pcfg.get("license"):
-        lines += [f"Licence: {str(pcfg['license']).upper() if pcfg['license'] == 'mit' else pcfg['license']}.", ""]
+        licence = "MIT" if pcfg["license"] == "mit" else markdown_text(pcfg["license"])
+        lines += [f"Licence: {licence}.", ""]
     if pcfg.get("metrics"):
         if _is_reference(pcfg):
             said, unit = "Numbers reported in the TAG-Head paper for these weights (RGB only)", " (%)"
@@ -337,17 +342,18 @@ def model_card(config: dict[str, Any], *, repo_id: str | None = None) -> str:
             said, unit = "Results reported for these weights by whoever saved them", ""
         lines += ["## Reported results", "", f"{said}; not re-measured here.", "",
                   f"| dataset | metric | value{unit} |", "| --- | --- | --- |"]
-        lines += [f"| {pcfg.get('dataset') or '-'} | {key} | {value} |" for key, value in pcfg["metrics"].items()]
+        dataset = markdown_text(pcfg.get("dataset") or "-")
+        lines += [f"| {dataset} | {markdown_text(key)} | {markdown_text(value)} |" for key, value in pcfg["metrics"].items()]
         lines.append("")
     if config.get("label_names"):
         lines += [f"Class names ({len(config['label_names'])}) are in `config.json` under `label_names`.", ""]
     elif pcfg.get("preset"):
         lines += ["Class names are not included: class indices follow the `ClassEncoded` column of the "
                   "reference implementation's split files for this dataset.", ""]
-    lines += [f"Saved with taghead {config.get('taghead_version')}.", ""]
+    lines += [f"Saved with taghead {markdown_text(config.get('taghead_version'))}.", ""]
     if pcfg.get("citation"):
         citation = str(pcfg["citation"]).strip()
-        block = ["```bibtex", citation, "```"] if citation.startswith("@") else [citation]
+        block = code_fence(citation, "bibtex") if citation.startswith("@") else [markdown_text(citation)]
         lines += ["## Citation", "", *block, ""]
     return "\n".join(lines)
 

@@ -25,6 +25,7 @@ from typing import Any
 __all__ = [
     "MAX_CONFIG_BYTES", "MAX_JSON_DEPTH", "MAX_CLIP_ELEMENTS", "MAX_DECODED_CLIP_BYTES",
     "MAX_REAL_PROBE_BYTES", "MAX_UNVERIFIED_PARAMETER_BYTES", "parse_json", "check_clip_size", "local_path_entries",
+    "without_local_paths",
 ]
 
 #: Largest ``config.json`` read (label names of 100,000 classes take about 3 MB).
@@ -134,3 +135,16 @@ def local_path_entries(obj: Any, where: str, *, by_key: bool = True) -> list[str
         elif isinstance(item, str) and item.strip() and (_path_like(item) or (by_key and _PATH_KEY.search(key))):
             found.append(f"{name}: {item[:80]!r}")
     return sorted(found)
+
+
+def without_local_paths(kwargs: dict[str, Any], where: str) -> tuple[dict[str, Any], list[str]]:
+    """``kwargs`` (a builder's keyword arguments) without the arguments that name local files (see
+    :func:`local_path_entries`), and those found (``"where.key: 'value'"``)."""
+    kept, dropped = {}, []
+    for key, value in kwargs.items():
+        found = local_path_entries({key: value}, where)
+        if found:
+            dropped += found
+        else:
+            kept[key] = value
+    return kept, dropped

@@ -23,7 +23,7 @@ from taghead.engine.checkpoint import load_checkpoint, save_checkpoint
 from taghead.heads import TAGHead
 from taghead.hub import CONFIG_NAME, MODEL_CARD_NAME, WEIGHTS_NAME
 from taghead.models.loading import from_pretrained
-from taghead.weights import COMMIT_RECORD, StateDictMismatchError, save_safetensors
+from taghead.weights import COMMIT_RECORD
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONPATH=str(REPO))

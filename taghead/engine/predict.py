@@ -131,7 +131,9 @@ def predict_videos(model: nn.Module, paths: Sequence[str | os.PathLike], k: int 
                    batch_size: int = 4, progress: bool = False) -> list[Prediction]:
     """Decode each video (uniform sampling and evaluation transforms of ``model.data_config``) and predict.
 
-    An unreadable video gives a :class:`Prediction` with ``error`` set instead of stopping the run.
+    A video that cannot be used (unreadable, frames smaller than the crop with no resize, frames too large
+    to keep in memory, see :func:`~taghead.data.load_clip`) gives a :class:`Prediction` with ``error`` set
+    instead of stopping the run: the other videos are predicted.
     """
     from tqdm.auto import tqdm
 
@@ -151,9 +153,10 @@ def predict_videos(model: nn.Module, paths: Sequence[str | os.PathLike], k: int 
     for path in tqdm([os.fspath(p) for p in paths], desc="predict", disable=not progress):
         try:
             pending.append((path, load_clip(path, data_config)))
-        except (VideoDecodeError, FileNotFoundError, OSError) as err:
+        except (VideoDecodeError, OSError, ValueError, MemoryError) as err:
             flush()
-            results.append(Prediction(path, [], [], [], error=str(err)))
+            message = str(err) if isinstance(err, (VideoDecodeError, OSError)) else f"{type(err).__name__}: {err}"
+            results.append(Prediction(path, [], [], [], error=message))
             continue
         if len(pending) == batch_size:
             flush()

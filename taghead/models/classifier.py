@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,7 @@ from ..hub import (
     read_weights_header,
     resolve_pretrained_folder,
 )
+from ..limits import without_local_paths
 from ..version import __version__
 from .spec import SPEC_KEYS, build_parts
 
@@ -164,10 +166,21 @@ class VideoClassifier(nn.Module, HubMixin):
     # -- saved form ---------------------------------------------------------------------------------
     def _saved_spec(self) -> dict[str, Any]:
         """The spec, completed for a hand-assembled model; its head part always describes the live head (its
-        registered name and config, which follow ``reset_classifier`` and ``model.head = ...``)."""
+        registered name and config, which follow ``reset_classifier`` and ``model.head = ...``).
+
+        Builder arguments that name local files (timm's ``checkpoint_path``, any absolute path) are left out,
+        with a warning: a saved config must not make loading read a file of the machine it is loaded on, and
+        the weights they loaded are in the saved weights anyway.
+        """
         spec = {key: self.spec.get(key) for key in SPEC_KEYS}
+        dropped: list[str] = []
         for key in ("backbone_kwargs", "adapter_kwargs"):
-            spec[key] = spec[key] or {}
+            spec[key], found = without_local_paths(dict(spec[key] or {}), f"spec.{key}")
+            dropped += found
+        if dropped:
+            warnings.warn(f"the saved config leaves out the builder arguments that name local files ({', '.join(dropped)}); "
+                          "the model is rebuilt without them and its weights come from the saved weights",
+                          UserWarning, stacklevel=3)
         spec["freeze_backbone"] = bool(spec["freeze_backbone"])
         name = registered_head_name(self.head)
         get_config = getattr(self.head, "get_config", None)
