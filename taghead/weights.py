@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .limits import parse_json
+
 __all__ = [
     "CheckpointError",
     "StateDictMismatchError",
@@ -263,7 +265,7 @@ def recover_interrupted_write(folder: str | os.PathLike) -> bool:
     if not record.is_file():
         return False
     try:
-        data = json.loads(record.read_text(encoding="utf-8"))
+        data = parse_json(record.read_bytes(), repr(str(record)))
         moves = data["moves"] if isinstance(data, dict) and data.get("format") == _COMMIT_FORMAT else None
         ok = isinstance(moves, list) and all(
             isinstance(m, list) and len(m) == 2 and all(map(_plain_name, m)) and _temp_owner(m[0], m[1]) is not None

@@ -447,6 +447,7 @@ class Trainer:
         # Every rank's generator state goes into the checkpoint (gathered even when nothing is written,
         # so that all ranks take part in the collective).
         rng = all_gather_objects(capture_rng_state(), self.ctx)
+        _check_finite_weights(self.model, epoch)  # every rank (DDP keeps their weights equal): all stop together
         if self.output_dir is None or not self.ctx.is_main:
             return
         row = self.history[-1]
@@ -456,7 +457,6 @@ class Trainer:
                 if key not in ("epoch", "step") and not math.isnan(value):
                     self._tb.add_scalar(key.replace("_", "/", 1), value, epoch + 1)
             self._tb.flush()
-        _check_finite_weights(self.model, epoch)
         state = self.state_dict(epoch + 1, rng)
         last = save_checkpoint(state, self.output_dir / LAST_CHECKPOINT)
         if improved:
