@@ -11,7 +11,7 @@ import socket
 import tempfile
 import time
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +159,8 @@ def _temp_owner(temp_name: str, target_name: str) -> tuple[str, int] | None:
 
 
 def _process_alive(pid: int) -> bool:
+    if os.name == "nt":  # os.kill(pid, 0) would end the process there: never call a temporary file stale
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -171,9 +173,10 @@ def _process_alive(pid: int) -> bool:
 def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
     """Remove the temporary files that killed writers of ``path`` left beside it; returns them.
 
-    A temporary file counts as stale when it was made on this host by a process that no longer
-    runs. Temporary files of live writers, of other hosts (a shared file system) and of other targets
-    are left alone. :func:`atomic_output` and :func:`atomic_outputs` call this before they write.
+    A temporary file counts as stale when it was made on this host (same host name) by a process that
+    no longer runs (no such pid in this process's pid namespace). Temporary files of live writers, of
+    other hosts (a shared file system) and of other targets are left alone. :func:`atomic_output` and
+    :func:`atomic_outputs` call this before they write.
     """
     path = Path(path)
     removed = []
@@ -277,12 +280,15 @@ def recover_interrupted_write(folder: str | os.PathLike) -> bool:
             f"{str(record)!r} is not a valid record of an interrupted save; remove it if the folder's files are "
             "the ones you want")
     try:
+        moved = False
         for tmp_name, target_name in moves:
             with contextlib.suppress(FileNotFoundError):  # already moved (by the writer, or another reader)
                 os.replace(folder / tmp_name, folder / target_name)
-        fsync_dir(folder)
+                moved = True
+        if moved:
+            fsync_dir(folder)
+        # Not flushed: a record that comes back after a power loss names no temporary file any more (harmless).
         record.unlink(missing_ok=True)
-        fsync_dir(folder)
     except OSError as err:
         raise InterruptedWriteError(
             f"{str(folder)!r} holds a save that was interrupted after it was committed, and it cannot be finished "
@@ -384,11 +390,22 @@ def write_safetensors(
     save_file(_dedup_storage(state_dict), str(path), metadata={"format": "pt", **(metadata or {})})
 
 
-def _safetensors_error(path: Path, err: Exception) -> CheckpointError:
-    return CheckpointError(
-        f"could not read {str(path)!r} as safetensors ({err}); the file is truncated or corrupt, or not a "
-        "safetensors file. Download or convert it again."
-    )
+def _read_safetensors(path: str | os.PathLike, read: Callable[[Any], Any]) -> tuple[Any, dict[str, str]]:
+    """``(read(f), metadata)`` of the open safetensors file ``f`` at ``path``; a missing, truncated or corrupt
+    file is a :class:`CheckpointError`."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"weight file {str(path)!r} does not exist")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            return read(f), dict(f.metadata() or {})
+    except Exception as err:  # safetensors raises its own SafetensorError (not a subclass of anything useful)
+        raise CheckpointError(
+            f"could not read {str(path)!r} as safetensors ({err}); the file is truncated or corrupt, or not a "
+            "safetensors file. Download or convert it again."
+        ) from None
 
 
 def load_safetensors(path: str | os.PathLike, *, with_metadata: bool = False) -> Any:
@@ -397,17 +414,7 @@ def load_safetensors(path: str | os.PathLike, *, with_metadata: bool = False) ->
     With ``with_metadata``, returns ``(tensors, metadata)``: the header's string metadata, read from the
     same open file as the tensors.
     """
-    from safetensors import safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"weight file {str(path)!r} does not exist")
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            metadata = dict(f.metadata() or {})
-            tensors = {key: f.get_tensor(key) for key in f.keys()}
-    except Exception as err:  # safetensors raises its own SafetensorError (not a subclass of anything useful)
-        raise _safetensors_error(path, err) from None
+    tensors, metadata = _read_safetensors(path, lambda f: {key: f.get_tensor(key) for key in f.keys()})
     return (tensors, metadata) if with_metadata else tensors
 
 
@@ -424,17 +431,8 @@ _SAFETENSORS_DTYPES = {
 def read_safetensors_header(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """The tensors of a ``.safetensors`` file as empty ``meta`` tensors (name, shape, dtype: no data is
     read), and the header's metadata. A missing, corrupt or unknown-dtype file is a :class:`CheckpointError`."""
-    from safetensors import safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"weight file {str(path)!r} does not exist")
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            metadata = dict(f.metadata() or {})
-            entries = {key: (f.get_slice(key).get_dtype(), f.get_slice(key).get_shape()) for key in f.keys()}
-    except Exception as err:
-        raise _safetensors_error(path, err) from None
+    entries, metadata = _read_safetensors(
+        path, lambda f: {key: (f.get_slice(key).get_dtype(), f.get_slice(key).get_shape()) for key in f.keys()})
     unknown = sorted({dtype for dtype, _ in entries.values() if dtype not in _SAFETENSORS_DTYPES})
     if unknown:
         raise CheckpointError(f"{str(path)!r} holds tensors of the dtypes {unknown}, which taghead cannot load")
