@@ -192,6 +192,7 @@ def read_weights_header(folder: str | os.PathLike,
     """The names, shapes and dtypes of a saved folder's weights, as empty ``meta`` tensors, read from the
     safetensors header alone (nothing is loaded). With the folder's ``config``, checks that both files come
     from the same save."""
+    recover_interrupted_write(folder)
     shapes, metadata = read_safetensors_header(Path(folder) / WEIGHTS_NAME)
     _check_same_save(config, metadata, folder)
     return shapes
@@ -202,7 +203,9 @@ def read_weights(folder: str | os.PathLike, config: dict[str, Any] | None = None
 
     With the folder's ``config`` (as :func:`read_config` returned it), the weights must come from the
     same save as the config (``save_id``), else a ``ValueError``: a folder never loads half old, half new.
+    A committed but unfinished save is finished first, as in :func:`read_config`.
     """
+    recover_interrupted_write(folder)
     tensors, metadata = load_safetensors(Path(folder) / WEIGHTS_NAME, with_metadata=True)
     _check_same_save(config, metadata, folder)
     return tensors

@@ -538,3 +538,19 @@ def test_frames_come_upright_as_the_display_matrix_says(degrees: int, hflip: boo
     expected = shown[::scale, ::scale].astype(float) if scale == 1 else \
         shown.reshape(shown.shape[0] // 2, 2, shown.shape[1] // 2, 2, 3).mean((1, 3))
     assert np.abs(clip[0].astype(float) - expected).mean() < 8  # the white block is where a player shows it
+
+
+@pytest.mark.slow
+def test_a_first_save_killed_after_its_commit_loads_by_every_route(tmp_path: Path) -> None:
+    """No old files at all: the killed save left its weights moved and its config under a temporary name."""
+    from taghead.engine.predict import load_model
+    from taghead.hub import load_weights
+
+    run = tmp_path / "run"
+    _kill_at("atomic_outputs:moving:1", _SAVE_NEW, str(run / "best"), tmp_path=tmp_path)
+    assert not (run / "best" / CONFIG_NAME).exists() and (run / "best" / COMMIT_RECORD).exists()
+    assert load_model(run).label_names == NEW  # a training output folder: its best/
+    assert _files(run / "best") == SAVED
+    head = _head(5, ["p", "q", "r"])
+    load_weights(head, run / "best")
+    assert torch.equal(head.fc.weight, from_pretrained(run / "best").fc.weight)

@@ -54,10 +54,13 @@ def load_model(source: str | os.PathLike, *, device: str | torch.device = "cpu",
     """
     from ..hub import CONFIG_NAME
     from ..models.loading import from_pretrained
+    from ..weights import recover_interrupted_write
     from .trainer import BEST_CHECKPOINT, BEST_PRETRAINED, LAST_CHECKPOINT
 
     path = Path(source)
     if path.is_dir():
+        for folder in (path, path / BEST_PRETRAINED):  # a killed save_pretrained, committed: finish it first
+            recover_interrupted_write(folder)
         if (path / CONFIG_NAME).is_file():
             model = from_pretrained(path, backbone=backbone)
         elif (path / BEST_PRETRAINED / CONFIG_NAME).is_file():
