@@ -9,6 +9,8 @@ import numbers
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .limits import check_clip_size
+
 __all__ = ["DataConfig", "PretrainedCfg"]
 
 
@@ -31,6 +33,9 @@ def _rgb(name: str, values: Any, *, positive: bool) -> tuple[float, float, float
 class DataConfig:
     """What the data pipeline must feed a model.
 
+    A clip may hold at most :data:`~taghead.limits.MAX_CLIP_ELEMENTS` values per channel
+    (``num_frames * max(crop_size, resize_size)**2``; 64 frames at 2048 px).
+
     Attributes:
         num_frames: frames per clip, sampled uniformly over the whole video.
         crop_size: side of the square crop, in pixels.
@@ -49,6 +54,7 @@ class DataConfig:
         _check_positive_int("crop_size", self.crop_size)
         if self.resize_size is not None:
             _check_positive_int("resize_size", self.resize_size, "None or an int >= 1")
+        check_clip_size(self.num_frames, max(self.crop_size, self.resize_size or 0))
         self.mean = _rgb("mean", self.mean, positive=False)
         self.std = _rgb("std", self.std, positive=True)
 

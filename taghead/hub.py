@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
@@ -36,11 +37,15 @@ import torch
 from torch import nn
 
 from .config import DataConfig, PretrainedCfg
+from .limits import local_path_entries, parse_json
+from .utils.escape import code_fence, code_span, markdown_text
 from .version import __version__
 from .weights import (
     atomic_outputs,
     load_safetensors,
     load_state_dict_checked,
+    read_safetensors_header,
+    recover_interrupted_write,
     write_safetensors,
 )
 
@@ -49,7 +54,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONFIG_NAME", "WEIGHTS_NAME", "MODEL_CARD_NAME", "KINDS",
-    "HubMixin", "HubDownloadKwargs", "resolve_pretrained_folder", "read_config", "read_weights", "save_folder",
+    "HubMixin", "HubDownloadKwargs", "resolve_pretrained_folder", "read_config", "parse_config", "read_weights",
+    "read_weights_header", "save_folder", "SAVE_ID",
     "push_folder", "load_weights", "model_card", "json_ready", "check_label_names",
 ]
 
@@ -58,6 +64,8 @@ WEIGHTS_NAME = "model.safetensors"
 MODEL_CARD_NAME = "README.md"
 #: What a folder can hold: a full model (backbone + head) or a head alone.
 KINDS = ("model", "head")
+#: Key of the id that one ``save_pretrained`` writes into both ``config.json`` and the weights' metadata.
+SAVE_ID = "save_id"
 
 
 # ----------------------------------------------------------------------------------------------------- config
@@ -96,6 +104,7 @@ def _check_config(config: dict[str, Any], where: str) -> None:
         raise ValueError(f"{where}: kind must be one of {list(KINDS)}, got {config['kind']!r}")
     if config["kind"] == "model" and not config.get("data_config"):
         raise ValueError(f"{where}: a model config needs data_config")
+    _check_spec(config, where)
     try:
         check_label_names(config.get("label_names"), config["num_classes"])
         if config.get("data_config") is not None:
@@ -106,27 +115,100 @@ def _check_config(config: dict[str, Any], where: str) -> None:
         raise ValueError(f"{where}: {err}") from None
 
 
+def _check_spec(config: dict[str, Any], where: str) -> None:
+    """The types of ``spec`` and its parts, one class count, and no local file named anywhere."""
+    spec, num_classes = config["spec"], config["num_classes"]
+    if not isinstance(spec, dict):
+        raise ValueError(f"{where}: spec must be a JSON object (backbone, adapter, head and their arguments), got "
+                         f"a {type(spec).__name__}")
+    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0):
+        raise ValueError(f"{where}: num_classes must be a non-negative int or null, got {num_classes!r}")
+    for key in ("backbone", "adapter", "head"):
+        if spec.get(key) is not None and not isinstance(spec[key], str):
+            raise ValueError(f"{where}: spec.{key} must be a name (a string) or null, got {spec[key]!r}")
+    for key in ("backbone_kwargs", "adapter_kwargs", "head_config"):
+        if spec.get(key) is not None and not isinstance(spec[key], dict):
+            raise ValueError(f"{where}: spec.{key} must be a JSON object or null, got a {type(spec[key]).__name__}")
+    head_classes = (spec.get("head_config") or {}).get("num_classes", num_classes)
+    if num_classes is not None and head_classes != num_classes:
+        raise ValueError(f"{where}: num_classes is {num_classes} but the head's config (spec.head_config.num_classes) "
+                         f"says {head_classes!r}; the two must agree")
+    pcfg = config.get("pretrained_cfg")
+    named = [*local_path_entries({k: spec.get(k) for k in ("backbone_kwargs", "adapter_kwargs", "head_config")},
+                                 "spec"),
+             *local_path_entries(spec, "spec", by_key=False), *local_path_entries(pcfg, "pretrained_cfg", by_key=False)]
+    if isinstance(pcfg, dict) and pcfg.get("file") is not None:
+        named.append(f"pretrained_cfg.file: {str(pcfg['file'])[:80]!r}")
+    if named:
+        raise ValueError(
+            f"{where} names local files, which a saved config must not do (loading it would read them): "
+            f"{', '.join(sorted(set(named)))}. Load the weights into the model instead of naming their file in the "
+            "backbone's or head's arguments, then save it again.")
+
+
 def read_config(folder: str | os.PathLike) -> dict[str, Any]:
-    """Read and validate a saved folder's ``config.json``."""
+    """Read and validate a saved folder's ``config.json``.
+
+    A save that a killed process left committed but unfinished is finished first
+    (:func:`taghead.weights.recover_interrupted_write`). The file is parsed as untrusted JSON
+    (:func:`taghead.limits.parse_json`: bounded size and depth, finite numbers) and checked
+    (kind, spec, class count, label names, data and pretrained configs, no local file named).
+    """
+    recover_interrupted_write(folder)
     path = Path(folder) / CONFIG_NAME
     if not path.is_file():
         raise FileNotFoundError(
             f"{str(folder)!r} has no {CONFIG_NAME}; expected a folder written by save_pretrained "
             f"({CONFIG_NAME}, {WEIGHTS_NAME}, {MODEL_CARD_NAME})"
         )
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{str(path)!r} is not valid JSON ({err}); the file is truncated or corrupt") from None
+    return parse_config(path.read_bytes(), repr(str(path)))
+
+
+def parse_config(text: str | bytes, where: str) -> dict[str, Any]:
+    """A ``config.json`` content from its (untrusted) text, validated as :func:`read_config` does; ``where``
+    names it in errors."""
+    config = parse_json(text, where)
     if not isinstance(config, dict):
-        raise ValueError(f"{str(path)!r} must hold a JSON object, got {type(config).__name__}")
-    _check_config(config, repr(str(path)))
+        raise ValueError(f"{where} must hold a JSON object, got {type(config).__name__}")
+    _check_config(config, where)
     return config
 
 
-def read_weights(folder: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """The state dict in a saved folder's ``model.safetensors`` (CPU tensors)."""
-    return load_safetensors(Path(folder) / WEIGHTS_NAME)
+def _check_same_save(config: dict[str, Any] | None, metadata: dict[str, str], folder: str | os.PathLike) -> None:
+    """Raise a ``ValueError`` when ``config.json`` and the weights carry different save ids (files of two saves)."""
+    if config is None:
+        return
+    ours, theirs = config.get(SAVE_ID), metadata.get(SAVE_ID)
+    if ours is not None and theirs is not None and ours != theirs:
+        raise ValueError(
+            f"{str(folder)!r}: {CONFIG_NAME} and {WEIGHTS_NAME} come from two different saves ({SAVE_ID} {ours!r} vs "
+            f"{theirs!r}): a save into this folder was under way while it was read, or its files were copied from "
+            f"two folders. Load it again, or save the model again; (remove \"{SAVE_ID}\" from {CONFIG_NAME} to "
+            "pair them anyway)")
+
+
+def read_weights_header(folder: str | os.PathLike,
+                        config: dict[str, Any] | None = None) -> dict[str, torch.Tensor]:
+    """The names, shapes and dtypes of a saved folder's weights, as empty ``meta`` tensors, read from the
+    safetensors header alone (nothing is loaded). With the folder's ``config``, checks that both files come
+    from the same save."""
+    recover_interrupted_write(folder)
+    shapes, metadata = read_safetensors_header(Path(folder) / WEIGHTS_NAME)
+    _check_same_save(config, metadata, folder)
+    return shapes
+
+
+def read_weights(folder: str | os.PathLike, config: dict[str, Any] | None = None) -> dict[str, torch.Tensor]:
+    """The state dict in a saved folder's ``model.safetensors`` (CPU tensors).
+
+    With the folder's ``config`` (as :func:`read_config` returned it), the weights must come from the
+    same save as the config (``save_id``), else a ``ValueError``: a folder never loads half old, half new.
+    A committed but unfinished save is finished first, as in :func:`read_config`.
+    """
+    recover_interrupted_write(folder)
+    tensors, metadata = load_safetensors(Path(folder) / WEIGHTS_NAME, with_metadata=True)
+    _check_same_save(config, metadata, folder)
+    return tensors
 
 
 # ---------------------------------------------------------------------------------------------- model card
@@ -175,21 +257,25 @@ def _is_reference(pcfg: dict[str, Any]) -> bool:
 
 
 def model_card(config: dict[str, Any], *, repo_id: str | None = None) -> str:
-    """The ``README.md`` of a saved folder: YAML metadata, description, usage, provenance, citation."""
+    """The ``README.md`` of a saved folder: YAML metadata, description, usage, provenance, citation.
+
+    Every string taken from ``config`` (names, provenance, citation) is written as literal text
+    (:mod:`taghead.utils.escape`): no HTML or script from a config reaches the rendered card.
+    """
     spec, pcfg = config.get("spec") or {}, config.get("pretrained_cfg") or {}
     kind, name = config["kind"], config.get("architecture")
     head_name = spec.get("head") or "custom"
     backbone = spec.get("backbone")
-    target = repo_id or "path/to/this/folder"
+    target = json.dumps(repo_id or "path/to/this/folder")  # a Python string literal in the usage snippet
     classes = f", {config['num_classes']} classes" if config.get("num_classes") is not None else ""
     title = name or (f"{head_name} head" if kind == "head" else f"{head_name} head on {backbone or 'a custom backbone'}")
-    lines = ["---", _card_yaml(config).strip(), "---", "", f"# {title}", ""]
+    lines = ["---", _card_yaml(config).strip(), "---", "", f"# {markdown_text(title)}", ""]
 
     if kind == "model":
         dc = config.get("data_config") or {}
         lines += [
             f"A video classifier built with [taghead](https://pypi.org/project/taghead/): the "
-            f"`{head_name}` head on the `{backbone or 'user-supplied'}` backbone{classes}.",
+            f"{code_span(head_name)} head on the {code_span(backbone or 'user-supplied')} backbone{classes}.",
             "",
             *_input_paragraph(dc),
             "## Usage",
@@ -202,10 +288,10 @@ def model_card(config: dict[str, Any], *, repo_id: str | None = None) -> str:
         if backbone is None:
             lines += [
                 "# this checkpoint was saved with a user-supplied backbone: pass the same module again",
-                f'model = taghead.from_pretrained("{target}", backbone=my_backbone).eval()',
+                f'model = taghead.from_pretrained({target}, backbone=my_backbone).eval()',
             ]
         else:
-            lines.append(f'model = taghead.from_pretrained("{target}").eval()')
+            lines.append(f'model = taghead.from_pretrained({target}).eval()')
         lines += [
             f"video = torch.randn(1, 3, {dc.get('num_frames')}, {dc.get('crop_size')}, {dc.get('crop_size')})"
             "  # a normalised clip",
@@ -218,7 +304,7 @@ def model_card(config: dict[str, Any], *, repo_id: str | None = None) -> str:
         hc = spec.get("head_config") or {}
         c, t, h, w = (hc.get(k) for k in ("in_channels", "t", "h", "w"))
         lines += [
-            f"A head-only [taghead](https://pypi.org/project/taghead/) checkpoint: the `{head_name}` head for "
+            f"A head-only [taghead](https://pypi.org/project/taghead/) checkpoint: the {code_span(head_name)} head for "
             f"backbone feature maps `[B, {c}, {t}, {h}, {w}]`{classes}. Attach it to any "
             "backbone whose last feature map has this shape.",
             "",
@@ -228,7 +314,7 @@ def model_card(config: dict[str, Any], *, repo_id: str | None = None) -> str:
             "```python",
             "import taghead",
             "",
-            f'head = taghead.from_pretrained("{target}")',
+            f'head = taghead.from_pretrained({target})',
             "model = taghead.VideoClassifier(my_backbone, head, taghead.DataConfig(...))"
             "  # my_backbone: video -> [B, C, T, H, W]",
             "```",
@@ -238,7 +324,7 @@ def model_card(config: dict[str, Any], *, repo_id: str | None = None) -> str:
     lines += ["## Weights", ""]
     if pcfg.get("source_file"):
         lines += [
-            f"Converted with `taghead convert` from `{pcfg['source_file']}`, a checkpoint in the layout of the "
+            f"Converted with `taghead convert` from {code_span(pcfg['source_file'])}, a checkpoint in the layout of the "
             "TAG-Head authors' reference implementation (MIT licence). `haa500_best.pth`, `gym99_best.pth` and "
             "`gym288_last.pth` are the checkpoints the authors train and name; no public copy of them exists "
             "yet (their weights page's download link is still \"to be added\"). taghead's converter is tested to "
@@ -246,11 +332,12 @@ def model_card(config: dict[str, Any], *, repo_id: str | None = None) -> str:
             "",
         ]
     elif pcfg.get("source"):
-        lines += [pcfg["source"], ""]
+        lines += [markdown_text(pcfg["source"]), ""]
     else:
         lines += ["Trained or fine-tuned with taghead; see the repository history for details.", ""]
     if pcfg.get("license"):
-        lines += [f"Licence: {str(pcfg['license']).upper() if pcfg['license'] == 'mit' else pcfg['license']}.", ""]
+        licence = "MIT" if pcfg["license"] == "mit" else markdown_text(pcfg["license"])
+        lines += [f"Licence: {licence}.", ""]
     if pcfg.get("metrics"):
         if _is_reference(pcfg):
             said, unit = "Numbers reported in the TAG-Head paper for these weights (RGB only)", " (%)"
@@ -258,17 +345,18 @@ def model_card(config: dict[str, Any], *, repo_id: str | None = None) -> str:
             said, unit = "Results reported for these weights by whoever saved them", ""
         lines += ["## Reported results", "", f"{said}; not re-measured here.", "",
                   f"| dataset | metric | value{unit} |", "| --- | --- | --- |"]
-        lines += [f"| {pcfg.get('dataset') or '-'} | {key} | {value} |" for key, value in pcfg["metrics"].items()]
+        dataset = markdown_text(pcfg.get("dataset") or "-")
+        lines += [f"| {dataset} | {markdown_text(key)} | {markdown_text(value)} |" for key, value in pcfg["metrics"].items()]
         lines.append("")
     if config.get("label_names"):
         lines += [f"Class names ({len(config['label_names'])}) are in `config.json` under `label_names`.", ""]
     elif pcfg.get("preset"):
         lines += ["Class names are not included: class indices follow the `ClassEncoded` column of the "
                   "reference implementation's split files for this dataset.", ""]
-    lines += [f"Saved with taghead {config.get('taghead_version')}.", ""]
+    lines += [f"Saved with taghead {markdown_text(config.get('taghead_version'))}.", ""]
     if pcfg.get("citation"):
         citation = str(pcfg["citation"]).strip()
-        block = ["```bibtex", citation, "```"] if citation.startswith("@") else [citation]
+        block = code_fence(citation, "bibtex") if citation.startswith("@") else [markdown_text(citation)]
         lines += ["## Citation", "", *block, ""]
     return "\n".join(lines)
 
@@ -284,20 +372,25 @@ def save_folder(
     """Write ``model.safetensors``, ``config.json`` and ``README.md`` (the model card) to ``save_directory``.
 
     Everything is checked and rendered first (``config`` JSON-serialisable, ``kind``, ``spec``,
-    ``num_classes``, one label name per class, a valid data config and pretrained config; the model
-    card), then the three files are written to temporary files in the folder, and only when all are
-    complete do they replace the old ones: a failure leaves an existing folder as it was. ``repo_id``
+    ``num_classes``, one label name per class, a valid data config and pretrained config, no local file
+    named; the model card), then the three files are written together with
+    :func:`taghead.weights.atomic_outputs`: all or nothing, also when the process is killed (a committed
+    save is finished by the next read or write of the folder; an uncommitted one leaves the old files,
+    and its temporary files are removed by the next save). Both ``config.json`` and the weights'
+    metadata carry the same random ``save_id``, and loading refuses a pair that differs. ``repo_id``
     only changes the usage snippet of the model card.
     """
     config = json_ready(config, "the config (spec, labels, pretrained_cfg)")
+    config.pop(SAVE_ID, None)
     _check_config(config, "the config to save")
     card = model_card(config, repo_id=repo_id)
-    text = json.dumps(config, indent=2) + "\n"
+    save_id = uuid.uuid4().hex
+    text = json.dumps(dict(config, **{SAVE_ID: save_id}), indent=2) + "\n"
     folder = Path(save_directory)
     if folder.exists() and not folder.is_dir():
         raise NotADirectoryError(f"save_pretrained needs a directory, but {str(folder)!r} is a file")
     with atomic_outputs(folder / WEIGHTS_NAME, folder / CONFIG_NAME, folder / MODEL_CARD_NAME) as (weights, cfg, readme):
-        write_safetensors(state_dict, weights, metadata={"taghead_version": __version__})
+        write_safetensors(state_dict, weights, metadata={"taghead_version": __version__, SAVE_ID: save_id})
         cfg.write_text(text, encoding="utf-8")
         readme.write_text(card, encoding="utf-8")
     return folder
@@ -423,7 +516,9 @@ def load_weights(module: nn.Module, repo_id_or_path: str | os.PathLike,
     checked; a mismatch lists missing keys, unexpected keys and shape differences.
     """
     folder = resolve_pretrained_folder(repo_id_or_path, **hub_kwargs)
-    load_state_dict_checked(module, read_weights(folder), source=f"{os.fspath(repo_id_or_path)!r} ({WEIGHTS_NAME})")
+    config = read_config(folder) if (folder / CONFIG_NAME).is_file() else None
+    load_state_dict_checked(module, read_weights(folder, config),
+                            source=f"{os.fspath(repo_id_or_path)!r} ({WEIGHTS_NAME})")
     return module
 
 

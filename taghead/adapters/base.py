@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ..config import DataConfig
+from ..limits import MAX_REAL_PROBE_BYTES
 from ..utils.meta import shape_call
 
 __all__ = ["FeatureExtractor", "FeatureMapError", "check_video", "check_feature_output"]
@@ -75,8 +76,9 @@ class FeatureExtractor(nn.Module):
 
     Shapes are found by running the extractor once on a dummy clip (:meth:`feature_shape`): on the
     ``meta`` device (shapes only, no arithmetic, no memory) when the model allows it, else on fake
-    tensors, else on a real zero clip under ``torch.no_grad()``. This is exact for every model,
-    including those whose padding makes the output size differ from ``input / stride``.
+    tensors, else on a real zero clip under ``torch.no_grad()`` (only a clip of at most
+    :data:`~taghead.limits.MAX_REAL_PROBE_BYTES`). This is exact for every model, including those whose
+    padding makes the output size differ from ``input / stride``.
 
     Class attributes:
         adapter_name: the registry name (set by :func:`taghead.register_adapter`).
@@ -123,10 +125,13 @@ class FeatureExtractor(nn.Module):
         """Validate the input; the default accepts one tensor ``[B, 3, T, H, W]``."""
         return check_video(video, self.in_chans, type(self).__name__)
 
-    def dummy_input(self, num_frames: int, crop_size: int, batch_size: int = 1) -> Any:
-        """A zero clip in the input format, on the model's device and dtype."""
+    def dummy_input(self, num_frames: int, crop_size: int, batch_size: int = 1,
+                    device: str | torch.device | None = None) -> Any:
+        """A zero clip in the input format, in the model's dtype, on ``device`` (default: the model's; ``"meta"``
+        gives a clip without memory, for shapes)."""
         ref = next(iter(self.parameters()), None)
-        device = ref.device if ref is not None else torch.device("cpu")
+        if device is None:
+            device = ref.device if ref is not None else torch.device("cpu")
         dtype = ref.dtype if ref is not None and ref.is_floating_point() else torch.float32
         return torch.zeros(batch_size, self.in_chans, num_frames, crop_size, crop_size, device=device, dtype=dtype)
 
@@ -203,13 +208,28 @@ class FeatureExtractor(nn.Module):
         _, crop, shape = self._reference()
         return round(crop / shape[2])
 
+    def _real_forward(self, num_frames: int, crop_size: int) -> Any:
+        """The output of a real forward pass on a zero clip (the last way to find a shape), when that clip is
+        at most :data:`~taghead.limits.MAX_REAL_PROBE_BYTES`."""
+        elements = self.in_chans * num_frames * crop_size * crop_size
+        ref = next(iter(self.parameters()), None)
+        size = elements * (ref.element_size() if ref is not None and ref.is_floating_point() else 4)
+        if size > MAX_REAL_PROBE_BYTES:
+            raise ValueError(
+                f"{type(self).__name__} ({type(self.model).__name__}) cannot find its feature map's shape on the meta "
+                f"device or on fake tensors, and a real clip of {num_frames} frames at {crop_size}x{crop_size} pixels "
+                f"would take {size / 2**20:.0f} MiB (limit: taghead.limits.MAX_REAL_PROBE_BYTES = "
+                f"{MAX_REAL_PROBE_BYTES / 2**20:.0f} MiB); use a smaller clip")
+        return self(self.dummy_input(num_frames, crop_size))
+
     def _probe(self, num_frames: int, crop_size: int) -> tuple[int, int, int, int]:
-        video = self.dummy_input(num_frames, crop_size)
+        video = self.dummy_input(num_frames, crop_size, device="meta")  # shapes only: no memory for the clip
         was_training = self.training
         self.eval()
         try:
             with torch.no_grad():
-                out_shape = tuple(shape_call(self, video, fallback=lambda: self(video)).shape)
+                out_shape = tuple(shape_call(self, video,
+                                             fallback=lambda: self._real_forward(num_frames, crop_size)).shape)
         except FeatureMapError:
             raise
         except Exception as err:

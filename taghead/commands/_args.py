@@ -3,12 +3,95 @@
 from __future__ import annotations
 
 import argparse
+import math
 import shutil
 import sys
 import textwrap
 from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-__all__ = ["add_command_parser", "add_device_argument", "add_video_model_arguments", "add_run_arguments", "fail", "run_reporting_errors"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["add_command_parser", "add_device_argument", "add_video_model_arguments", "add_run_arguments", "fail",
+           "run_reporting_errors", "positive_int", "non_negative_int", "finite_float", "positive_float",
+           "non_negative_float", "unit_float", "resolve_device", "check_output_folder"]
+
+
+# ------------------------------------------------------------------------------------- option types
+def _int(text: str, lowest: int, what: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if value < lowest:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """``argparse`` type: an int >= 1 (``0`` is an error, never "the default")."""
+    return _int(text, 1, "an integer >= 1")
+
+
+def non_negative_int(text: str) -> int:
+    """``argparse`` type: an int >= 0."""
+    return _int(text, 0, "an integer >= 0")
+
+
+def _float(text: str, check: Callable[[float], bool], what: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if not math.isfinite(value) or not check(value):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """``argparse`` type: a finite float (``inf`` and ``nan`` are errors)."""
+    return _float(text, lambda v: True, "a finite number")
+
+
+def positive_float(text: str) -> float:
+    """``argparse`` type: a finite float > 0."""
+    return _float(text, lambda v: v > 0, "a finite number > 0")
+
+
+def non_negative_float(text: str) -> float:
+    """``argparse`` type: a finite float >= 0."""
+    return _float(text, lambda v: v >= 0, "a finite number >= 0")
+
+
+def unit_float(text: str) -> float:
+    """``argparse`` type: a float in [0, 1]."""
+    return _float(text, lambda v: 0 <= v <= 1, "a number in [0, 1]")
+
+
+# ------------------------------------------------------------------------------------------ checks
+def resolve_device(choice: str | None) -> torch.device:
+    """The device of ``--device``: CUDA when available for ``None``; ``cuda`` without a GPU is a ``ValueError``."""
+    import torch
+
+    if choice is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA GPU is available here (torch.cuda.is_available() is False); "
+                         "use --device cpu")
+    return torch.device(choice)
+
+
+def check_output_folder(path: str | Path, option: str = "--output") -> Path:
+    """``path`` as a folder to write into: a ``ValueError`` when it, or a folder above it, is an existing file."""
+    path = Path(path)
+    for part in (path, *path.parents):
+        if part.exists():
+            if not part.is_dir():
+                raise ValueError(f"{option} {str(path)!r}: {str(part)!r} is a file, not a folder; give a folder")
+            break
+    return path
 
 
 def add_command_parser(subparsers: argparse._SubParsersAction, name: str, *, help: str, description: str,
@@ -21,7 +104,7 @@ def add_command_parser(subparsers: argparse._SubParsersAction, name: str, *, hel
 
 
 def add_device_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    """``--device {cpu,cuda}`` (default: CUDA when available)."""
+    """``--device {cpu,cuda}`` (default: CUDA when available; see :func:`resolve_device`)."""
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
 
 
@@ -38,8 +121,8 @@ def add_run_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
     """``--batch-size`` (8), ``--workers`` (0), ``--amp`` (none), ``--device`` and ``--no-progress``."""
     from ..engine.trainer import AMP_MODES
 
-    parser.add_argument("--batch-size", type=int, default=8, help=batch_size_help)
-    parser.add_argument("--workers", type=int, default=0, help=workers_help)
+    parser.add_argument("--batch-size", type=positive_int, default=8, help=batch_size_help)
+    parser.add_argument("--workers", type=non_negative_int, default=0, help=workers_help)
     parser.add_argument("--amp", choices=AMP_MODES, default="none", help=amp_help)
     add_device_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help=progress_help)
@@ -52,10 +135,10 @@ def fail(command: str, message: object) -> int:
 
 
 def run_reporting_errors(command: str, func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
-    """``func(args)``; a usage error (bad value, missing file, unreadable checkpoint) is printed as
-    ``taghead COMMAND: error: ...`` on stderr and gives exit code 2 instead of a traceback
-    (:class:`taghead.weights.CheckpointError` is a ``ValueError``)."""
+    """``func(args)``; a usage error (bad value, missing file, unreadable checkpoint, a file where a folder
+    should be, a full disk, training that diverged) is printed as ``taghead COMMAND: error: ...`` on stderr
+    and gives exit code 2 instead of a traceback (:class:`taghead.weights.CheckpointError` is a ``ValueError``)."""
     try:
         return func(args)
-    except (ValueError, TypeError, FileNotFoundError) as err:
+    except (ValueError, TypeError, OSError, FloatingPointError) as err:
         return fail(command, err)

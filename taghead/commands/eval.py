@@ -45,11 +45,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def write_per_class_csv(path: Path, class_names: list[str], confusion) -> Path:
-    """``class_index, class_name, support, correct, accuracy`` per class (accuracy empty when absent)."""
+    """``class_index, class_name, support, correct, accuracy`` per class (accuracy empty when absent).
+
+    Class names that a spreadsheet would run as formulas (``=HYPERLINK(...)``) are written as text
+    (:func:`taghead.utils.escape.spreadsheet_cell`).
+    """
     import csv
     import math
 
     from ..engine.metrics import per_class_accuracy
+    from ..utils.escape import spreadsheet_cell
     from ..weights import atomic_output
 
     acc = per_class_accuracy(confusion)
@@ -58,7 +63,8 @@ def write_per_class_csv(path: Path, class_names: list[str], confusion) -> Path:
         writer.writerow(["class_index", "class_name", "support", "correct", "accuracy"])
         for i, name in enumerate(class_names):
             a = float(acc[i])
-            writer.writerow([i, name, int(confusion[i].sum()), int(confusion[i, i]), "" if math.isnan(a) else f"{a:.6f}"])
+            writer.writerow([i, spreadsheet_cell(name), int(confusion[i].sum()), int(confusion[i, i]),
+                             "" if math.isnan(a) else f"{a:.6f}"])
     return path
 
 
@@ -69,8 +75,12 @@ def _run(args: argparse.Namespace) -> int:
     from ..engine.plots import plot_confusion_matrix
     from ..engine.predict import load_model
     from ..engine.trainer import evaluate
+    from ..utils.escape import terminal_text
     from ..weights import atomic_write_json
+    from ._args import check_output_folder
 
+    if args.output is not None:
+        check_output_folder(args.output)
     ctx = init_distributed(args.device)
     try:
         model = load_model(args.model, device=ctx.device)
@@ -84,7 +94,7 @@ def _run(args: argparse.Namespace) -> int:
         if not ctx.is_main:
             return 0
         model_path = Path(args.model)
-        out = args.output or (model_path / "eval" if model_path.is_dir() else Path("eval"))
+        out = check_output_folder(args.output or (model_path / "eval" if model_path.is_dir() else Path("eval")))
         out.mkdir(parents=True, exist_ok=True)
         present = int((meter.confusion.sum(1) > 0).sum())
         trivial = " (trivial: 5 >= number of classes)" if n <= 5 else ""
@@ -92,11 +102,12 @@ def _run(args: argparse.Namespace) -> int:
         print(f"Top-1 {100 * metrics['top1']:.2f}%   Top-5 {100 * metrics['top5']:.2f}%{trivial}   "
               f"MCA {100 * metrics['mca']:.2f}%   loss {metrics['loss']:.4f}")
         report = dict(metrics, num_classes=n, classes_present=present, model=str(args.model))
-        atomic_write_json(out / "metrics.json", report)
-        write_per_class_csv(out / "per_class.csv", class_names, meter.confusion)
+        # The figure first: it is the one that can fail on odd input; then the two text files.
         plot_confusion_matrix(meter.confusion, class_names, out / "confusion_matrix.png",
                               title=f"{model_path.name}: Top-1 {100 * metrics['top1']:.1f}%, MCA {100 * metrics['mca']:.1f}%")
-        print(f"wrote {out / 'metrics.json'}, {out / 'per_class.csv'}, {out / 'confusion_matrix.png'}")
+        write_per_class_csv(out / "per_class.csv", class_names, meter.confusion)
+        atomic_write_json(out / "metrics.json", report)
+        print(terminal_text(f"wrote {out / 'metrics.json'}, {out / 'per_class.csv'}, {out / 'confusion_matrix.png'}"))
     finally:
         cleanup_distributed(ctx)
     return 0

@@ -29,7 +29,7 @@ EPILOG = """examples:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from ..explanation.methods import METHODS
-    from ._args import add_command_parser, add_device_argument, add_video_model_arguments
+    from ._args import add_command_parser, add_device_argument, add_video_model_arguments, positive_int
 
     parser = add_command_parser(
         subparsers, "explain", help="heatmaps of where and when a model saw its class, for video files",
@@ -42,8 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--method", choices=sorted(METHODS), default="gradcam",
                         help="gradcam (default), hirescam (follows heads that read positions, such as TAG-Head), or "
                              "occlusion (no gradients; one head pass per 2x2 patch of tokens)")
-    parser.add_argument("--frames", type=int, default=8, help="frames shown on each sheet (default 8)")
-    parser.add_argument("--fps", type=int, default=8, help="frame rate of the overlay videos (default 8)")
+    parser.add_argument("--frames", type=positive_int, default=8, help="frames shown on each sheet (default 8)")
+    parser.add_argument("--fps", type=positive_int, default=8, help="frame rate of the overlay videos (default 8)")
     add_device_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
@@ -62,8 +62,9 @@ def explain_videos(model: VideoClassifier, paths: Iterable[str | os.PathLike[str
     """Explain every video of ``paths`` and draw its sheet and overlay video into ``output``.
 
     Returns one record per video: ``source``, and either ``error`` or ``target``, ``target_name``,
-    ``probability``, ``sheet``, ``video``. An unreadable video gets an ``error`` and the others go on;
-    a bad ``target`` or ``method`` raises (it would fail for every video).
+    ``probability``, ``sheet``, ``video``. A video that fails (unreadable, or anything that goes wrong
+    while it is explained or drawn) gets an ``error`` and the others go on; a bad ``target`` or
+    ``method`` raises (it would fail for every video).
     """
     from pathlib import Path
 
@@ -90,43 +91,47 @@ def explain_videos(model: VideoClassifier, paths: Iterable[str | os.PathLike[str
         except (VideoDecodeError, FileNotFoundError, OSError) as err:
             records.append({"source": path, "error": str(err)})
             continue
-        result = explain(model, clip, target, method=method)
-        stem = Path(path).stem or "video"
-        name, n = stem, 1
-        while name in used:  # two videos with the same name from different folders
-            n += 1
-            name = f"{stem}_{n}"
-        used.add(name)
-        shown = display_frames(clip, data_config.mean, data_config.std)
-        sheet = save_sheet(result, shown, output / f"{name}.png", title=path, num_frames=frames)
-        video = save_overlay_video(result, shown, output / f"{name}.mp4", fps=fps)
+        try:
+            result = explain(model, clip, target, method=method)
+            stem = Path(path).stem or "video"
+            name, n = stem, 1
+            while name in used:  # two videos with the same name from different folders
+                n += 1
+                name = f"{stem}_{n}"
+            used.add(name)
+            shown = display_frames(clip, data_config.mean, data_config.std)
+            sheet = save_sheet(result, shown, output / f"{name}.png", title=path, num_frames=frames)
+            video = save_overlay_video(result, shown, output / f"{name}.mp4", fps=fps)
+        except Exception as err:  # one video's failure (a drawing error, memory) must not stop the others
+            records.append({"source": path, "error": f"{type(err).__name__}: {err}"})
+            continue
         records.append({"source": path, "target": result.target, "target_name": result.target_name,
                         "probability": result.probability, "sheet": str(sheet), "video": str(video)})
     return records
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
+    from ._args import run_reporting_errors
 
+    return run_reporting_errors("explain", _run, args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from ..engine.predict import load_model
-    from ._args import fail
+    from ..utils.escape import terminal_text
+    from ._args import check_output_folder, resolve_device
 
-    if args.frames < 1:
-        return fail("explain", f"--frames must be >= 1, got {args.frames}")
-    if args.fps < 1:
-        return fail("explain", f"--fps must be >= 1, got {args.fps}")
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        model = load_model(args.model, device=device)
-        target = _parse_target(args.target, getattr(model, "label_names", None))
-        records = explain_videos(model, args.videos, args.output, target=target, method=args.method,
-                                 frames=args.frames, fps=args.fps, progress=not args.no_progress)
-    except (ValueError, TypeError, FileNotFoundError) as err:  # CheckpointError and bad targets are ValueErrors
-        return fail("explain", err)
+    output = check_output_folder(args.output)
+    model = load_model(args.model, device=resolve_device(args.device))
+    target = _parse_target(args.target, getattr(model, "label_names", None))
+    records = explain_videos(model, args.videos, output, target=target, method=args.method,
+                             frames=args.frames, fps=args.fps, progress=not args.no_progress)
     for r in records:
+        source = terminal_text(r["source"])
         if "error" in r:
-            print(f"{r['source']}: error: {r['error']}")
+            print(f"{source}: error: {terminal_text(r['error'])}")
         else:
             label = r["target_name"] if r["target_name"] is not None else f"class {r['target']}"
-            print(f"{r['source']}: {label} ({r['probability']:.3f}) -> {r['sheet']}, {r['video']}")
+            print(f"{source}: {terminal_text(label)} ({r['probability']:.3f}) -> {terminal_text(r['sheet'])}, "
+                  f"{terminal_text(r['video'])}")
     return 1 if any("error" in r for r in records) else 0

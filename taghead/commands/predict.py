@@ -19,42 +19,41 @@ EPILOG = """examples:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from ._args import add_command_parser, add_device_argument, add_video_model_arguments
+    from ._args import add_command_parser, add_device_argument, add_video_model_arguments, positive_int
 
     parser = add_command_parser(
         subparsers, "predict", help="top-k labels and scores for video files",
         description=DESCRIPTION, epilog=EPILOG,
     )
     add_video_model_arguments(parser)
-    parser.add_argument("-k", "--topk", type=int, default=5, help="labels per video (default 5)")
-    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("-k", "--topk", type=positive_int, default=5, help="labels per video (default 5)")
+    parser.add_argument("--batch-size", type=positive_int, default=4)
     add_device_argument(parser)
     parser.add_argument("--json", action="store_true", help="one JSON object per line instead of text")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ._args import run_reporting_errors
+
+    return run_reporting_errors("predict", _run, args)
+
+
+def _run(args: argparse.Namespace) -> int:
     import json
 
-    import torch
-
     from ..engine.predict import load_model, predict_videos
-    from ._args import fail
+    from ..utils.escape import terminal_text
+    from ._args import resolve_device
 
-    if args.topk < 1:
-        return fail("predict", f"--topk must be >= 1, got {args.topk}")
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        model = load_model(args.model, device=device)
-    except (ValueError, TypeError, FileNotFoundError) as err:  # CheckpointError is a ValueError
-        return fail("predict", err)
+    model = load_model(args.model, device=resolve_device(args.device))
     results = predict_videos(model, args.videos, k=args.topk, batch_size=args.batch_size)
     for r in results:
         if args.json:
-            print(json.dumps(r.to_dict()))
+            print(json.dumps(r.to_dict()))  # JSON escapes control characters itself
         elif r.error:
-            print(f"{r.source}: error: {r.error}")
+            print(f"{terminal_text(r.source)}: error: {terminal_text(r.error)}")
         else:
-            ranked = ", ".join(f"{label} ({score:.3f})" for label, score in zip(r.labels, r.scores))
-            print(f"{r.source}: {ranked}")
+            ranked = ", ".join(f"{terminal_text(label)} ({score:.3f})" for label, score in zip(r.labels, r.scores))
+            print(f"{terminal_text(r.source)}: {ranked}")
     return 1 if any(r.error for r in results) else 0

@@ -32,7 +32,15 @@ EPILOG = """examples:
 def register(subparsers: argparse._SubParsersAction) -> None:
     from ..engine.builders import add_data_arguments, add_model_arguments
     from ..engine.optim import OPTIMIZERS
-    from ._args import add_command_parser, add_run_arguments
+    from ._args import (
+        add_command_parser,
+        add_run_arguments,
+        finite_float,
+        non_negative_float,
+        positive_float,
+        positive_int,
+        unit_float,
+    )
 
     parser = add_command_parser(
         subparsers, "train", help="train a model (CSV, folder or synthetic data; DDP under torchrun)",
@@ -46,19 +54,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "taghead.build_text_bank) and pass it as the head's text_bank")
     add_data_arguments(parser, train=True)
     g = parser.add_argument_group("optimisation (defaults: the reference recipe)")
-    g.add_argument("--epochs", type=int, default=60)
+    g.add_argument("--epochs", type=positive_int, default=60)
     g.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
-    g.add_argument("--lr", type=float, default=1e-5, help="peak learning rate (head)")
-    g.add_argument("--weight-decay", type=float, default=0.0)
-    g.add_argument("--backbone-lr-scale", type=float, default=1.0, help="backbone learning rate = lr x this")
-    g.add_argument("--warmup-epochs", type=float, default=0.0, help="linear warm-up, then cosine decay per step")
-    g.add_argument("--min-lr-ratio", type=float, default=0.0, help="final learning rate / peak")
-    g.add_argument("--accum-steps", type=int, default=1, help="gradient accumulation micro-batches")
-    g.add_argument("--clip-grad", type=float, default=None, help="max global gradient norm")
-    g.add_argument("--label-smoothing", type=float, default=0.0)
+    g.add_argument("--lr", type=positive_float, default=1e-5, help="peak learning rate (head)")
+    g.add_argument("--weight-decay", type=non_negative_float, default=0.0)
+    g.add_argument("--backbone-lr-scale", type=non_negative_float, default=1.0, help="backbone learning rate = lr x this")
+    g.add_argument("--warmup-epochs", type=non_negative_float, default=0.0,
+                   help="linear warm-up, then cosine decay per step")
+    g.add_argument("--min-lr-ratio", type=unit_float, default=0.0, help="final learning rate / peak")
+    g.add_argument("--accum-steps", type=positive_int, default=1, help="gradient accumulation micro-batches")
+    g.add_argument("--clip-grad", type=positive_float, default=None, help="max global gradient norm")
+    g.add_argument("--label-smoothing", type=finite_float, default=0.0)
     g.add_argument("--seed", type=int, default=42)
     g.add_argument("--monitor", choices=("top1", "mca"), default="top1", help="metric of the best checkpoint")
-    g.add_argument("--max-steps-per-epoch", type=int, default=None, help="cap on batches per epoch (quick runs)")
+    g.add_argument("--max-steps-per-epoch", type=positive_int, default=None,
+                   help="cap on batches per epoch (quick runs)")
     g.add_argument("--find-unused-parameters", action="store_true", help="DDP option for heads with unused branches")
     g.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across GPUs under torchrun (CUDA only)")
     g.add_argument("--channels-last", action="store_true",
@@ -114,7 +124,9 @@ def _run(args: argparse.Namespace) -> int:
     )
     from ..engine.distributed import cleanup_distributed, init_distributed
     from ..engine.trainer import LAST_CHECKPOINT, TrainConfig, Trainer, seed_everything
+    from ._args import check_output_folder
 
+    check_output_folder(args.output)
     head_kwargs = parse_kwargs(args.head_kwargs, "--head-kwargs")
     backbone_kwargs = parse_kwargs(args.backbone_kwargs, "--backbone-kwargs")
     config = TrainConfig(

@@ -30,12 +30,14 @@ Workers must be started after the dataset is built (the DataLoader's default; ``
 from __future__ import annotations
 
 import csv
+import math
 import os
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
+from pathlib import Path, PurePath, PureWindowsPath
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -74,7 +76,95 @@ def load_clip(path: str | os.PathLike, data_config: DataConfig, total_frames: in
     """
     frames, _ = read_clip(path, data_config.num_frames, total_frames, shrink_to=data_config.resize_size,
                           threads=threads)
+    check_fits_crop(path, frames, data_config)
     return EvalTransform(data_config)(frames)
+
+
+def check_fits_crop(path: str | os.PathLike, frames: np.ndarray, data_config: DataConfig) -> None:
+    """Raise :class:`VideoDecodeError` for decoded frames smaller than the evaluation crop with no resize to
+    enlarge them (``resize_size`` is ``None``): such a video cannot give the model its input."""
+    height, width = frames.shape[1:3]
+    crop = data_config.crop_size
+    if data_config.resize_size is None and min(height, width) < crop:
+        raise VideoDecodeError(path, f"frames of {width}x{height} pixels are smaller than the model's {crop}x{crop} "
+                                     "crop, and its data config has no resize_size to enlarge them")
+
+
+def read_split_csv(csv_path: str | os.PathLike) -> list[tuple[int, dict[str, str]]]:
+    """The lines of a reference split CSV as ``(line number, {column: stripped value})``.
+
+    UTF-8 (a byte-order mark is accepted); the columns :data:`CSV_COLUMNS` must each appear exactly once
+    (others are ignored). A file that is missing, not UTF-8 or not CSV is an error naming it.
+    """
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise FileNotFoundError(f"split CSV {str(csv_path)!r} does not exist")
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh)
+            header = [h.strip() for h in next(reader, [])]
+            duplicates = sorted({h for h in header if header.count(h) > 1})
+            if duplicates:
+                raise ValueError(f"{csv_path} has the columns {duplicates} more than once; expected each of "
+                                 f"{list(CSV_COLUMNS)} once")
+            missing = [c for c in CSV_COLUMNS if c not in header]
+            if missing:
+                raise ValueError(f"{csv_path} lacks the columns {missing}; expected {list(CSV_COLUMNS)}, got {header}")
+            where = {c: header.index(c) for c in CSV_COLUMNS}
+            rows = []
+            for values in reader:
+                if not any(v.strip() for v in values):
+                    continue  # a blank line
+                if len(values) < len(header):
+                    raise ValueError(f"{csv_path}:{reader.line_num}: {len(values)} fields, the header has {len(header)}")
+                rows.append((reader.line_num, {c: values[i].strip() for c, i in where.items()}))
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{csv_path} is not UTF-8 text ({err}); save the split file as UTF-8") from None
+    except csv.Error as err:
+        raise ValueError(f"{csv_path} is not a readable CSV file ({err})") from None
+    return rows
+
+
+#: Largest ``TotalFrames`` a split line may announce (a month of 60 fps video has 1.6e8 frames).
+_MAX_TOTAL_FRAMES = 2**31 - 1
+
+
+def _csv_int(row: dict[str, str], column: str, csv_path: Path, line: int) -> int:
+    text = row[column]
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"{csv_path}:{line}: {column} must be an integer, got {text!r}") from None
+
+
+def _csv_total_frames(row: dict[str, str], csv_path: Path, line: int) -> int:
+    """``TotalFrames`` as an int (``0`` when empty); integral floats such as ``120.0`` are accepted."""
+    text = row["TotalFrames"]
+    if not text:
+        return 0
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value != int(value) or not 0 <= value <= _MAX_TOTAL_FRAMES:
+        raise ValueError(f"{csv_path}:{line}: TotalFrames must be empty or a whole number of frames in "
+                         f"[0, {_MAX_TOTAL_FRAMES}], got {text!r}")
+    return int(value)
+
+
+def _video_path(video_dir: Path, class_name: str, file_name: str, where: str, allow_outside: bool) -> Path:
+    """``video_dir / class_name / file_name``, refused when a part leaves ``video_dir`` (absolute, ``..``)."""
+    for column, part in (("Class", class_name), ("FileName", file_name)):
+        if not part:
+            raise ValueError(f"{where}: {column} is empty")
+        pure = PurePath(part)
+        outside = pure.is_absolute() or PureWindowsPath(part).drive or ".." in PurePath(part.replace("\\", "/")).parts
+        if outside and not allow_outside:
+            raise ValueError(
+                f"{where}: {column} {part!r} leads outside the video folder {str(video_dir)!r} (an absolute path or "
+                "'..'); videos are read from <video-dir>/<Class>/<FileName> only, unless that is allowed explicitly "
+                "(allow_outside_video_dir=True, --allow-outside-video-dir)")
+    return video_dir / class_name / file_name
 
 
 class VideoClipDataset(Dataset):
@@ -146,6 +236,7 @@ class VideoClipDataset(Dataset):
         *,
         class_names: Sequence[str] | None = None,
         num_classes: int | None = None,
+        allow_outside_video_dir: bool = False,
         **kwargs,
     ) -> VideoClipDataset:
         """A split file of the reference: columns ``FileName, Class, TotalFrames, ClassEncoded``.
@@ -155,10 +246,17 @@ class VideoClipDataset(Dataset):
         The class count is, in this order: ``num_classes`` (e.g. the model's, for a split that lacks
         some classes: a subset of a validation file, a test set missing rare classes), the length of
         ``class_names``, or ``max(ClassEncoded) + 1``. Every label must lie in ``[0, num_classes)``;
-        a label outside is an error naming the CSV line. Class names are ``class_names`` when given
-        (each line's ``Class`` must then be ``class_names[ClassEncoded]``), else the ``Class`` column's names, ``"class_<index>"`` for a class the split lacks.
-        ``TotalFrames`` (when positive) spares counting frames. Other keyword arguments go to the
-        constructor.
+        a label outside is an error naming the CSV line. Without ``num_classes`` and ``class_names`` the
+        file decides the count, and a label far beyond its distinct labels (more classes without a line
+        than ``max(64, distinct labels)``) is an error naming its line, not a list of a billion classes.
+        Class names are ``class_names`` when given (each line's ``Class`` must then be
+        ``class_names[ClassEncoded]``), else the ``Class`` column's names, ``"class_<index>"`` for a
+        class the split lacks. ``TotalFrames`` (when positive) spares counting frames.
+
+        The file is read as UTF-8 (a byte-order mark is accepted); a duplicate or missing column is an
+        error. ``FileName`` and ``Class`` must stay inside ``video_dir``: an absolute path or a ``..``
+        component is an error naming the line unless ``allow_outside_video_dir``. Other keyword
+        arguments go to the constructor.
         """
         csv_path, video_dir = Path(csv_path), Path(video_dir)
         if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int)
@@ -168,23 +266,9 @@ class VideoClipDataset(Dataset):
             raise ValueError(f"{len(class_names)} class names were given for num_classes={num_classes}")
         if num_classes is None and class_names is not None:
             num_classes = len(class_names)
-        if not csv_path.is_file():
-            raise FileNotFoundError(f"split CSV {str(csv_path)!r} does not exist")
-        with open(csv_path, newline="") as fh:
-            reader = csv.DictReader(fh)
-            header = [h.strip() for h in (reader.fieldnames or [])]
-            missing = [c for c in CSV_COLUMNS if c not in header]
-            if missing:
-                raise ValueError(f"{csv_path} lacks the columns {missing}; expected {list(CSV_COLUMNS)}, got {header}")
-            rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k is not None} for row in reader]
-        samples, names = [], {}
-        for line, row in enumerate(rows, start=2):
-            try:
-                label = int(row["ClassEncoded"])
-                total = int(float(row["TotalFrames"])) if row["TotalFrames"] else 0
-            except ValueError:
-                raise ValueError(f"{csv_path}:{line}: ClassEncoded and TotalFrames must be integers, got "
-                                 f"{row['ClassEncoded']!r}, {row['TotalFrames']!r}") from None
+        samples, names, lines = [], {}, {}
+        for line, row in read_split_csv(csv_path):
+            label, total = _csv_int(row, "ClassEncoded", csv_path, line), _csv_total_frames(row, csv_path, line)
             if label < 0:
                 raise ValueError(f"{csv_path}:{line}: ClassEncoded must be >= 0, got {label}")
             if num_classes is not None and label >= num_classes:
@@ -196,11 +280,19 @@ class VideoClipDataset(Dataset):
             if names.setdefault(label, row["Class"]) != row["Class"]:
                 raise ValueError(f"{csv_path}:{line}: ClassEncoded {label} is {row['Class']!r} here but "
                                  f"{names[label]!r} earlier")
-            path = video_dir / row["Class"] / row["FileName"]
+            lines.setdefault(label, line)
+            path = _video_path(video_dir, row["Class"], row["FileName"], f"{csv_path}:{line}", allow_outside_video_dir)
             samples.append(VideoSample(str(path), label, total if total > 0 else None))
         if not samples:
             raise ValueError(f"{csv_path} lists no videos")
         if class_names is None:
+            if num_classes is None:
+                top = max(names)
+                if top + 1 - len(names) > max(64, len(names)):
+                    raise ValueError(
+                        f"{csv_path}:{lines[top]}: ClassEncoded {top} would make {top + 1} classes, but the file holds "
+                        f"only {len(names)} distinct labels; fix the label, or give the class count (num_classes, the "
+                        "model's) or the class names if the gap is intended")
             count = max(names) + 1 if num_classes is None else num_classes
             class_names = [names.get(i, f"class_{i}") for i in range(count)]
         return cls(samples, class_names, data_config, train, **kwargs)
@@ -255,6 +347,8 @@ class VideoClipDataset(Dataset):
         known = int(self._decoded_frames[index]) or sample.total_frames
         frames, decoded = read_clip(sample.path, cfg.num_frames, known, shrink_to=cfg.resize_size)
         self._decoded_frames[index] = decoded
+        if not self.train:  # the training crop takes any frame size
+            check_fits_crop(sample.path, frames, cfg)
         return self.transform(frames), sample.label
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:

@@ -45,11 +45,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..limits import MAX_DECODED_CLIP_BYTES
 from ..weights import atomic_output
 from .sampling import uniform_frame_indices
 from .transforms import shorter_side_size
 
-__all__ = ["VideoDecodeError", "read_clip", "count_frames", "write_video"]
+__all__ = ["VideoDecodeError", "read_clip", "count_frames", "write_video", "display_orientation"]
 
 
 class VideoDecodeError(RuntimeError):
@@ -103,23 +104,55 @@ def _open(path: str | os.PathLike, threads: int = 0) -> tuple[Any, Any]:
     return container, stream
 
 
+def display_orientation(frame: Any) -> tuple[bool, bool, bool]:
+    """How to turn a decoded frame into the picture a player shows, from its display matrix (the rotation
+    and mirroring that phones record instead of rotating the pixels): ``(transpose, flip_rows, flip_cols)``,
+    applied in that order to an ``[H, W]`` image. ``(False, False, False)`` without a display matrix.
+
+    FFmpeg's display matrix maps a pixel at ``(x, y)`` (``y`` down, centred) to
+    ``(a x + c y, b x + d y)`` with ``[a b; c d]`` its linear part (libavutil ``display.h``); rounded to
+    ``0, +-1`` it is one of the 8 right-angle rotations and mirrors. Matrices of other angles (not made by
+    cameras) are rounded to the nearest of those.
+    """
+    try:
+        from av.sidedata.sidedata import Type
+
+        data = frame.side_data.get(Type.DISPLAYMATRIX)
+    except (ImportError, AttributeError, KeyError):
+        return False, False, False
+    if data is None:
+        return False, False, False
+    raw = bytes(data)
+    if len(raw) < 36:
+        return False, False, False
+    m = np.frombuffer(raw[:36], dtype="<i4").astype(np.float64) / 65536.0
+    a, b, c, d = m[0], m[1], m[3], m[4]
+    if abs(a) + abs(d) >= abs(b) + abs(c):  # axis-aligned: x' = a x, y' = d y
+        return False, d < 0, a < 0
+    return True, b < 0, c < 0  # axes swapped: x' = c y, y' = b x
+
+
 class _FrameSink:
     """Converts the decoded frames that are kept and stores them: one slot per kept frame index.
 
-    The first kept frame fixes the output size (``shrink_to`` applied to its size); every kept frame
-    is converted to that size, so a stream that changes resolution still gives one array. Scaled
-    frames are stored planar (``[3, K, H, W]``: swscale's planar RGB output is its fastest, and the
-    tensor transforms want channels first); unscaled ones interleaved (``[K, H, W, 3]``: the
-    conversion ``to_ndarray(format="rgb24")`` does).
+    The first kept frame fixes the output size (``shrink_to`` applied to its size) and orientation (its
+    display matrix, see :func:`display_orientation`); every kept frame is converted to that size, so a
+    stream that changes resolution still gives one array. Scaled frames are stored planar
+    (``[3, K, H, W]``: swscale's planar RGB output is its fastest, and the tensor transforms want
+    channels first); unscaled ones interleaved (``[K, H, W, 3]``: the conversion
+    ``to_ndarray(format="rgb24")`` does). Unscaled frames may take at most
+    :data:`~taghead.limits.MAX_DECODED_CLIP_BYTES` together; larger ones are refused before any is stored.
     """
 
-    def __init__(self, keep: Sequence[int], shrink_to: int | None, sws_threads: int) -> None:
+    def __init__(self, keep: Sequence[int], shrink_to: int | None, sws_threads: int,
+                 path: str | os.PathLike = "") -> None:
         self.slot = {index: k for k, index in enumerate(keep)}
-        self.shrink_to, self.sws_threads = shrink_to, sws_threads
+        self.shrink_to, self.sws_threads, self.path = shrink_to, sws_threads, path
         self.reformatter: Any = None  # one swscale context, made for the first kept frame, reused for the others
         self.buffer: np.ndarray | None = None
         self.size: tuple[int, int] = (0, 0)
         self.planar = False
+        self.orientation = (False, False, False)
 
     def _allocate(self, height: int, width: int) -> None:
         from av.video.reformatter import VideoReformatter
@@ -130,12 +163,20 @@ class _FrameSink:
             self.size, self.planar = shorter_side_size(height, width, self.shrink_to), True
             self.buffer = np.empty((3, k, *self.size), np.uint8)
         else:
+            size = k * height * width * 3
+            if size > MAX_DECODED_CLIP_BYTES:
+                raise VideoDecodeError(
+                    self.path, f"{k} frames of {width}x{height} pixels would take {size / 2**30:.1f} GiB decoded at "
+                    f"their own size (limit: taghead.limits.MAX_DECODED_CLIP_BYTES = {MAX_DECODED_CLIP_BYTES / 2**30:.0f}"
+                    " GiB); give the model's data config a resize_size, so that frames are shrunk while they are "
+                    "decoded")
             self.size, self.planar = (height, width), False
             self.buffer = np.empty((k, height, width, 3), np.uint8)
 
     def put(self, index: int, frame: Any) -> None:
         if self.buffer is None:
             self._allocate(frame.height, frame.width)
+            self.orientation = display_orientation(frame)
         h, w = self.size
         k = self.slot[index]
         if self.planar:
@@ -150,12 +191,21 @@ class _FrameSink:
             self.buffer[k] = rgb.to_ndarray()
 
     def clip(self, indices: Sequence[int]) -> np.ndarray:
-        """The frames of ``indices`` (all kept and decoded) as ``uint8 [len(indices), H, W, 3]``."""
+        """The frames of ``indices`` (all kept and decoded) as ``uint8 [len(indices), H, W, 3]``, turned as the
+        display matrix says (a copy then, without negative strides)."""
         order = [self.slot[i] for i in indices]
         planar = self.buffer if self.planar else self.buffer.transpose(3, 0, 1, 2)
         if order != list(range(planar.shape[1])):
             planar = planar[:, order]
-        return planar.transpose(1, 2, 3, 0)
+        frames = planar.transpose(1, 2, 3, 0)
+        transpose, flip_rows, flip_cols = self.orientation
+        if transpose:
+            frames = frames.transpose(0, 2, 1, 3)
+        if flip_rows:
+            frames = frames[:, ::-1]
+        if flip_cols:
+            frames = frames[:, :, ::-1]
+        return np.ascontiguousarray(frames) if flip_rows or flip_cols else frames
 
 
 def _decode(path: str | os.PathLike, keep: Sequence[int], shrink_to: int | None = None, threads: int = 0,
@@ -163,7 +213,7 @@ def _decode(path: str | os.PathLike, keep: Sequence[int], shrink_to: int | None 
     """Decode every frame of ``path`` (or of the already ``opened`` container, which is closed afterwards);
     convert those in ``keep`` (distinct indices). Returns them and the number of frames."""
     av = _av()
-    sink = _FrameSink(keep, shrink_to, sws_threads=threads)
+    sink = _FrameSink(keep, shrink_to, sws_threads=threads, path=path)
     container, stream = opened or _open(path, threads)
     count = 0
     try:
@@ -214,12 +264,16 @@ def read_clip(
         decoded count, the indices are recomputed from the decoded count (a second pass when
         needed), so the clip is spread over the whole video. The array may be a channels-last view
         of channel-planar memory (as the scaled frames are stored), not C-contiguous;
-        ``np.ascontiguousarray`` gives the interleaved layout where something needs it.
+        ``np.ascontiguousarray`` gives the interleaved layout where something needs it. Frames are
+        upright as a player shows them: a display matrix (the rotation a phone records instead of
+        rotating the pixels, and mirroring) is applied (:func:`display_orientation`).
 
     Raises:
         VideoDecodeError: the file is missing, unreadable, corrupt, has no decodable frame, or is
             truncated: fewer frames decode than announced, by more than ``max(2, 5 %)`` of the
-            announced count (a file cut short, or a wrong ``TotalFrames``).
+            announced count (a file cut short, or a wrong ``TotalFrames``); or frames kept at their
+            own size (no ``shrink_to``, or frames not larger) would take more than
+            :data:`~taghead.limits.MAX_DECODED_CLIP_BYTES`.
     """
     if isinstance(num_frames, bool) or not isinstance(num_frames, (int, np.integer)) or num_frames < 1:
         raise ValueError(f"num_frames must be a positive int, got {num_frames!r}")

@@ -66,6 +66,8 @@ def parse_kwargs(items: Sequence[str] | None, what: str = "--head-kwargs") -> di
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..commands._args import positive_int
+
     g = parser.add_argument_group("model")
     which = g.add_mutually_exclusive_group()
     which.add_argument("--model", default=None,
@@ -83,8 +85,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         "e.g. --head-kwargs embed_dim=64 --head-kwargs depth=1")
     g.add_argument("--backbone-kwargs", action="append", metavar="K=V|JSON", default=None,
                    help="backbone builder options (same syntax), e.g. width=16")
-    g.add_argument("--num-frames", type=int, default=None, help="frames per clip (default: the backbone's)")
-    g.add_argument("--crop-size", type=int, default=None, help="crop side in pixels (default: the backbone's)")
+    g.add_argument("--num-frames", type=positive_int, default=None, help="frames per clip (default: the backbone's)")
+    g.add_argument("--crop-size", type=positive_int, default=None, help="crop side in pixels (default: the backbone's)")
     g.add_argument("--freeze-backbone", action="store_true", help="train the head only (backbone BN statistics fixed)")
 
 
@@ -157,6 +159,8 @@ def _from_saved(init: str, num_classes: int, *, head_kwargs: dict[str, Any], bac
 
 
 def add_data_arguments(parser: argparse.ArgumentParser, *, train: bool = True) -> None:
+    from ..commands._args import non_negative_int, positive_int, unit_float
+
     g = parser.add_argument_group("data")
     if train:
         g.add_argument("--data", choices=("synthetic",), default=None,
@@ -166,22 +170,24 @@ def add_data_arguments(parser: argparse.ArgumentParser, *, train: bool = True) -
         g.add_argument("--val-csv", type=Path, default=None, help="split CSV of the validation set")
         g.add_argument("--train-dir", type=Path, default=None, help="training videos, one folder per class")
         g.add_argument("--val-dir", type=Path, default=None, help="validation videos, one folder per class")
-        g.add_argument("--hflip-p", type=float, default=0.5,
+        g.add_argument("--hflip-p", type=unit_float, default=0.5,
                        help="horizontal flip probability of the training transforms (0 when left/right matter)")
-        g.add_argument("--train-samples", type=int, default=SYNTHETIC_DEFAULTS["train_samples"],
+        g.add_argument("--train-samples", type=positive_int, default=SYNTHETIC_DEFAULTS["train_samples"],
                        help="synthetic: training clips")
-        g.add_argument("--val-samples", type=int, default=SYNTHETIC_DEFAULTS["val_samples"],
-                       help="synthetic: validation clips")
-        g.add_argument("--num-classes", type=int, default=SYNTHETIC_DEFAULTS["num_classes"],
+        g.add_argument("--val-samples", type=non_negative_int, default=SYNTHETIC_DEFAULTS["val_samples"],
+                       help="synthetic: validation clips (0: none)")
+        g.add_argument("--num-classes", type=positive_int, default=SYNTHETIC_DEFAULTS["num_classes"],
                        help="synthetic: number of classes (default: all of taghead.data.SYNTHETIC_CLASSES)")
     else:
         g.add_argument("--data", choices=("synthetic",), default=None, help="the synthetic benchmark's split")
         g.add_argument("--csv", type=Path, default=None, help="reference split CSV of the evaluation set")
         g.add_argument("--dir", type=Path, default=None, help="evaluation videos, one folder per class")
-        g.add_argument("--samples", type=int, default=SYNTHETIC_DEFAULTS["val_samples"], help="synthetic: clips")
+        g.add_argument("--samples", type=positive_int, default=SYNTHETIC_DEFAULTS["val_samples"], help="synthetic: clips")
         g.add_argument("--split", choices=("train", "val", "test"), default="val", help="synthetic: split")
     g.add_argument("--video-dir", type=Path, default=None, help="root of the videos listed in the CSV files "
                    "(<video-dir>/<Class>/<FileName>)")
+    g.add_argument("--allow-outside-video-dir", action="store_true",
+                   help="accept CSV lines whose Class or FileName leads outside --video-dir (an absolute path or ..)")
     g.add_argument("--data-seed", type=int, default=0, help="synthetic: dataset seed")
 
 
@@ -202,7 +208,8 @@ def _probe_class_names(args: argparse.Namespace) -> list[str]:
     if args.train_csv is not None:
         if args.video_dir is None:
             raise ValueError("--train-csv needs --video-dir (videos are at <video-dir>/<Class>/<FileName>)")
-        return VideoClipDataset.from_csv(args.train_csv, args.video_dir, probe).class_names
+        return VideoClipDataset.from_csv(args.train_csv, args.video_dir, probe,
+                                         allow_outside_video_dir=args.allow_outside_video_dir).class_names
     return VideoClipDataset.from_folder(args.train_dir, probe).class_names
 
 
@@ -252,11 +259,13 @@ def build_datasets(args: argparse.Namespace, data_config: DataConfig, class_name
         raise ValueError("use --val-csv with --train-csv and --val-dir with --train-dir")
     kwargs = dict(hflip_p=args.hflip_p)
     if source == "csv":
+        outside = dict(allow_outside_video_dir=args.allow_outside_video_dir)
         train = VideoClipDataset.from_csv(args.train_csv, args.video_dir, data_config, True, class_names=class_names,
-                                          **kwargs)
+                                          **outside, **kwargs)
         # The model's class count (from the training split) fixes the validation labels' range; the
         # validation split may lack classes (a subset of a validation file): MCA counts only those present.
-        val = (VideoClipDataset.from_csv(args.val_csv, args.video_dir, data_config, False, class_names=class_names)
+        val = (VideoClipDataset.from_csv(args.val_csv, args.video_dir, data_config, False, class_names=class_names,
+                                         **outside)
                if args.val_csv is not None else None)
     else:
         train = VideoClipDataset.from_folder(args.train_dir, data_config, True, class_names=class_names, **kwargs)
@@ -295,7 +304,7 @@ def build_eval_dataset(args: argparse.Namespace, data_config: DataConfig, class_
         if args.video_dir is None:
             raise ValueError("--csv needs --video-dir (videos are at <video-dir>/<Class>/<FileName>)")
         return VideoClipDataset.from_csv(args.csv, args.video_dir, data_config, False, class_names=class_names,
-                                         num_classes=num_classes)
+                                         num_classes=num_classes, allow_outside_video_dir=args.allow_outside_video_dir)
     dataset = VideoClipDataset.from_folder(args.dir, data_config, False, class_names=class_names)
     if num_classes is not None and dataset.num_classes != num_classes:
         raise ValueError(f"{args.dir} has {dataset.num_classes} class folders, the model {num_classes} classes; a "

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import csv
+import functools
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
-__all__ = ["read_metrics_csv", "plot_training_curves", "plot_confusion_matrix", "plot_bars"]
+__all__ = ["read_metrics_csv", "plot_training_curves", "plot_confusion_matrix", "plot_bars", "plain_text"]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _pyplot() -> Any:
@@ -23,6 +26,18 @@ def _pyplot() -> Any:
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def plain_text(func: F) -> F:
+    """Decorator: ``func`` makes its figures with matplotlib drawing every string as it is, so ``$...$`` in
+    a class or file name (``clip_$a_b_c$.mp4``) is shown, not parsed as mathtext (which can fail)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with _pyplot().rc_context({"text.parse_math": False}):
+            return func(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def read_metrics_csv(path: str | os.PathLike) -> list[dict[str, float]]:
@@ -43,6 +58,7 @@ def _save(fig: Any, path: str | os.PathLike) -> Path:
     return path
 
 
+@plain_text
 def plot_training_curves(runs: Mapping[str, Sequence[Mapping[str, float]]], path: str | os.PathLike,
                          title: str | None = None, chance: float | None = None) -> Path:
     """Loss and validation accuracy per epoch for one or more runs (``{name: metrics rows}``).
@@ -78,6 +94,7 @@ def plot_training_curves(runs: Mapping[str, Sequence[Mapping[str, float]]], path
         plt.close(fig)
 
 
+@plain_text
 def plot_confusion_matrix(confusion: torch.Tensor, class_names: Sequence[str], path: str | os.PathLike,
                           normalize: bool = True, title: str | None = None) -> Path:
     """Confusion matrix heat map (rows: true class, columns: predicted), row-normalised by default.
@@ -111,6 +128,7 @@ def plot_confusion_matrix(confusion: torch.Tensor, class_names: Sequence[str], p
         plt.close(fig)
 
 
+@plain_text
 def plot_bars(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str] | Mapping[str, str], path: str | os.PathLike,
               label_key: str = "name", title: str | None = None, chance: float | None = None) -> Path:
     """Grouped bars, one group per row and one bar per metric (values are fractions, shown in percent).

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,15 +26,21 @@ __all__ = ["load_model", "Prediction", "topk_predictions", "predict_videos"]
 
 
 def _from_checkpoint(path: Path, backbone: nn.Module | None) -> nn.Module:
+    from ..hub import parse_config
     from ..models.loading import module_from_config
+    from ..weights import load_state_dict_checked
 
     state = load_checkpoint(path)
-    config = json.loads(state.get("model_config") or "null")
-    if not config:
+    text = state.get("model_config") or "null"
+    if not isinstance(text, str) or text.strip() == "null":
         raise ValueError(f"{str(path)!r} holds no model config (the model trained was not a taghead.VideoClassifier); "
                          "rebuild the model yourself and load the checkpoint's 'model' state dict")
-    model = module_from_config(config, backbone=backbone, source=repr(str(path)))
-    model.load_state_dict(state["model"])
+    config = parse_config(text, f"the model config of {str(path)!r}")
+    weights = state["model"]
+    if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
+        raise ValueError(f"{str(path)!r}: its 'model' entry is not a state dict of tensors")
+    model = module_from_config(config, backbone=backbone, source=repr(str(path)), weights=weights)
+    load_state_dict_checked(model, weights, source=repr(str(path)))
     if config.get("architecture"):
         model.architecture = config["architecture"]
     return model.eval()
@@ -49,10 +54,13 @@ def load_model(source: str | os.PathLike, *, device: str | torch.device = "cpu",
     """
     from ..hub import CONFIG_NAME
     from ..models.loading import from_pretrained
+    from ..weights import recover_interrupted_write
     from .trainer import BEST_CHECKPOINT, BEST_PRETRAINED, LAST_CHECKPOINT
 
     path = Path(source)
     if path.is_dir():
+        for folder in (path, path / BEST_PRETRAINED):  # a killed save_pretrained, committed: finish it first
+            recover_interrupted_write(folder)
         if (path / CONFIG_NAME).is_file():
             model = from_pretrained(path, backbone=backbone)
         elif (path / BEST_PRETRAINED / CONFIG_NAME).is_file():
@@ -126,7 +134,9 @@ def predict_videos(model: nn.Module, paths: Sequence[str | os.PathLike], k: int 
                    batch_size: int = 4, progress: bool = False) -> list[Prediction]:
     """Decode each video (uniform sampling and evaluation transforms of ``model.data_config``) and predict.
 
-    An unreadable video gives a :class:`Prediction` with ``error`` set instead of stopping the run.
+    A video that cannot be used (unreadable, frames smaller than the crop with no resize, frames too large
+    to keep in memory, see :func:`~taghead.data.load_clip`) gives a :class:`Prediction` with ``error`` set
+    instead of stopping the run: the other videos are predicted.
     """
     from tqdm.auto import tqdm
 
@@ -146,9 +156,10 @@ def predict_videos(model: nn.Module, paths: Sequence[str | os.PathLike], k: int 
     for path in tqdm([os.fspath(p) for p in paths], desc="predict", disable=not progress):
         try:
             pending.append((path, load_clip(path, data_config)))
-        except (VideoDecodeError, FileNotFoundError, OSError) as err:
+        except (VideoDecodeError, OSError, ValueError, MemoryError) as err:
             flush()
-            results.append(Prediction(path, [], [], [], error=str(err)))
+            message = str(err) if isinstance(err, (VideoDecodeError, OSError)) else f"{type(err).__name__}: {err}"
+            results.append(Prediction(path, [], [], [], error=message))
             continue
         if len(pending) == batch_size:
             flush()

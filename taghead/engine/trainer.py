@@ -155,8 +155,17 @@ class TrainConfig:
             raise ValueError(f"amp must be one of {AMP_MODES}, got {self.amp!r}")
         if self.monitor not in ("top1", "mca"):
             raise ValueError(f"monitor must be 'top1' or 'mca', got {self.monitor!r}")
+        for name in ("lr", "weight_decay", "backbone_lr_scale", "warmup_epochs", "min_lr_ratio", "label_smoothing",
+                     "clip_grad"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not math.isfinite(value)):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.weight_decay < 0 or self.backbone_lr_scale < 0 or self.min_lr_ratio < 0:
+            raise ValueError(f"weight_decay, backbone_lr_scale and min_lr_ratio must be >= 0, got {self.weight_decay}, "
+                             f"{self.backbone_lr_scale}, {self.min_lr_ratio}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.clip_grad is not None and not self.clip_grad > 0:
@@ -438,6 +447,7 @@ class Trainer:
         # Every rank's generator state goes into the checkpoint (gathered even when nothing is written,
         # so that all ranks take part in the collective).
         rng = all_gather_objects(capture_rng_state(), self.ctx)
+        _check_finite_weights(self.model, epoch)  # every rank (DDP keeps their weights equal): all stop together
         if self.output_dir is None or not self.ctx.is_main:
             return
         row = self.history[-1]
@@ -592,6 +602,17 @@ def _aux_losses(model: nn.Module, logits: torch.Tensor, target: torch.Tensor) ->
         if not isinstance(value, torch.Tensor) or value.numel() != 1:
             raise TypeError(f"auxiliary loss {name!r} must be a scalar tensor, got {value!r}")
     return losses
+
+
+def _check_finite_weights(model: nn.Module, epoch: int) -> None:
+    """Raise ``FloatingPointError`` when a floating-point weight of ``model`` holds NaN or infinity: such a
+    model is not saved over the last good checkpoint."""
+    bad = [name for name, t in model.state_dict().items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise FloatingPointError(
+            f"after epoch {epoch + 1}, {len(bad)} weight tensor(s) hold NaN or infinity ({', '.join(bad[:5])}"
+            f"{', ...' if len(bad) > 5 else ''}); training diverged, and nothing of this epoch was saved (the earlier "
+            "checkpoints are kept). Lower the learning rate or enable --clip-grad, then --resume or start again")
 
 
 def _atomic_copy(src: Path, dst: Path) -> None:

@@ -92,7 +92,19 @@ def save_sheet(explanation: Explanation, frames: np.ndarray | torch.Tensor, path
         boxes: ground truth to draw as dashed boxes, ``(frame indices, (x0, y0, x1, y1))`` each (e.g. the
             synthetic benchmark's :meth:`~taghead.data.SyntheticFineGrainedDataset.events`).
         true_label: the clip's true class, when known, for the title.
+
+    Every string (title, class names) is drawn as it is: ``$...$`` is not parsed as mathtext.
     """
+    from ..engine.plots import plain_text
+
+    return plain_text(_draw_sheet)(explanation, frames, path, title=title, num_frames=num_frames, top_k=top_k,
+                                   boxes=boxes, true_label=true_label)
+
+
+def _draw_sheet(explanation: Explanation, frames: np.ndarray | torch.Tensor, path: str | os.PathLike, *,
+                title: str | None, num_frames: int, top_k: int,
+                boxes: Sequence[tuple[Sequence[int], tuple[int, int, int, int]]] | None,
+                true_label: str | None) -> Path:
     from ..engine.plots import _pyplot, _save
 
     plt = _pyplot()

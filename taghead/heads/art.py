@@ -101,6 +101,7 @@ from .art_losses import (
     winner_take_all_scores,
 )
 from .base import VideoHead
+from .base import check_number as _number
 from .registry import register_head
 
 __all__ = ["ARTHead", "tracklet_saliency", "top_k_classes"]
@@ -139,15 +140,6 @@ def _positive_int(name: str, value: Any, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
     return value
-
-
-def _number(name: str, value: Any, lo: float, hi: float, *, lo_open: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    if value < lo or value > hi or (lo_open and value == lo):
-        interval = f"{'(' if lo_open else '['}{lo}, {hi}]"
-        raise ValueError(f"{name} must lie in {interval}, got {value!r}")
-    return float(value)
 
 
 def _check_bank(bank: Any) -> torch.Tensor:

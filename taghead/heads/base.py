@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -9,7 +10,18 @@ from torch import nn
 
 from .io import HeadHubMixin
 
-__all__ = ["VideoHead", "check_feature_map"]
+__all__ = ["VideoHead", "check_feature_map", "check_number"]
+
+
+def check_number(name: str, value: Any, lo: float, hi: float, *, lo_open: bool = False) -> float:
+    """``value`` as a float when it is a finite real number in ``[lo, hi]`` (``(lo, hi]`` with ``lo_open``);
+    else a ``ValueError`` naming ``name`` (``NaN``, infinities and booleans included)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if value < lo or value > hi or (lo_open and value == lo):
+        interval = f"{'(' if lo_open else '['}{lo}, {hi}]"
+        raise ValueError(f"{name} must lie in {interval}, got {value!r}")
+    return float(value)
 
 
 def check_feature_map(x: Any, in_channels: int, owner: str = "head") -> tuple[int, int, int]:

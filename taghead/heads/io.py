@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -22,10 +23,13 @@ from ..hub import (
     check_label_names,
     read_config,
     read_weights,
+    read_weights_header,
     resolve_pretrained_folder,
 )
+from ..limits import MAX_UNVERIFIED_PARAMETER_BYTES
+from ..utils.meta import build_on_meta, parameter_bytes
 from ..version import __version__
-from ..weights import load_state_dict_checked
+from ..weights import check_state_dict, load_state_dict_checked
 from .registry import get_head_class, registered_head_name
 
 if TYPE_CHECKING:
@@ -34,7 +38,7 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 __all__ = ["HeadHubMixin", "head_hub_config", "head_from_config", "head_part", "load_head", "load_saved_state",
-           "apply_num_classes", "pretrained_cfg_dict", "set_saved_labels"]
+           "apply_num_classes", "pretrained_cfg_dict", "set_saved_labels", "check_on_meta", "check_unverified"]
 
 #: Weight prefix of the head inside a full model's state dict.
 HEAD_PREFIX = "head."
@@ -120,6 +124,35 @@ def apply_num_classes(module: nn.Module, num_classes: int | None, *, what: str) 
 
 
 # ------------------------------------------------------------------------------------------------- loading
+def check_on_meta(factory: Callable[[], nn.Module], weights: Mapping[str, torch.Tensor], *, source: str) -> None:
+    """Check that ``factory()`` will fit ``weights`` before building it: a twin built on the ``meta`` device
+    (no memory, no initialisation) must have their names, shapes and dtype kinds (``meta`` tensors from
+    the safetensors header will do).
+
+    A config that asks for more than its weights hold (a feed-forward width of ``10**7``) is refused here,
+    with a :class:`~taghead.weights.StateDictMismatchError`, before anything is allocated. When the
+    factory cannot run on the ``meta`` device (see :func:`~taghead.utils.meta.build_on_meta`) nothing is
+    checked here; the weights are compared when they are loaded.
+    """
+    twin = build_on_meta(factory)
+    if twin is not None:
+        check_state_dict(twin, weights, source=f"{source} ({WEIGHTS_NAME})")
+
+
+def check_unverified(factory: Callable[[], nn.Module], *, source: str) -> None:
+    """Check an architecture described by a config alone (no weights to compare with) before building it:
+    a ``ValueError`` when its ``meta`` twin holds more than
+    :data:`~taghead.limits.MAX_UNVERIFIED_PARAMETER_BYTES` of parameters and buffers."""
+    twin = build_on_meta(factory)
+    if twin is not None:
+        size = parameter_bytes(twin)
+        if size > MAX_UNVERIFIED_PARAMETER_BYTES:
+            raise ValueError(
+                f"{source} describes a module of {size / 2**30:.1f} GiB of parameters, beyond the "
+                f"{MAX_UNVERIFIED_PARAMETER_BYTES / 2**30:.0f} GiB that taghead builds from a config without "
+                "weights (taghead.limits.MAX_UNVERIFIED_PARAMETER_BYTES); check its spec (widths, depths)")
+
+
 def load_saved_state(module: nn.Module, state: dict[str, torch.Tensor], config: dict[str, Any], *, source: str,
                      num_classes: int | None = None) -> nn.Module:
     """Finish loading a rebuilt module: its weights (keys and shapes checked), its provenance
@@ -152,13 +185,21 @@ def set_saved_labels(module: nn.Module, config: dict[str, Any]) -> nn.Module:
 def load_head_from_folder(folder: Path, config: dict[str, Any], source: str, *,
                           num_classes: int | None = None) -> nn.Module:
     """The head saved in ``folder``: a head-only checkpoint, or the head of a full model."""
-    state = read_weights(folder)
-    if config["kind"] == "model":  # only the head's part of a full model
-        state = {k[len(HEAD_PREFIX):]: v for k, v in state.items() if k.startswith(HEAD_PREFIX)}
-    config = head_part(config)
-    head = head_from_config(config["spec"].get("head"), config["spec"].get("head_config"), source)
-    load_saved_state(head, state, config, source=source, num_classes=num_classes)
-    return set_saved_labels(head, config)
+    def head_weights(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if config["kind"] == "model":  # only the head's part of a full model
+            return {k[len(HEAD_PREFIX):]: v for k, v in state.items() if k.startswith(HEAD_PREFIX)}
+        return state
+
+    spec = head_part(config)["spec"]
+
+    def build() -> nn.Module:
+        return head_from_config(spec.get("head"), spec.get("head_config"), source)
+
+    check_on_meta(build, head_weights(read_weights_header(folder, config)), source=source)
+    head = build()
+    load_saved_state(head, head_weights(read_weights(folder, config)), head_part(config), source=source,
+                     num_classes=num_classes)
+    return set_saved_labels(head, head_part(config))
 
 
 def load_head(repo_id_or_path: str | os.PathLike, *, num_classes: int | None = None,

@@ -9,7 +9,8 @@ from torch import nn
 
 from ..layers import PositionalEmbedding3d
 from ..ops import time_aligned_appnp
-from .base import VideoHead
+from ..ops.time_aligned import check_propagation
+from .base import VideoHead, check_number
 from .registry import register_head
 
 __all__ = ["TAGHead", "TAG_PRESETS", "REFERENCE_WIDTH"]
@@ -102,9 +103,11 @@ class TAGHead(VideoHead):
             raise ValueError(f"activation must be 'relu' or 'gelu', got {activation!r}")
         if depth < 0:
             raise ValueError(f"depth must be >= 0, got {depth}")
-        # Validate the graph settings once, here, rather than on the first forward pass (on the CPU, also when
-        # the head is built under `with torch.device("meta")`).
-        time_aligned_appnp(torch.zeros(t * h * w, 1, device="cpu"), t, h, w, k, alpha, intra=intra, temporal=temporal)
+        # Validate the settings here rather than on the first forward pass: cheap checks only (nothing
+        # allocated, nothing computed), so that a hostile config costs nothing before its weights are compared.
+        check_propagation(t, h, w, k, alpha)
+        dropout = check_number("dropout", dropout, 0.0, 1.0)
+        drop_rate = check_number("drop_rate", drop_rate, 0.0, 1.0)
         self._record_config(
             embed_dim=embed_dim, depth=depth, num_heads=num_heads, mlp_dim=mlp_dim, dropout=dropout,
             norm_first=norm_first, activation=activation, use_graph=use_graph, k=k, alpha=alpha,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,7 +12,7 @@ import torch
 from torch import nn
 
 from ..config import DataConfig
-from ..heads.io import head_from_config, load_saved_state, pretrained_cfg_dict
+from ..heads.io import HEAD_PREFIX, check_on_meta, head_from_config, load_saved_state, pretrained_cfg_dict
 from ..heads.registry import registered_head_name
 from ..hub import (
     HubDownloadKwargs,
@@ -19,8 +20,10 @@ from ..hub import (
     check_label_names,
     read_config,
     read_weights,
+    read_weights_header,
     resolve_pretrained_folder,
 )
+from ..limits import without_local_paths
 from ..version import __version__
 from .spec import SPEC_KEYS, build_parts
 
@@ -163,10 +166,21 @@ class VideoClassifier(nn.Module, HubMixin):
     # -- saved form ---------------------------------------------------------------------------------
     def _saved_spec(self) -> dict[str, Any]:
         """The spec, completed for a hand-assembled model; its head part always describes the live head (its
-        registered name and config, which follow ``reset_classifier`` and ``model.head = ...``)."""
+        registered name and config, which follow ``reset_classifier`` and ``model.head = ...``).
+
+        Builder arguments that name local files (timm's ``checkpoint_path``, any absolute path) are left out,
+        with a warning: a saved config must not make loading read a file of the machine it is loaded on, and
+        the weights they loaded are in the saved weights anyway.
+        """
         spec = {key: self.spec.get(key) for key in SPEC_KEYS}
+        dropped: list[str] = []
         for key in ("backbone_kwargs", "adapter_kwargs"):
-            spec[key] = spec[key] or {}
+            spec[key], found = without_local_paths(dict(spec[key] or {}), f"spec.{key}")
+            dropped += found
+        if dropped:
+            warnings.warn(f"the saved config leaves out the builder arguments that name local files ({', '.join(dropped)}); "
+                          "the model is rebuilt without them and its weights come from the saved weights",
+                          UserWarning, stacklevel=3)
         spec["freeze_backbone"] = bool(spec["freeze_backbone"])
         name = registered_head_name(self.head)
         get_config = getattr(self.head, "get_config", None)
@@ -241,9 +255,22 @@ class VideoClassifier(nn.Module, HubMixin):
     @classmethod
     def from_folder(cls, folder: Path, config: dict[str, Any], *, source: str, backbone: nn.Module | None = None,
                     num_classes: int | None = None) -> VideoClassifier:
-        """The model saved in a local ``folder`` whose ``config.json`` is ``config`` (already read)."""
+        """The model saved in a local ``folder`` whose ``config.json`` is ``config`` (already read).
+
+        The architecture is first built on the ``meta`` device and compared with the weights' header (names,
+        shapes, dtypes), so a config that does not fit its weights fails before anything is allocated; with
+        a user-supplied ``backbone`` (used as it is) only the head is compared this way.
+        """
+        header = read_weights_header(folder, config)
+        spec = config["spec"]
+        if backbone is None:
+            check_on_meta(lambda: cls.from_config(config, source=source), header, source=source)
+        elif isinstance(spec, dict) and spec.get("head") is not None and spec.get("head_config") is not None:
+            check_on_meta(lambda: head_from_config(spec["head"], spec["head_config"], source),
+                          {k[len(HEAD_PREFIX):]: v for k, v in header.items() if k.startswith(HEAD_PREFIX)},
+                          source=source)
         model = cls.from_config(config, backbone=backbone, source=source)
-        return load_saved_state(model, read_weights(folder), config, source=source, num_classes=num_classes)
+        return load_saved_state(model, read_weights(folder, config), config, source=source, num_classes=num_classes)
 
 
 def _no_weight_decay_patterns(model: nn.Module) -> set[str]:

@@ -8,11 +8,21 @@ checkpoints store. Full models load through :meth:`VideoClassifier.from_folder`,
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+import torch
 from torch import nn
 
-from ..heads.io import head_from_config, head_part, load_head_from_folder, set_saved_labels
+from ..heads.io import (
+    HEAD_PREFIX,
+    check_on_meta,
+    check_unverified,
+    head_from_config,
+    head_part,
+    load_head_from_folder,
+    set_saved_labels,
+)
 from ..hub import KINDS, HubDownloadKwargs, HubMixin, read_config, resolve_pretrained_folder
 from .classifier import VideoClassifier
 
@@ -100,11 +110,34 @@ def config_for(module: nn.Module) -> dict[str, Any]:
 
 
 def module_from_config(config: dict[str, Any], *, backbone: nn.Module | None = None,
-                       source: str = "the config") -> nn.Module:
-    """The model or head a ``config.json`` content describes, with random weights."""
+                       source: str = "the config", weights: Mapping[str, torch.Tensor] | None = None) -> nn.Module:
+    """The model or head a ``config.json`` content describes, with random weights.
+
+    Before it is built, a twin on the ``meta`` device is compared with ``weights`` (the state dict that
+    will be loaded into it: names, shapes, dtype kinds; see :func:`~taghead.heads.io.check_on_meta`), or,
+    without weights, its size is checked (:func:`~taghead.heads.io.check_unverified`). With a
+    user-supplied ``backbone`` only the head is built from the config, and checked.
+    """
+    spec = config["spec"]
     if config["kind"] == "head":
         if backbone is not None:
             raise ValueError(f"{source} describes a head alone; backbone= does not apply")
-        spec = config["spec"]
+
+    def build_head() -> nn.Module:
         return head_from_config(spec.get("head"), spec.get("head_config"), source)
-    return VideoClassifier.from_config(config, backbone=backbone, source=source)
+
+    def build_model() -> nn.Module:
+        return VideoClassifier.from_config(config, backbone=backbone, source=source)
+
+    build = build_head if config["kind"] == "head" else build_model
+    checked, checked_weights = build, weights
+    if config["kind"] == "model" and backbone is not None:  # the user's module is used as it is: check the head
+        checked = build_head if spec.get("head") is not None and spec.get("head_config") is not None else None
+        if weights is not None:
+            checked_weights = {k[len(HEAD_PREFIX):]: v for k, v in weights.items() if k.startswith(HEAD_PREFIX)}
+    if checked is not None:
+        if checked_weights is not None:
+            check_on_meta(checked, checked_weights, source=source)
+        else:
+            check_unverified(checked, source=source)
+    return build()

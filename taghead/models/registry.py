@@ -102,7 +102,8 @@ def _how_to_get_weights(name: str, cfg: PretrainedCfg) -> str:
 
 def _read_folder(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
     """The weights of a taghead folder and its ``config.json`` (``None`` when it has none)."""
-    return read_weights(folder), read_config(folder) if (folder / CONFIG_NAME).is_file() else None
+    config = read_config(folder) if (folder / CONFIG_NAME).is_file() else None
+    return read_weights(folder, config), config
 
 
 def _read_weight_file(file: str, model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None, bool]:

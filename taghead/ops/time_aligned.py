@@ -50,7 +50,7 @@ import math
 
 import torch
 
-__all__ = ["time_aligned_appnp", "time_aligned_edge_index", "time_aligned_adjacency"]
+__all__ = ["time_aligned_appnp", "time_aligned_edge_index", "time_aligned_adjacency", "check_propagation"]
 
 Matrix = tuple[tuple[float, ...], ...]
 
@@ -61,10 +61,16 @@ def _check_grid(t: int, h: int, w: int) -> None:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
+def check_propagation(t: int, h: int, w: int, k: int | None, alpha: float) -> None:
+    """Validate the arguments of :func:`time_aligned_appnp` other than ``x`` (cheap: nothing is computed)."""
+    _check_grid(t, h, w)
+    _check_propagation(k, alpha)
+
+
 def _check_propagation(k: int | None, alpha: float) -> None:
     if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 0):
         raise ValueError(f"k must be a non-negative int or None (the K -> infinity limit), got {k!r}")
-    if not 0.0 <= float(alpha) <= 1.0:
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= float(alpha) <= 1.0:
         raise ValueError(f"alpha must lie in [0, 1], got {alpha!r}")
     if k is None and float(alpha) == 0.0:
         raise ValueError("k=None (the K -> infinity limit) needs alpha > 0; with alpha = 0 it does not exist")
@@ -121,11 +127,40 @@ def _appnp_polynomial(m: list[list[float]], k: int | None, alpha: float) -> list
     if k is None:
         return [[alpha * v for v in row] for row in _inverse(
             [[eye[i][j] - (1.0 - alpha) * m[i][j] for j in range(n)] for i in range(n)])]
+    if k > _ITERATED_STEPS:
+        return _appnp_polynomial_by_squaring(m, k, alpha)
     q = eye
     for _ in range(k):
         mq = _matmul(m, q)
         q = [[(1.0 - alpha) * mq[i][j] + alpha * eye[i][j] for j in range(n)] for i in range(n)]
     return q
+
+
+#: Up to this many steps the recurrence is iterated; beyond it, ``Q_K`` comes from repeated squaring.
+_ITERATED_STEPS = 64
+
+
+def _appnp_polynomial_by_squaring(m: list[list[float]], k: int, alpha: float) -> list[list[float]]:
+    r"""``Q_K`` of :func:`_appnp_polynomial` in ``O(log K)`` products: the affine step
+    :math:`Q \mapsto A Q + \alpha I` (``A = (1 - alpha) M``) composed ``K`` times is
+    :math:`(A^a, S_a)` with :math:`S_a = \alpha \sum_{j<a} A^j`, and two compositions combine as
+    :math:`(A^{a+b}, S_a + A^a S_b)`; ``Q_K = A^K + S_K``."""
+    n = len(m)
+    eye = [[float(i == j) for j in range(n)] for i in range(n)]
+    step_power, step_sum = [[(1.0 - alpha) * v for v in row] for row in m], [[alpha * v for v in row] for row in eye]
+    power, total = eye, [[0.0] * n for _ in range(n)]
+    while k:
+        if k & 1:  # (power, total) followed by one more block of steps
+            total = _add(total, _matmul(power, step_sum))
+            power = _matmul(power, step_power)
+        step_sum = _add(step_sum, _matmul(step_power, step_sum))
+        step_power = _matmul(step_power, step_power)
+        k >>= 1
+    return _add(power, total)
+
+
+def _add(a: list[list[float]], b: list[list[float]]) -> list[list[float]]:
+    return [[x + y for x, y in zip(row_a, row_b)] for row_a, row_b in zip(a, b)]
 
 
 @functools.lru_cache(maxsize=256)

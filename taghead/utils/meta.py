@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-__all__ = ["to_meta", "meta_call", "shape_call"]
+__all__ = ["to_meta", "meta_call", "shape_call", "build_on_meta", "parameter_bytes"]
 
 
 def to_meta(obj: Any) -> Any:
@@ -38,8 +38,9 @@ def meta_call(module: nn.Module, *inputs: Any) -> Any:
 def shape_call(module: nn.Module, *inputs: Any, fallback: Callable[[], Any] | None = None) -> Any:
     """Run ``module`` for its output's shape: on ``meta`` tensors, else on fake tensors, else ``fallback()``.
 
-    Call it under ``torch.no_grad()`` and with the module in eval mode. The fallback (usually a real
-    forward pass) also decides the error raised when the module cannot run the input at all.
+    Call it under ``torch.no_grad()`` and with the module in eval mode. Inputs may be ``meta`` tensors (no
+    memory): the fake-tensor attempt then uses fake inputs on the module's device. The fallback (usually a
+    real forward pass) also decides the error raised when the module cannot run the input at all.
     """
     try:
         return meta_call(module, *inputs)
@@ -50,14 +51,49 @@ def shape_call(module: nn.Module, *inputs: Any, fallback: Callable[[], Any] | No
     logger = logging.getLogger("torch._subclasses.fake_tensor")
     level = logger.level
     logger.setLevel(logging.CRITICAL)  # expected failures are reported by the fallback instead
+    ref = next(iter((*module.parameters(), *module.buffers())), None)
+    device = ref.device if ref is not None else torch.device("cpu")
+
+    def fake(mode: FakeTensorMode, v: torch.Tensor) -> torch.Tensor:
+        if v.device.type == "meta" and device.type != "meta":  # an input with no data: a fake one on the module's device
+            return torch.empty(v.shape, dtype=v.dtype, device=device)
+        return mode.from_tensor(v)
+
     try:
         with FakeTensorMode(allow_non_fake_inputs=True) as mode:
-            fake = [mode.from_tensor(v) if isinstance(v, torch.Tensor) else
-                    [mode.from_tensor(u) for u in v] if isinstance(v, (list, tuple)) else v for v in inputs]
-            return module(*fake)
+            fakes = [fake(mode, v) if isinstance(v, torch.Tensor) else
+                     [fake(mode, u) for u in v] if isinstance(v, (list, tuple)) else v for v in inputs]
+            return module(*fakes)
     except Exception:
         if fallback is None:
             raise
     finally:
         logger.setLevel(level)
     return fallback()
+
+
+def build_on_meta(factory: Callable[[], nn.Module]) -> nn.Module | None:
+    """``factory()`` with every tensor it creates on the ``meta`` device: the module's architecture, parameter
+    names, shapes and dtypes, with no memory for its values and no initialisation arithmetic.
+
+    Returns ``None`` when the factory cannot run there (code that reads a tensor's value while building, such
+    as ``tensor.item()``); the caller then builds for real, without the shortcut. Tensors the factory puts
+    on an explicit device are real.
+    """
+    try:
+        with torch.device("meta"):
+            module = factory()
+    except Exception:
+        return None
+    return module if isinstance(module, nn.Module) else None
+
+
+def parameter_bytes(module: nn.Module) -> int:
+    """Bytes of a module's parameters and buffers (shared tensors once); works on ``meta`` modules."""
+    seen: set[int] = set()
+    total = 0
+    for tensor in (*module.parameters(), *module.buffers()):
+        if id(tensor) not in seen:
+            seen.add(id(tensor))
+            total += tensor.numel() * tensor.element_size()
+    return total
