@@ -3,21 +3,46 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import shutil
 import sys
 import textwrap
 from collections.abc import Callable
 
-__all__ = ["add_command_parser", "add_device_argument", "add_video_model_arguments", "add_run_arguments", "fail", "run_reporting_errors"]
+__all__ = ["add_command_parser", "add_device_argument", "add_video_model_arguments", "add_run_arguments", "fail",
+           "run_reporting_errors", "HelpFormatter"]
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Description and epilog as written; every option's help ends with its default (``(default: 8)``) unless the
+    help already speaks of its default, or there is none to show (``None``, a flag's ``False``)."""
+
+    @staticmethod
+    def _shows_default(action: argparse.Action) -> bool:
+        return bool(action.option_strings) and "default" not in (action.help or "") and not (
+            action.default is None or action.default is False or action.default is argparse.SUPPRESS)
+
+    def _format_action(self, action: argparse.Action) -> str:
+        if action.help is None and self._shows_default(action):  # argparse prints no help line for help=None
+            action = copy.copy(action)
+            action.help = ""
+            action.help = self._get_help_string(action)
+        return super()._format_action(action)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if not self._shows_default(action):
+            return text
+        return f"{text} (default: %(default)s)" if text else "default: %(default)s"
 
 
 def add_command_parser(subparsers: argparse._SubParsersAction, name: str, *, help: str, description: str,
                        epilog: str | None = None) -> argparse.ArgumentParser:
     """The sub-command's parser: ``description`` (one paragraph, any line breaks) wrapped to the terminal, ``epilog``
-    (examples) printed as written."""
+    (examples) printed as written, defaults shown (:class:`HelpFormatter`)."""
     width = max(min(shutil.get_terminal_size().columns, 100) - 2, 40)
     return subparsers.add_parser(name, help=help, description=textwrap.fill(" ".join(description.split()), width), epilog=epilog,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+                                 formatter_class=HelpFormatter)
 
 
 def add_device_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
@@ -46,16 +71,23 @@ def add_run_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
 
 
 def fail(command: str, message: object) -> int:
-    """Print ``taghead COMMAND: error: MESSAGE`` on stderr; returns the usage-error exit code 2."""
-    print(f"taghead {command}: error: {message}", file=sys.stderr)
+    """Print ``taghead COMMAND: error: MESSAGE`` on stderr, on one line (line breaks of the message become
+    spaces); returns the usage-error exit code 2."""
+    text = " ".join(line.strip() for line in str(message).splitlines() if line.strip())
+    print(f"taghead {command}: error: {text}", file=sys.stderr)
     return 2
 
 
+#: What the commands report as ``taghead COMMAND: error: ...``: bad values, missing or unreadable files, an
+#: output that would replace something (``FileExistsError``), an unreachable Hub (``OSError``).
+USAGE_ERRORS = (ValueError, TypeError, OSError)
+
+
 def run_reporting_errors(command: str, func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
-    """``func(args)``; a usage error (bad value, missing file, unreadable checkpoint) is printed as
-    ``taghead COMMAND: error: ...`` on stderr and gives exit code 2 instead of a traceback
-    (:class:`taghead.weights.CheckpointError` is a ``ValueError``)."""
+    """``func(args)``; a usage error (:data:`USAGE_ERRORS`: bad value, missing file, unreadable checkpoint, an
+    existing run in the output, an unreachable Hub) is printed as ``taghead COMMAND: error: ...`` on stderr and
+    gives exit code 2 instead of a traceback (:class:`taghead.weights.CheckpointError` is a ``ValueError``)."""
     try:
         return func(args)
-    except (ValueError, TypeError, FileNotFoundError) as err:
+    except USAGE_ERRORS as err:
         return fail(command, err)

@@ -9,11 +9,13 @@ __all__ = ["register", "run"]
 DESCRIPTION = """\
 Decode each video (num_frames frames uniformly over the whole clip, centre crop, normalisation from the
 model's data config) and print its top-k classes with softmax probabilities. An unreadable video is reported
-and skipped.
+and skipped. Which weights were loaded is printed first, on stderr (a training output folder: the best
+validation epoch's, with its epoch and metrics; pass DIR/checkpoint_last.pt for the final epoch's).
 """
 
 EPILOG = """examples:
   taghead predict clip1.mp4 clip2.mp4 --model runs/gym99           (a training output folder: its best/ model)
+  taghead predict clip1.mp4 --model runs/gym99/checkpoint_last.pt   (the final epoch's weights)
   taghead predict videos/*.mp4 --model my-model/ -k 3 --json        (one JSON object per video)
 """
 
@@ -35,19 +37,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import json
+    import sys
 
     import torch
 
-    from ..engine.predict import load_model, predict_videos
-    from ._args import fail
+    from ..engine.predict import load_model_with_source, predict_videos
+    from ._args import USAGE_ERRORS, fail
 
     if args.topk < 1:
         return fail("predict", f"--topk must be >= 1, got {args.topk}")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        model = load_model(args.model, device=device)
-    except (ValueError, TypeError, FileNotFoundError) as err:  # CheckpointError is a ValueError
+        loaded = load_model_with_source(args.model, device=device)
+    except USAGE_ERRORS as err:  # CheckpointError is a ValueError
         return fail("predict", err)
+    model = loaded.model
+    print(f"taghead predict: {loaded.line()}", file=sys.stderr)  # stderr: stdout stays the predictions (--json)
     results = predict_videos(model, args.videos, k=args.topk, batch_size=args.batch_size)
     for r in results:
         if args.json:
