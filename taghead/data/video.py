@@ -41,7 +41,7 @@ PyAV is imported on first use, so ``import taghead`` never needs it.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -162,18 +162,15 @@ class _FrameSink:
         return planar.transpose(1, 2, 3, 0)
 
 
-def _decode(path: str | os.PathLike, keep: Sequence[int], shrink_to: int | None = None, threads: int = 0,
-            opened: tuple[Any, Any] | None = None) -> tuple[_FrameSink, int]:
-    """Decode every frame of ``path`` (or of the already ``opened`` container, which is closed afterwards);
-    convert those in ``keep`` (distinct indices). Returns them and the number of frames."""
+def _each_frame(path: str | os.PathLike, opened: tuple[Any, Any], visit: Callable[[int, Any], Any]) -> Iterator[Any]:
+    """``visit(index, frame)`` for every decoded frame of the ``opened`` container (closed at the end), yielded in
+    order; a decoding or conversion error and a stream without frames become :class:`VideoDecodeError`."""
     av = _av()
-    sink = _FrameSink(keep, shrink_to, sws_threads=threads)
-    container, stream = opened or _open(path, threads)
+    container, stream = opened
     count = 0
     try:
         for frame in container.decode(stream):
-            if count in sink.slot:
-                sink.put(count, frame)
+            yield visit(count, frame)
             count += 1
     except (av.FFmpegError, OSError, ValueError) as err:
         raise VideoDecodeError(path, f"decoding failed after {count} frames ({type(err).__name__}: {err})") from None
@@ -181,6 +178,19 @@ def _decode(path: str | os.PathLike, keep: Sequence[int], shrink_to: int | None 
         container.close()
     if count == 0:
         raise VideoDecodeError(path, "no decodable frames")
+
+
+def _decode(path: str | os.PathLike, keep: Sequence[int], shrink_to: int | None = None, threads: int = 0,
+            opened: tuple[Any, Any] | None = None) -> tuple[_FrameSink, int]:
+    """Decode every frame of ``path`` (or of the already ``opened`` container, which is closed afterwards);
+    convert those in ``keep`` (distinct indices). Returns them and the number of frames."""
+    sink = _FrameSink(keep, shrink_to, sws_threads=threads)
+
+    def convert_kept(index: int, frame: Any) -> None:
+        if index in sink.slot:
+            sink.put(index, frame)
+
+    count = sum(1 for _ in _each_frame(path, opened or _open(path, threads), convert_kept))
     return sink, count
 
 
@@ -204,24 +214,16 @@ def iter_frames(path: str | os.PathLike, resize_to: int | None = None, threads: 
     """
     from av.video.reformatter import VideoReformatter
 
-    av = _av()
     threads = _resolve_threads(threads)
-    container, stream = _open(path, threads)
     reformatter = VideoReformatter()
-    count = 0
-    try:
-        for frame in container.decode(stream):
-            h, w = (frame.height, frame.width) if resize_to is None else shorter_side_size(frame.height, frame.width,
-                                                                                             resize_to)
-            yield reformatter.reformat(frame, width=w, height=h, format="rgb24", interpolation="BILINEAR",
-                                       threads=threads).to_ndarray()
-            count += 1
-    except (av.FFmpegError, OSError, ValueError) as err:
-        raise VideoDecodeError(path, f"decoding failed after {count} frames ({type(err).__name__}: {err})") from None
-    finally:
-        container.close()
-    if count == 0:
-        raise VideoDecodeError(path, "no decodable frames")
+
+    def rgb(index: int, frame: Any) -> np.ndarray:
+        h, w = (frame.height, frame.width) if resize_to is None else shorter_side_size(frame.height, frame.width,
+                                                                                         resize_to)
+        return reformatter.reformat(frame, width=w, height=h, format="rgb24", interpolation="BILINEAR",
+                                    threads=threads).to_ndarray()
+
+    yield from _each_frame(path, _open(path, threads), rgb)
 
 
 def count_frames(path: str | os.PathLike, threads: int | None = None) -> int:
