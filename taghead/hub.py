@@ -385,23 +385,27 @@ def looks_like_local_path(text: str) -> bool:
 
 
 def missing_path_error(text: str, what: str = "folder") -> FileNotFoundError:
-    """A ``FileNotFoundError`` for a local ``what`` that does not exist, naming the closest existing names
-    beside it (``no folder 'runs/tinyy'; did you mean 'runs/tiny'?``)."""
+    """A ``FileNotFoundError`` for a local ``what`` that does not exist, with the closest existing path when one
+    part of it looks mistyped (``no folder 'runs/firts/best'; did you mean 'runs/first/best'?``)."""
     import difflib
 
     path = Path(text).expanduser()
-    parent = path.parent
-    hint = ""
-    if parent.is_dir():
-        try:
-            siblings = sorted(p.name for p in parent.iterdir() if not p.name.startswith("."))
-        except OSError:
-            siblings = []
-        close = difflib.get_close_matches(path.name, siblings, n=3, cutoff=0.6)
-        if close:
-            hint = "; did you mean " + " or ".join(repr(str(parent / name)) for name in close) + "?"
+    missing = [path.name]
+    ancestor = path.parent
+    while not ancestor.is_dir() and ancestor != ancestor.parent:  # the deepest folder that exists
+        missing.insert(0, ancestor.name)
+        ancestor = ancestor.parent
+    try:
+        names = sorted(p.name for p in ancestor.iterdir() if not p.name.startswith(".")) if ancestor.is_dir() else []
+    except OSError:
+        names = []
+    close = difflib.get_close_matches(missing[0], names, n=3, cutoff=0.6)
+    if close:
+        hint = "; did you mean " + " or ".join(repr(str(Path(ancestor, name, *missing[1:]))) for name in close) + "?"
+    elif len(missing) > 1:
+        hint = f" (its folder {str(path.parent)!r} does not exist either)"
     else:
-        hint = f" (its folder {str(parent)!r} does not exist either)"
+        hint = ""
     return FileNotFoundError(f"no {what} {text!r}{hint}")
 
 

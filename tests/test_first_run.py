@@ -38,10 +38,13 @@ def test_recipe_by_situation_and_explicit_flags_win() -> None:
     tuning = resolve_recipe(_train_args(["--data", "synthetic", "--init", "runs/x/best"]), {})
     assert tuning.recipe is FINE_TUNING and tuning.head_kwargs == {}  # the saved model's head stays as it is
     assert tuning.options == dict(epochs=60, optimizer="adam", lr=1e-5, weight_decay=0.0, warmup_epochs=0.0)
+    assert tuning.describe() == ("recipe: fine-tuning (--init runs/x/best: a saved model): Adam, lr 1e-05, weight "
+                                 "decay 0, cosine decay, 60 epochs")
     args = _train_args(["--data", "synthetic"])
     args.pretrained_backbone = "kinetics400"  # what --pretrained-backbone sets (issue 18)
     pretrained = resolve_recipe(args, {})
     assert pretrained.recipe is FINE_TUNING and pretrained.head_kwargs == {}
+    assert pretrained.describe().startswith("recipe: fine-tuning (--pretrained-backbone kinetics400): Adam, lr 1e-05")
     assert resolve_recipe(_train_args(["--data", "synthetic", "--head", "meanpool"]), {}).head_kwargs == {}
 
 
@@ -124,13 +127,13 @@ def test_init_errors_are_one_clean_line(tmp_path: Path, monkeypatch: pytest.Monk
     real = huggingface_hub.snapshot_download
     monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo, **kw: contacted.append(repo) or real(repo, **kw))
     argv = ["train", *DATA, "--output", str(tmp_path / "out"), *QUIET, "--init"]
-    for init, message in [("runs/tinyy", "no folder 'runs/tinyy'; did you mean 'runs/tiny'?"),
-                          ("./nope", "no folder './nope' (its folder '.' does not exist"),
+    for init, message in [("runs/tinyy", "no folder 'runs/tinyy'; did you mean 'runs/tiny'?\n"),
+                          ("runs/tinyy/best", "no folder 'runs/tinyy/best'; did you mean 'runs/tiny/best'?\n"),
+                          ("./nope/best", "no folder './nope/best' (its folder 'nope' does not exist either)\n"),
                           ("org/name", "'org/name' (revision main) is not in the local Hugging Face cache")]:
         assert main([*argv, init]) == 2, init
         err = capsys.readouterr().err
-        assert err.startswith(f"taghead train: error: {message}" if "its folder" not in message else
-                              "taghead train: error: no folder './nope'") and err.count("\n") == 1, err
+        assert err.startswith(f"taghead train: error: {message}") and err.count("\n") == 1, err
     assert contacted == ["org/name"]  # the mistyped local paths never went to the Hub
 
 

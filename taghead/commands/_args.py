@@ -89,5 +89,7 @@ def run_reporting_errors(command: str, func: Callable[[argparse.Namespace], int]
     gives exit code 2 instead of a traceback (:class:`taghead.weights.CheckpointError` is a ``ValueError``)."""
     try:
         return func(args)
+    except BrokenPipeError:  # the reader went away (`taghead eval ... | head`): not the user's input at fault
+        raise
     except USAGE_ERRORS as err:
         return fail(command, err)

@@ -82,6 +82,7 @@ class ResolvedRecipe:
         head_kwargs: the head options to build with (``--head-kwargs`` plus the recipe's TAG-Head settings).
         given: the options (``--lr``, ``--head-kwargs dropout``, ...) the command line set.
         recipe_head_kwargs: the TAG-Head settings taken from the recipe.
+        situation: why this recipe, for this run (``--init runs/a/best: a saved model``).
     """
 
     recipe: Recipe
@@ -89,6 +90,7 @@ class ResolvedRecipe:
     head_kwargs: dict[str, Any]
     given: list[str]
     recipe_head_kwargs: dict[str, Any]
+    situation: str = ""
 
     def describe(self) -> str:
         """One line for the start of a run: the recipe, its values, and which came from the command line."""
@@ -99,7 +101,7 @@ class ResolvedRecipe:
                  (f"{warmup:g} warm-up epoch(s) then " if warmup else "") + "cosine decay",
                  f"{o['epochs']} epochs"]
         parts += [f"head {k}={v}" for k, v in self.recipe_head_kwargs.items()]
-        line = f"recipe: {self.recipe.name} ({self.recipe.when}): {', '.join(parts)}"
+        line = f"recipe: {self.recipe.name} ({self.situation or self.recipe.when}): {', '.join(parts)}"
         if self.given:
             line += f"; from the command line: {', '.join(self.given)}"
         return line
@@ -128,7 +130,13 @@ def resolve_recipe(args: argparse.Namespace, head_kwargs: dict[str, Any]) -> Res
                 given.append(f"--head-kwargs {key}={head_kwargs[key]}")
             else:
                 head_kwargs[key] = from_recipe[key] = value
-    return ResolvedRecipe(recipe, options, head_kwargs, given, from_recipe)
+    if getattr(args, "init", None) is not None:
+        situation = f"--init {args.init}: a saved model"
+    elif getattr(args, "pretrained_backbone", None) is not None:
+        situation = f"--pretrained-backbone {args.pretrained_backbone}"
+    else:
+        situation = recipe.when
+    return ResolvedRecipe(recipe, options, head_kwargs, given, from_recipe, situation)
 
 
 def recipes_help() -> str:
