@@ -4,6 +4,7 @@ which weights predict loaded, the demo's outputs kept, and visible MCA curves.""
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -59,8 +60,13 @@ def test_train_prints_its_recipe_and_the_origin_of_its_weights_and_the_lr_its_st
     assert lines[1] == "weights: random (seed 42), backbone taghead/tiny_video_cnn and head (nothing pretrained)"
     epoch_line = next(line for line in lines if line.startswith("epoch 1/1"))
     assert "lr 1.00e-03" in epoch_line  # one step, at the peak: not the 0 the schedule reaches after it
-    head = json.loads((out / "best" / "config.json").read_text())["spec"]["head_config"]
-    assert head["depth"] == 1 and head["dropout"] == 0.0
+    config = json.loads((out / "best" / "config.json").read_text())
+    assert config["spec"]["head_config"]["depth"] == 1 and config["spec"]["head_config"]["dropout"] == 0.0
+    cfg = config["pretrained_cfg"]  # what the card of best/ reports: this run's data, split, epoch, results
+    assert (cfg["dataset"], cfg["split"], cfg["epoch"]) == ("taghead-synthetic", "validation", 1)
+    val_top1 = float(next(csv.DictReader((out / "metrics.csv").open()))["val_top1"])
+    assert cfg["metrics"]["top1_accuracy"] == round(100 * val_top1, 2)
+    assert "## Results" in (out / "best" / "README.md").read_text()
 
 
 def test_weights_origin_names_a_pretrained_backbone_and_init() -> None:

@@ -114,11 +114,11 @@ def weights_origin(model: nn.Module, *, init: str | None = None, seed: int | Non
 
 
 def data_name(args: argparse.Namespace) -> str:
-    """The training data of a ``taghead train`` command line, in words, for the model card of ``best/``
-    (no full local path: a saved ``config.json`` travels)."""
+    """The training data of a ``taghead train`` command line, for the model card of ``best/``: ``taghead-synthetic``,
+    the split CSV's name, or the last two parts of ``--train-dir`` (no full local path: a ``config.json`` travels)."""
     source = data_source(args)
     if source == "synthetic":
-        return "the synthetic fine-grained benchmark (taghead.data.SyntheticFineGrainedDataset)"
+        return "taghead-synthetic"  # taghead.data.SyntheticFineGrainedDataset
     if source == "csv":
         return Path(args.train_csv).stem
     parts = Path(args.train_dir).resolve().parts[-2:]

@@ -37,8 +37,9 @@ class LoadedModel:
     Attributes:
         model: in eval mode, on the device asked for.
         source: what was loaded: ``runs/x/best``, ``runs/x/checkpoint_last.pt``, a saved folder or a Hub repo id.
-        description: which weights those are (``the best epoch of the run, 7 of 10: validation Top-1 91.8 %,
-            MCA 90.0 %``), and for a run's best weights the final epoch's result and how to use that instead.
+        description: which weights those are (``the run's best weights, epoch 7 of 10: validation Top-1
+            91.8 %, MCA 90.0 %``), and for a run's best weights the final epoch's result and how to use that
+            instead.
     """
 
     model: nn.Module
@@ -91,7 +92,7 @@ def _saved_model_description(model: nn.Module, run: Path | None) -> str:
     if rows and epoch is not None and int(rows[-1]["epoch"]) != epoch:
         from .trainer import LAST_CHECKPOINT
 
-        text += (f"; the final epoch {int(rows[-1]['epoch'])}{_epoch_result(rows[-1]) or ''} is in "
+        text += (f"; the final epoch {int(rows[-1]['epoch'])}{_epoch_result(rows[-1])} is in "
                  f"{run / LAST_CHECKPOINT}: pass that as --model to use it")
     return text
 
