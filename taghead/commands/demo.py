@@ -120,8 +120,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="comma-separated registered heads to compare (default: tag,meanpool); ART gets a "
                              "text bank of the class names, 'art-notext' is ART without it")
     parser.add_argument("--quick", action="store_true", help="a few seconds: tiny data, one epoch (smoke test)")
-    parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
-    parser.add_argument("--train-samples", type=int, default=None, help="override the recipe's training clips")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help=f"training epochs (default: {DEMO_RECIPE.epochs}; --quick: {QUICK_RECIPE.epochs})")
+    parser.add_argument("--train-samples", type=int, default=None,
+                        help=f"training clips (default: {DEMO_RECIPE.train_samples}; --quick: "
+                             f"{QUICK_RECIPE.train_samples})")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data and of every run")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's choice, one per core; 1 is faster on a busy machine)")
