@@ -102,7 +102,10 @@ class PretrainedCfg:
         source: where the weights come from, in words (shown when none are available).
         license, citation: licence identifier and BibTeX of the weights.
         dataset: dataset the weights were trained on.
-        metrics: results reported for the weights (paper numbers, in percent).
+        metrics: results reported for the weights (paper numbers, or what ``taghead train`` measured; in percent).
+        split: the split of ``dataset`` the metrics were measured on (``"validation"`` for a training run's
+            ``best/``), when known.
+        epoch: the training epoch after which the weights were saved (a training run's ``best/``), when known.
         preset: the reference TAG-Head preset (``"haa500"``, ``"gym99"``, ``"gym288"``), if any.
         source_file: name of the reference file the weights were converted from, if any.
     """
@@ -121,6 +124,8 @@ class PretrainedCfg:
     citation: str | None = None
     dataset: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    split: str | None = None
+    epoch: int | None = None
     preset: str | None = None
     source_file: str | None = None
 
@@ -136,6 +141,10 @@ class PretrainedCfg:
                 isinstance(k, str) and isinstance(v, numbers.Real) and not isinstance(v, bool) for k, v in metrics.items()):
             raise ValueError(f"PretrainedCfg.metrics must be a dict of metric name -> number (e.g. "
                              f"{{'top1_accuracy': 86.1}}), got {metrics!r}")
+        if self.epoch is not None and (isinstance(self.epoch, bool) or not isinstance(self.epoch, int) or self.epoch < 0):
+            raise ValueError(f"PretrainedCfg.epoch must be None or an int >= 0, got {self.epoch!r}")
+        if self.split is not None and not isinstance(self.split, str):
+            raise ValueError(f"PretrainedCfg.split must be None or a str, got {self.split!r}")
 
     def data_config(self) -> DataConfig:
         """The :class:`DataConfig` of the input the weights expect."""

@@ -56,7 +56,8 @@ __all__ = [
     "CONFIG_NAME", "WEIGHTS_NAME", "MODEL_CARD_NAME", "KINDS",
     "HubMixin", "HubDownloadKwargs", "resolve_pretrained_folder", "read_config", "parse_config", "read_weights",
     "read_weights_header", "save_folder", "SAVE_ID",
-    "push_folder", "load_weights", "model_card", "json_ready", "check_label_names",
+    "push_folder", "load_weights", "model_card", "json_ready", "check_label_names", "looks_like_local_path",
+    "missing_path_error", "METRIC_NAMES", "PROJECT_URL",
 ]
 
 CONFIG_NAME = "config.json"
@@ -213,6 +214,33 @@ def read_weights(folder: str | os.PathLike, config: dict[str, Any] | None = None
 
 # ---------------------------------------------------------------------------------------------- model card
 _TASK_TAGS = ["video-classification", "action-recognition", "taghead"]
+#: Where taghead lives (the model card links here; taghead is not on the Python package index yet).
+PROJECT_URL = "https://github.com/taghead/taghead"
+#: How the card names the metrics of ``pretrained_cfg.metrics`` (others are shown by their key).
+METRIC_NAMES = {"top1_accuracy": "Top-1 accuracy", "mean_class_accuracy": "Mean class accuracy",
+                 "top5_accuracy": "Top-5 accuracy"}
+
+
+def _card_title(config: dict[str, Any]) -> str:
+    spec = config.get("spec") or {}
+    head_name, backbone = spec.get("head") or "custom", spec.get("backbone")
+    if config.get("architecture"):
+        return str(config["architecture"])
+    return f"{head_name} head" if config["kind"] == "head" else f"{head_name} head on {backbone or 'a custom backbone'}"
+
+
+def _eval_results(config: dict[str, Any]) -> list[Any] | None:
+    """The ``model-index`` results of the card: one per metric of ``pretrained_cfg`` (needs its dataset)."""
+    from huggingface_hub import EvalResult
+
+    pcfg = config.get("pretrained_cfg") or {}
+    if not pcfg.get("metrics") or not pcfg.get("dataset"):
+        return None
+    dataset = str(pcfg["dataset"])
+    return [EvalResult(task_type="video-classification", dataset_type=dataset, dataset_name=dataset,
+                       dataset_split=pcfg.get("split"), metric_type=key, metric_value=value,
+                       metric_name=METRIC_NAMES.get(key, key))
+            for key, value in pcfg["metrics"].items()]
 
 
 def _card_yaml(config: dict[str, Any]) -> str:
@@ -235,6 +263,8 @@ def _card_yaml(config: dict[str, Any]) -> str:
         license=pcfg.get("license"),
         datasets=[pcfg["dataset"]] if pcfg.get("dataset") else None,
         metrics=list(metrics) or None,  # the names under which the results are reported
+        model_name=_card_title(config),
+        eval_results=_eval_results(config),  # model-index: the results with their dataset and split
     )
     return data.to_yaml()
 
@@ -263,18 +293,18 @@ def model_card(config: dict[str, Any], *, repo_id: str | None = None) -> str:
     (:mod:`taghead.utils.escape`): no HTML or script from a config reaches the rendered card.
     """
     spec, pcfg = config.get("spec") or {}, config.get("pretrained_cfg") or {}
-    kind, name = config["kind"], config.get("architecture")
+    kind = config["kind"]
     head_name = spec.get("head") or "custom"
     backbone = spec.get("backbone")
     target = json.dumps(repo_id or "path/to/this/folder")  # a Python string literal in the usage snippet
     classes = f", {config['num_classes']} classes" if config.get("num_classes") is not None else ""
-    title = name or (f"{head_name} head" if kind == "head" else f"{head_name} head on {backbone or 'a custom backbone'}")
+    title = _card_title(config)
     lines = ["---", _card_yaml(config).strip(), "---", "", f"# {markdown_text(title)}", ""]
 
     if kind == "model":
         dc = config.get("data_config") or {}
         lines += [
-            f"A video classifier built with [taghead](https://pypi.org/project/taghead/): the "
+            f"A video classifier built with [taghead]({PROJECT_URL}): the "
             f"{code_span(head_name)} head on the {code_span(backbone or 'user-supplied')} backbone{classes}.",
             "",
             *_input_paragraph(dc),
@@ -304,7 +334,7 @@ def model_card(config: dict[str, Any], *, repo_id: str | None = None) -> str:
         hc = spec.get("head_config") or {}
         c, t, h, w = (hc.get(k) for k in ("in_channels", "t", "h", "w"))
         lines += [
-            f"A head-only [taghead](https://pypi.org/project/taghead/) checkpoint: the {code_span(head_name)} head for "
+            f"A head-only [taghead]({PROJECT_URL}) checkpoint: the {code_span(head_name)} head for "
             f"backbone feature maps `[B, {c}, {t}, {h}, {w}]`{classes}. Attach it to any "
             "backbone whose last feature map has this shape.",
             "",
@@ -339,14 +369,21 @@ def model_card(config: dict[str, Any], *, repo_id: str | None = None) -> str:
         licence = "MIT" if pcfg["license"] == "mit" else markdown_text(pcfg["license"])
         lines += [f"Licence: {licence}.", ""]
     if pcfg.get("metrics"):
+        split = f"the {markdown_text(pcfg['split'])} split of " if pcfg.get("split") else ""
         if _is_reference(pcfg):
-            said, unit = "Numbers reported in the TAG-Head paper for these weights (RGB only)", " (%)"
+            heading, said, unit = ("Reported results", "Numbers reported in the TAG-Head paper for these weights (RGB "
+                                   "only); not re-measured here.", " (%)")
+        elif pcfg.get("epoch") is not None:
+            heading, unit = "Results", " (%)"
+            said = (f"Measured by taghead on {split}{markdown_text(pcfg.get('dataset') or 'the training data')} after "
+                    f"training epoch {markdown_text(pcfg['epoch'])}, with these weights.")
         else:
-            said, unit = "Results reported for these weights by whoever saved them", ""
-        lines += ["## Reported results", "", f"{said}; not re-measured here.", "",
-                  f"| dataset | metric | value{unit} |", "| --- | --- | --- |"]
-        dataset = markdown_text(pcfg.get("dataset") or "-")
-        lines += [f"| {dataset} | {markdown_text(key)} | {markdown_text(value)} |" for key, value in pcfg["metrics"].items()]
+            heading, said, unit = "Reported results", "Results reported for these weights by whoever saved them; " \
+                                                     "not re-measured here.", ""
+        lines += [f"## {heading}", "", said, "", f"| dataset | split | metric | value{unit} |", "| --- | --- | --- | --- |"]
+        dataset, split_name = markdown_text(pcfg.get("dataset") or "-"), markdown_text(pcfg.get("split") or "-")
+        lines += [f"| {dataset} | {split_name} | {markdown_text(METRIC_NAMES.get(key, key))} | {markdown_text(value)} |"
+                  for key, value in pcfg["metrics"].items()]
         lines.append("")
     if config.get("label_names"):
         lines += [f"Class names ({len(config['label_names'])}) are in `config.json` under `label_names`.", ""]
@@ -429,6 +466,42 @@ def _offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE) or env in {"1", "ON", "YES", "TRUE"}
 
 
+def looks_like_local_path(text: str) -> bool:
+    """Whether ``text`` is meant as a local path rather than a Hub repo id ``"org/name"``: it is absolute, starts
+    with ``.`` or ``~``, holds a backslash (or the system's other separator) or more than one ``/``, or its
+    first part exists here (``runs/tinyy`` when ``runs/`` is a folder: a mistyped run, not a repository)."""
+    if text.startswith(("/", ".", "~")) or "\\" in text or text.count("/") > 1:
+        return True
+    if os.sep != "/" and os.sep in text or (os.altsep and os.altsep != "/" and os.altsep in text):
+        return True
+    return "/" in text and Path(text.split("/", 1)[0]).exists()
+
+
+def missing_path_error(text: str, what: str = "folder") -> FileNotFoundError:
+    """A ``FileNotFoundError`` for a local ``what`` that does not exist, with the closest existing path when one
+    part of it looks mistyped (``no folder 'runs/firts/best'; did you mean 'runs/first/best'?``)."""
+    import difflib
+
+    path = Path(text).expanduser()
+    missing = [path.name]
+    ancestor = path.parent
+    while not ancestor.is_dir() and ancestor != ancestor.parent:  # the deepest folder that exists
+        missing.insert(0, ancestor.name)
+        ancestor = ancestor.parent
+    try:
+        names = sorted(p.name for p in ancestor.iterdir() if not p.name.startswith(".")) if ancestor.is_dir() else []
+    except OSError:
+        names = []
+    close = difflib.get_close_matches(missing[0], names, n=3, cutoff=0.6)
+    if close:
+        hint = "; did you mean " + " or ".join(repr(str(Path(ancestor, name, *missing[1:]))) for name in close) + "?"
+    elif len(missing) > 1:
+        hint = f" (its folder {str(path.parent)!r} does not exist either)"
+    else:
+        hint = ""
+    return FileNotFoundError(f"no {what} {text!r}{hint}")
+
+
 class HubDownloadKwargs(TypedDict, total=False):
     """The download options of :func:`from_pretrained` and :func:`load_weights` (see
     :func:`resolve_pretrained_folder`), passed to ``huggingface_hub.snapshot_download``."""
@@ -473,6 +546,8 @@ def resolve_pretrained_folder(
             "For a bare weights file use create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=...)), "
             "and taghead.convert.load_official for the reference .pth files."
         )
+    if looks_like_local_path(text):
+        raise missing_path_error(text)
     try:
         validate_repo_id(text)
     except HFValidationError:
@@ -495,9 +570,10 @@ def resolve_pretrained_folder(
                 f"downloaded. To fix it: {undo} and call from_pretrained again, "
                 f"or download it first while online (`hf download {text}`), or pass the path of a saved folder."
             ) from None
-        raise OSError(
-            f"could not reach the Hugging Face Hub to download {text!r}, and it is not in the local cache "
-            f"({err}). Check the connection, or pass the path of a saved folder."
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConnectionError(
+            f"{text!r} is not a local folder, and the Hugging Face Hub could not be reached to download it as a repo "
+            f"id ({reason}); it is not in the local cache either. Check the path, or the connection."
         ) from None
     except RepositoryNotFoundError:
         raise FileNotFoundError(

@@ -143,7 +143,7 @@ def test_build_model_from_a_registered_name() -> None:
     (["train", "--data", "synthetic", "--train-dir", "x"], "exactly one training data source"),
     (["train", "--data", "synthetic", "--head-kwargs", "depth"], "key=value"),
     (["train", "--data", "synthetic", "--head", "nope"], "unknown head"),
-    (["eval", "no/such/model", "--data", "synthetic"], "neither a folder"),
+    (["eval", "no/such/model", "--data", "synthetic"], "no model folder or checkpoint file 'no/such/model'"),
 ])
 def test_bad_command_lines_fail_with_a_message(argv, message, capsys) -> None:
     assert main(argv + QUIET[:1] if argv[0] == "train" else argv) == 2

@@ -455,6 +455,7 @@ def test_corrupt_videos_are_replaced_counted_and_warned_once(root_with_corrupt_f
     ds = VideoClipDataset.from_folder(root_with_corrupt_files, CFG)
     names = [Path(s.path).name for s in ds.samples]
     assert names == ["jump_0.mp4", "jump_0b_truncated.mp4", "jump_1.mp4", "spin_0.mp4", "spin_0b_random.mp4"]
+    assert ds.failure_summary() is None  # nothing failed yet: no line to print
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         items = [ds[i] for i in range(len(ds))] + [ds[i] for i in range(len(ds))]
@@ -468,7 +469,10 @@ def test_corrupt_videos_are_replaced_counted_and_warned_once(root_with_corrupt_f
     assert items[4][1] == 0
     assert ds.num_replaced == 4 and sorted(Path(p).name for p in ds.bad_files) == names[1:2] + names[4:5]
     summary = ds.failure_summary()
-    assert "4 item(s) replaced" in summary and "jump_0b_truncated.mp4" in summary and "spin_0b_random.mp4" in summary
+    assert "4 item(s) replaced" in summary
+    # named by the path below the data root: unambiguous when two class folders hold files of the same name
+    assert f": {os.path.join('jump', 'jump_0b_truncated.mp4')} (" in summary
+    assert f", {os.path.join('spin', 'spin_0b_random.mp4')} (" in summary
     ds.reset_failures()
     assert ds.num_replaced == 0 and len(ds.bad_files) == 2
 
@@ -495,3 +499,25 @@ def test_a_dataset_without_readable_videos_raises(tmp_path):
     ds = VideoClipDataset.from_folder(tmp_path, CFG)
     with pytest.warns(CorruptVideoWarning), pytest.raises(RuntimeError, match="no readable video"):
         ds[0]
+
+
+def test_frames_streamed_in_and_out_and_the_clip_source(tmp_path):
+    """write_video from a generator at a fractional rate, iter_frames back (resized), frame_rate, and which source
+    frames (and times) load_clip_with_source's clip holds."""
+    from taghead.data import frame_rate, iter_frames, load_clip_with_source
+
+    frames = np.concatenate([make_frames(), make_frames(), make_frames()[:6]])  # 30 frames, red = 20 * (i mod 12)
+    path = write_video(tmp_path / "v.mp4", (f for f in frames), fps=29.97, crf=0)
+    assert frame_rate(path) == pytest.approx(29.97, abs=1e-3) and count_frames(path) == 30
+    back = list(iter_frames(path, resize_to=16))
+    assert len(back) == 30 and back[0].shape == (16, 24, 3)
+    assert [int(f[..., 0].mean() > 100) for f in iter_frames(path)][:3] == [int(20 * i > 100) for i in range(3)]
+    clip, source = load_clip_with_source(path, DataConfig(num_frames=4, crop_size=24, resize_size=None))
+    torch.testing.assert_close(clip, load_clip(path, DataConfig(num_frames=4, crop_size=24, resize_size=None)))
+    assert source.frame_indices == tuple(uniform_frame_indices(30, 4)) == (0, 9, 19, 29) and source.total_frames == 30
+    assert source.frame_labels() == [f"frame {i}, {i / 29.97:.2f} s" for i in (0, 9, 19, 29)]
+    with pytest.raises(ValueError, match="frame 1 is 32x46, the first frame 32x48"):
+        write_video(tmp_path / "bad.mp4", iter([frames[0], frames[1][:, :46]]))
+    with pytest.raises(ValueError, match="at least one frame"):
+        write_video(tmp_path / "none.mp4", iter([]))
+    assert not (tmp_path / "bad.mp4").exists() and not (tmp_path / "none.mp4").exists()  # nothing half-written

@@ -141,7 +141,7 @@ def test_trainer_follows_the_schedule() -> None:
     trainer = Trainer(tiny_model(), colour_task(16), None, quiet(batch_size=4, epochs=2, lr=0.1, warmup_epochs=1))
     history = trainer.fit()  # 4 steps per epoch, 8 in all, 4 of warm-up
     f = WarmupCosine(8, 4)
-    assert [r["lr"] for r in history] == pytest.approx([0.1 * f(4), 0.1 * f(8)])
+    assert [r["lr"] for r in history] == pytest.approx([0.1 * f(3), 0.1 * f(7)])  # what each epoch's last step used
 
 
 def test_backbone_learning_rate_scale() -> None:
@@ -309,3 +309,73 @@ def test_predictions_name_classes_by_label_names_or_indices() -> None:
     assert set(topk_predictions(Scores(["a", "b", "c"]), clips, k=3)[0].labels) == {"a", "b", "c"}
     with pytest.raises(ValueError, match=r"one name per class \(3\), got 2 names"):
         topk_predictions(Scores(["a", "b"]), clips)
+
+
+# ------------------------------------------------ nothing of an earlier run lost; logged lr; ties; the card's metrics
+def test_a_fresh_run_refuses_an_earlier_run_and_overwrite_replaces_only_its_files(tmp_path: Path) -> None:
+    from taghead.engine.trainer import RunExistsError
+
+    Trainer(tiny_model(), colour_task(16), colour_task(8, seed=1), quiet(), output_dir=tmp_path, log=lambda _: None).fit()
+    (tmp_path / "notes.txt").write_text("mine")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    again = Trainer(tiny_model(seed=1), colour_task(16), colour_task(8, seed=1), quiet(), output_dir=tmp_path,
+                    log=lambda _: None)
+    with pytest.raises(RunExistsError, match="already holds a training run .*nothing was changed"):
+        again.fit()
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before  # untouched
+    lines: list[str] = []
+    Trainer(tiny_model(seed=1), colour_task(16), colour_task(8, seed=1), quiet(epochs=2), output_dir=tmp_path,
+            log=lines.append, overwrite=True).fit()
+    assert lines[0].startswith(f"replacing the earlier run in {tmp_path} (metrics.csv, checkpoint_last.pt")
+    assert (tmp_path / "notes.txt").read_text() == "mine"  # not a run file: kept
+    assert (tmp_path / "metrics.csv").read_text().count("\n") == 3  # the new run's 2 epochs, not 1 + 2
+
+
+def test_the_logged_lr_is_the_one_the_step_used() -> None:
+    # One epoch of one step: the cosine schedule ends at 0 after it, but that step ran at the peak.
+    history = Trainer(tiny_model(), colour_task(8), None, quiet(lr=3e-3), log=lambda _: None).fit()
+    assert history[0]["lr"] == pytest.approx(3e-3)  # (test_trainer_follows_the_schedule: several steps)
+
+
+def test_best_checkpoint_breaks_ties_on_the_metric_with_the_validation_loss(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from taghead.engine.trainer import is_improvement
+
+    assert is_improvement(1.0, 0.08, 1.0, 0.157) and not is_improvement(1.0, 0.2, 1.0, 0.157)
+    assert not is_improvement(0.9, 0.01, 1.0, 0.157) and is_improvement(0.5, 9.0, None, None)
+    assert not is_improvement(math.nan, 0.1, None, None)
+    trainer = Trainer(tiny_model(), colour_task(8), colour_task(8, seed=1), quiet(epochs=4), output_dir=tmp_path,
+                      log=lambda _: None)
+    scripted = iter([(1.0, 0.157), (1.0, 0.084), (1.0, 0.1), (0.9, 0.01)])  # (top1, loss) per epoch
+
+    def evaluate(desc: str = "eval"):
+        top1, loss = next(scripted)
+        return {"top1": top1, "top5": 1.0, "mca": top1, "loss": loss, "count": 8}, None
+
+    monkeypatch.setattr(trainer, "evaluate", evaluate)
+    trainer.fit()
+    assert trainer.best_metric == 1.0 and trainer.best_loss == pytest.approx(0.084)
+    assert taghead.engine.checkpoint.load_checkpoint(tmp_path / "checkpoint_best.pt")["epoch"] == 2
+    config = __import__("json").loads((tmp_path / "best" / "config.json").read_text())
+    assert config["pretrained_cfg"]["epoch"] == 2 and config["pretrained_cfg"]["metrics"]["top1_accuracy"] == 100.0
+
+
+def test_the_card_of_best_records_the_validation_metrics(tmp_path: Path) -> None:
+    from huggingface_hub import ModelCard
+
+    model = tiny_model()
+    trainer = Trainer(model, colour_task(24), colour_task(12, seed=1), quiet(epochs=2, lr=5e-2), output_dir=tmp_path,
+                      log=lambda _: None, data_name="colour-task")
+    history = trainer.fit()
+    assert model.pretrained_cfg is None  # the live model's provenance is left as it was
+    best = max(history, key=lambda r: (r["val_top1"], -r["val_loss"]))
+    card = ModelCard.load(tmp_path / "best" / "README.md")
+    results = {r.metric_type: r for r in card.data.eval_results}
+    assert results["top1_accuracy"].metric_value == pytest.approx(round(100 * best["val_top1"], 2))
+    assert results["mean_class_accuracy"].metric_value == pytest.approx(round(100 * best["val_mca"], 2))
+    assert results["top1_accuracy"].dataset_name == "colour-task" and results["top1_accuracy"].dataset_split == "validation"
+    text = card.text
+    assert f"Measured by taghead on the validation split of colour-task after training epoch {int(best['epoch'])}" in text
+    assert f"| colour-task | validation | Top-1 accuracy | {round(100 * best['val_top1'], 2)} |" in text
+    reloaded = taghead.from_pretrained(tmp_path / "best", backbone=nn.Conv3d(3, 6, kernel_size=1))
+    assert reloaded.pretrained_cfg.epoch == int(best["epoch"]) and reloaded.pretrained_cfg.split == "validation"

@@ -427,8 +427,10 @@ def test_cli_explains_videos_and_skips_unreadable_ones(tmp_path, capsys) -> None
                  "--method", "occlusion", "--target", "class 3", "--no-progress"])
     assert code == 1  # one video failed, the others were explained
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith(f"{videos[0]}: class 3 (") and lines[1].startswith(f"{videos[1]}: error: cannot decode")
-    for name in ("clip.png", "clip.mp4", "clip_2.png", "clip_2.mp4"):
+    assert lines[0] == f"model: {tmp_path / 'model'} (a saved model)" and lines[1] == "method: occlusion (--method)"
+    assert lines[2].startswith(f"{videos[0]}: class 3 (") and lines[3].startswith(f"{videos[1]}: error: cannot decode")
+    # named by the path below the videos' common folder, with the method: two clip.mp4 stay apart
+    for name in ("clip.occlusion.png", "clip.occlusion.mp4", "a/clip.occlusion.png", "a/clip.occlusion.mp4"):
         assert (out / name).is_file() and (out / name).stat().st_size > 1000, name
     code = main(["explain", str(videos[0]), "--model", str(tmp_path / "model"), "--output", str(out),
                  "--target", "class nine", "--no-progress"])
@@ -485,3 +487,102 @@ def test_trained_tag_heatmaps_concentrate_on_the_flashes(demo_tag_models, method
     after = _ratio(trained, val, truth, method, clips)
     assert after >= 3.0, f"{method}: the trained model's heatmap is only {after:.2f}x as high on the flashes"
     assert before < 2.5 and after > 2 * before, f"{method}: random {before:.2f}, trained {after:.2f}"
+
+
+# ------------------------------------------------------- taghead explain: names, frame labels, whole-video overlay
+def _class_folder_videos(root, fps: int = 10, frames: int = 40):
+    """``root/val/jump/c.mp4`` and ``root/val/spin/c.mp4``: 40-frame synthetic clips at 10 frames per second."""
+    from taghead.data import write_video
+
+    ds = SyntheticFineGrainedDataset(2, num_frames=frames, size=32, num_classes=5)
+    paths = []
+    for i, cls in enumerate(("jump", "spin")):
+        (root / "val" / cls).mkdir(parents=True)
+        paths.append(write_video(root / "val" / cls / "c.mp4", ds.render(i)[0], fps=fps))
+    return paths
+
+
+def test_output_names_keep_the_relative_path_and_never_collide(tmp_path) -> None:
+    from taghead.commands.explain import output_names
+
+    root = tmp_path / "val"
+    assert output_names([root / "jump" / "c.mp4", root / "spin" / "c.mp4"]) == ["jump/c", "spin/c"]
+    assert output_names([root / "jump" / "c.mp4"]) == ["c"]
+    assert output_names([root / "c.mp4", root / "c.avi", root / "c.mp4"]) == ["c", "c_avi", "c_2"]
+
+
+def test_explain_refuses_to_replace_inputs_or_earlier_outputs(tmp_path, capsys) -> None:
+    """Issue 23: --output the videos' own folder replaced each input by its overlay; now nothing is replaced."""
+    model = tiny_model("tag")
+    model.save_pretrained(tmp_path / "model")
+    video = _class_folder_videos(tmp_path)[0]
+    folder = video.parent
+    original = video.read_bytes()
+    mine = folder / "c.hirescam.png"
+    mine.write_bytes(b"the user's own file")
+    argv = ["explain", str(video), "--model", str(tmp_path / "model"), "--output", str(folder), "--no-progress"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("taghead explain: error: 1 output file(s) exist already") and "--overwrite" in err
+    assert mine.read_bytes() == b"the user's own file" and video.read_bytes() == original
+    assert sorted(p.name for p in folder.iterdir()) == ["c.hirescam.png", "c.mp4"]  # nothing written
+    assert main([*argv, "--overwrite"]) == 0  # asked for: the earlier output is replaced, the input never
+    assert mine.read_bytes()[:4] == b"\x89PNG" and video.read_bytes() == original
+    assert (folder / "c.hirescam.mp4").is_file()
+    # an input whose name is an output name: refused even with --overwrite
+    twin = folder / "c.hirescam.mp4"
+    twin_bytes = twin.read_bytes()
+    assert main(["explain", str(twin), str(video), "--model", str(tmp_path / "model"), "--output", str(folder),
+                 "--overwrite", "--no-progress"]) == 2
+    assert "would replace an input video" in capsys.readouterr().err and twin.read_bytes() == twin_bytes
+
+
+def test_explain_labels_frames_by_source_frame_and_time_and_overlays_every_frame(tmp_path, monkeypatch,
+                                                                                  capsys) -> None:
+    import matplotlib.text
+
+    import taghead.engine.plots as plots
+    from taghead.data import count_frames, frame_rate, uniform_frame_indices
+
+    texts: list[str] = []
+    save = plots._save
+
+    def keep_texts(fig, path):
+        texts.extend(t.get_text() for t in fig.findobj(matplotlib.text.Text))
+        return save(fig, path)
+
+    monkeypatch.setattr(plots, "_save", keep_texts)
+    model = tiny_model("tag")
+    model.save_pretrained(tmp_path / "model")
+    videos = _class_folder_videos(tmp_path)
+    out = tmp_path / "explained"
+    assert main(["explain", *map(str, videos), "--model", str(tmp_path / "model"), "--output", str(out),
+                 "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "method: HiResCAM (the default for TAG-Head; --method to choose)" in printed  # auto: by head
+    sheet_title = next(t for t in texts if "explained class" in t)
+    assert sheet_title.startswith("jump/c.mp4\n") and str(tmp_path) not in sheet_title  # readable, no full path
+    indices = uniform_frame_indices(40, 8)  # the clip's frames in the 40-frame video at 10 fps
+    assert indices[-1] == 39 and "frame 39\n3.90 s" in texts and f"frame {indices[3]}\n{indices[3] / 10:.2f} s" in texts
+    overlay = out / "spin" / "c.hirescam.mp4"
+    assert count_frames(overlay) == 40 and frame_rate(overlay) == pytest.approx(10)  # every frame, the video's rate
+
+
+def test_heat_at_interpolates_between_the_clip_frames() -> None:
+    from taghead.explanation.render import heat_at
+
+    heat = np.stack([np.full((2, 2), v, np.float32) for v in (0.0, 1.0, 0.5)])  # clip frames at source 0, 10, 20
+    idx = [0, 10, 20]
+    assert heat_at(heat, idx, 0)[0, 0] == 0.0 and heat_at(heat, idx, 10)[0, 0] == 1.0
+    assert heat_at(heat, idx, 4)[0, 0] == pytest.approx(0.4) and heat_at(heat, idx, 15)[0, 0] == pytest.approx(0.75)
+    assert heat_at(heat, idx, 25)[0, 0] == 0.5  # after the last clip frame: its heatmap
+    assert heat_at(heat, [0, 0, 1], 0)[0, 0] == 0.0 and heat_at(heat, [0, 0, 1], 1)[0, 0] == 0.5  # repeated frames
+
+
+@pytest.mark.parametrize("head,method", [("tag", "hirescam"), ("art", "occlusion"), ("meanpool", "gradcam")])
+def test_auto_method_follows_the_head(head: str, method: str) -> None:
+    from taghead.explanation.methods import default_method
+
+    model = tiny_model(head)
+    assert default_method(model) == method
+    assert explain(model, clips(1)[0], method="auto").method == method

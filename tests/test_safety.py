@@ -283,8 +283,10 @@ def test_explain_goes_on_after_a_video_whose_name_is_mathtext(no_resize_model: P
                "--no-progress", "--frames", "2"])
     out, err = capsys.readouterr()
     assert rc == 0, out + err
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["clip_$a_b_c$.mp4", "clip_$a_b_c$.png",
-                                                                    "other.mp4", "other.png"]
+    # outputs named <name>.<method>.png/.mp4 (issue 24); --method auto is HiResCAM for this TAG-Head model
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["clip_$a_b_c$.hirescam.mp4",
+                                                                    "clip_$a_b_c$.hirescam.png",
+                                                                    "other.hirescam.mp4", "other.hirescam.png"]
 
 
 def test_eval_writes_all_reports_for_mathtext_and_formula_labels(tmp_path: Path, capsys) -> None:
@@ -518,7 +520,7 @@ def test_frames_come_upright_as_the_display_matrix_says(degrees: int, hflip: boo
     import av
     import numpy as np
 
-    from taghead.data import read_clip
+    from taghead.data import iter_frames, read_clip
 
     frame = np.zeros((32, 64, 3), np.uint8)
     frame[:8, :16] = 255  # a white block at the top left of the stored frame
@@ -538,6 +540,9 @@ def test_frames_come_upright_as_the_display_matrix_says(degrees: int, hflip: boo
     expected = shown[::scale, ::scale].astype(float) if scale == 1 else \
         shown.reshape(shown.shape[0] // 2, 2, shown.shape[1] // 2, 2, 3).mean((1, 3))
     assert np.abs(clip[0].astype(float) - expected).mean() < 8  # the white block is where a player shows it
+    streamed = list(iter_frames(path, resize_to=shrink_to))  # the whole-video frames (explain's overlay) agree
+    assert len(streamed) == 2 and streamed[0].shape == clip[0].shape
+    assert np.abs(streamed[0].astype(float) - expected).mean() < 8
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import shutil
 import sys
@@ -16,7 +17,30 @@ if TYPE_CHECKING:
 
 __all__ = ["add_command_parser", "add_device_argument", "add_video_model_arguments", "add_run_arguments", "fail",
            "run_reporting_errors", "positive_int", "non_negative_int", "finite_float", "positive_float",
-           "non_negative_float", "unit_float", "resolve_device", "check_output_folder"]
+           "non_negative_float", "unit_float", "resolve_device", "check_output_folder", "HelpFormatter"]
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Description and epilog as written; every option's help ends with its default (``(default: 8)``) unless the
+    help already speaks of its default, or there is none to show (``None``, a flag's ``False``)."""
+
+    @staticmethod
+    def _shows_default(action: argparse.Action) -> bool:
+        return bool(action.option_strings) and "default" not in (action.help or "") and not (
+            action.default is None or action.default is False or action.default is argparse.SUPPRESS)
+
+    def _format_action(self, action: argparse.Action) -> str:
+        if action.help is None and self._shows_default(action):  # argparse prints no help line for help=None
+            action = copy.copy(action)
+            action.help = ""
+            action.help = self._get_help_string(action)
+        return super()._format_action(action)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if not self._shows_default(action):
+            return text
+        return f"{text} (default: %(default)s)" if text else "default: %(default)s"
 
 
 # ------------------------------------------------------------------------------------- option types
@@ -97,10 +121,10 @@ def check_output_folder(path: str | Path, option: str = "--output") -> Path:
 def add_command_parser(subparsers: argparse._SubParsersAction, name: str, *, help: str, description: str,
                        epilog: str | None = None) -> argparse.ArgumentParser:
     """The sub-command's parser: ``description`` (one paragraph, any line breaks) wrapped to the terminal, ``epilog``
-    (examples) printed as written."""
+    (examples) printed as written, defaults shown (:class:`HelpFormatter`)."""
     width = max(min(shutil.get_terminal_size().columns, 100) - 2, 40)
     return subparsers.add_parser(name, help=help, description=textwrap.fill(" ".join(description.split()), width), epilog=epilog,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+                                 formatter_class=HelpFormatter)
 
 
 def add_device_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
@@ -129,16 +153,27 @@ def add_run_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
 
 
 def fail(command: str, message: object) -> int:
-    """Print ``taghead COMMAND: error: MESSAGE`` on stderr; returns the usage-error exit code 2."""
-    print(f"taghead {command}: error: {message}", file=sys.stderr)
+    """Print ``taghead COMMAND: error: MESSAGE`` on stderr, on one line (line breaks of the message become
+    spaces); returns the usage-error exit code 2."""
+    text = " ".join(line.strip() for line in str(message).splitlines() if line.strip())
+    print(f"taghead {command}: error: {text}", file=sys.stderr)
     return 2
 
 
+#: What the commands report as ``taghead COMMAND: error: ...``: bad values, missing or unreadable files, an
+#: output that would replace something (``FileExistsError``), an unreachable Hub or a full disk (``OSError``),
+#: training that diverged (``FloatingPointError``).
+USAGE_ERRORS = (ValueError, TypeError, OSError, FloatingPointError)
+
+
 def run_reporting_errors(command: str, func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
-    """``func(args)``; a usage error (bad value, missing file, unreadable checkpoint, a file where a folder
-    should be, a full disk, training that diverged) is printed as ``taghead COMMAND: error: ...`` on stderr
-    and gives exit code 2 instead of a traceback (:class:`taghead.weights.CheckpointError` is a ``ValueError``)."""
+    """``func(args)``; a usage error (:data:`USAGE_ERRORS`: bad value, missing file, unreadable checkpoint, a file
+    where a folder should be, a full disk, an existing run in the output, an unreachable Hub, training that
+    diverged) is printed as ``taghead COMMAND: error: ...`` on stderr and gives exit code 2 instead of a traceback
+    (:class:`taghead.weights.CheckpointError` is a ``ValueError``)."""
     try:
         return func(args)
-    except (ValueError, TypeError, OSError, FloatingPointError) as err:
+    except BrokenPipeError:  # the reader went away (`taghead eval ... | head`): not the user's input at fault
+        raise
+    except USAGE_ERRORS as err:
         return fail(command, err)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["register", "run", "DemoRecipe", "DEMO_RECIPE", "QUICK_RECIPE", "run_demo", "head_kwargs_for",
-           "DEMO_VARIANTS"]
+           "DEMO_VARIANTS", "demo_outputs"]
 
 #: Extra names ``--heads`` accepts: ``name -> (registered head, with a text bank)``.
 DEMO_VARIANTS: dict[str, tuple[str, bool]] = {"art-notext": ("art", False)}
@@ -108,9 +108,11 @@ QUICK_RECIPE = DemoRecipe(train_samples=16, val_samples=8, num_frames=8, size=32
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from ._args import HelpFormatter
+
     parser = subparsers.add_parser(
         "demo", help="TAG-Head vs mean pooling on a synthetic fine-grained task, on the CPU (a few minutes)",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=__doc__, formatter_class=HelpFormatter,
     )
     parser.add_argument("--output", type=Path, default=Path("taghead-demo"),
                         help="folder for the plots, runs and the saved model (default: ./taghead-demo)")
@@ -118,11 +120,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="comma-separated registered heads to compare (default: tag,meanpool); ART gets a "
                              "text bank of the class names, 'art-notext' is ART without it")
     parser.add_argument("--quick", action="store_true", help="a few seconds: tiny data, one epoch (smoke test)")
-    parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
-    parser.add_argument("--train-samples", type=int, default=None, help="override the recipe's training clips")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help=f"training epochs (default: {DEMO_RECIPE.epochs}; --quick: {QUICK_RECIPE.epochs})")
+    parser.add_argument("--train-samples", type=int, default=None,
+                        help=f"training clips (default: {DEMO_RECIPE.train_samples}; --quick: "
+                             f"{QUICK_RECIPE.train_samples})")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data and of every run")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's choice, one per core; 1 is faster on a busy machine)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the outputs of an earlier demo in --output (without it they are kept and the "
+                             "demo stops)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
 
@@ -142,19 +150,29 @@ def run(args: argparse.Namespace) -> int:
     recipe = dataclasses.replace(recipe, **overrides)
     heads = [h.strip() for h in args.heads.split(",") if h.strip()]
     try:
-        run_demo(heads, recipe, args.output, seed=args.seed, progress=not args.no_progress)
-    except (ValueError, TypeError) as err:
+        run_demo(heads, recipe, args.output, seed=args.seed, progress=not args.no_progress, overwrite=args.overwrite)
+    except (ValueError, TypeError, OSError) as err:  # OSError: an earlier demo's outputs (FileExistsError)
         print(f"taghead demo: error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def demo_outputs(heads: list[str]) -> list[str]:
+    """The files and folders a demo of ``heads`` writes into its output folder."""
+    return ["demo_curves.png", "runs", *(f"{h}_model" for h in heads), "example_clip.mp4", "example_explanation.png"]
 
 
 def _fmt_params(n: int) -> str:
     return f"{n / 1e6:.2f} M" if n >= 1e6 else f"{n / 1e3:.1f} k"
 
 
-def run_demo(heads: list[str], recipe: DemoRecipe, output: Path, *, seed: int = 0, progress: bool = True) -> list[dict]:
-    """Train and compare ``heads``; returns one result dict per head (``head``, ``top1``, ``mca``, ...)."""
+def run_demo(heads: list[str], recipe: DemoRecipe, output: Path, *, seed: int = 0, progress: bool = True,
+             overwrite: bool = False) -> list[dict]:
+    """Train and compare ``heads``; returns one result dict per head (``head``, ``top1``, ``mca``, ...).
+
+    An ``output`` that holds an earlier demo's outputs (:func:`demo_outputs`) is refused with a
+    ``FileExistsError`` before anything is done, unless ``overwrite``.
+    """
     from taghead.engine.plots import plot_training_curves
     from taghead.engine.trainer import Trainer, seed_everything
     from taghead.heads import list_heads
@@ -167,6 +185,10 @@ def run_demo(heads: list[str], recipe: DemoRecipe, output: Path, *, seed: int = 
     if unknown:
         raise ValueError(f"unknown head(s) {unknown}; registered heads: {list_heads()}, and {sorted(DEMO_VARIANTS)}")
     output = Path(output)
+    earlier = [name for name in demo_outputs(heads) if (output / name).exists()]
+    if earlier and not overwrite:
+        raise FileExistsError(f"{str(output)!r} holds the outputs of an earlier demo ({', '.join(earlier)}); nothing was "
+                              "changed. Pass --overwrite to replace them, or --output another folder")
     output.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
     num_classes = recipe.classes
@@ -187,7 +209,7 @@ def run_demo(heads: list[str], recipe: DemoRecipe, output: Path, *, seed: int = 
         seed_everything(seed)
         model = recipe.build_model(head, class_names, **head_kwargs_for(head, recipe, class_names, text=text))
         trainer = Trainer(model, sets["train"], sets["val"], recipe.train_config(seed, progress), output_dir=output / "runs" / name,
-                          ctx=None, class_names=class_names)
+                          ctx=None, class_names=class_names, overwrite=overwrite)
         t0 = time.time()
         history = trainer.fit()
         seconds = time.time() - t0

@@ -73,7 +73,7 @@ def _run(args: argparse.Namespace) -> int:
     from ..engine.builders import build_eval_dataset
     from ..engine.distributed import cleanup_distributed, init_distributed
     from ..engine.plots import plot_confusion_matrix
-    from ..engine.predict import load_model
+    from ..engine.predict import load_model_with_source
     from ..engine.trainer import evaluate
     from ..utils.escape import terminal_text
     from ..weights import atomic_write_json
@@ -83,7 +83,10 @@ def _run(args: argparse.Namespace) -> int:
         check_output_folder(args.output)
     ctx = init_distributed(args.device)
     try:
-        model = load_model(args.model, device=ctx.device)
+        loaded = load_model_with_source(args.model, device=ctx.device)
+        model = loaded.model
+        if ctx.is_main:
+            print(terminal_text(loaded.line()))
         names = list(model.label_names) if getattr(model, "label_names", None) else None
         n = model.num_classes
         dataset = build_eval_dataset(args, model.data_config, names, progress=ctx.is_main and not args.no_progress,
@@ -101,7 +104,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{metrics['count']} clips, {present} of {n} classes present")
         print(f"Top-1 {100 * metrics['top1']:.2f}%   Top-5 {100 * metrics['top5']:.2f}%{trivial}   "
               f"MCA {100 * metrics['mca']:.2f}%   loss {metrics['loss']:.4f}")
-        report = dict(metrics, num_classes=n, classes_present=present, model=str(args.model))
+        report = dict(metrics, num_classes=n, classes_present=present, model=str(args.model), weights=loaded.source,
+                      weights_description=loaded.description)
         # The figure first: it is the one that can fail on odd input; then the two text files.
         plot_confusion_matrix(meter.confusion, class_names, out / "confusion_matrix.png",
                               title=f"{model_path.name}: Top-1 {100 * metrics['top1']:.1f}%, MCA {100 * metrics['mca']:.1f}%")

@@ -9,11 +9,13 @@ __all__ = ["register", "run"]
 DESCRIPTION = """\
 Decode each video (num_frames frames uniformly over the whole clip, centre crop, normalisation from the
 model's data config) and print its top-k classes with softmax probabilities. An unreadable video is reported
-and skipped.
+and skipped. Which weights were loaded is printed first, on stderr (a training output folder: the best
+validation epoch's, with its epoch and metrics; pass DIR/checkpoint_last.pt for the final epoch's).
 """
 
 EPILOG = """examples:
   taghead predict clip1.mp4 clip2.mp4 --model runs/gym99           (a training output folder: its best/ model)
+  taghead predict clip1.mp4 --model runs/gym99/checkpoint_last.pt   (the final epoch's weights)
   taghead predict videos/*.mp4 --model my-model/ -k 3 --json        (one JSON object per video)
 """
 
@@ -41,12 +43,16 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     import json
+    import sys
 
-    from ..engine.predict import load_model, predict_videos
+    from ..engine.predict import load_model_with_source, predict_videos
     from ..utils.escape import terminal_text
     from ._args import resolve_device
 
-    model = load_model(args.model, device=resolve_device(args.device))
+    loaded = load_model_with_source(args.model, device=resolve_device(args.device))
+    model = loaded.model
+    # stderr: stdout stays the predictions (--json)
+    print(f"taghead predict: {terminal_text(loaded.line())}", file=sys.stderr)
     results = predict_videos(model, args.videos, k=args.topk, batch_size=args.batch_size)
     for r in results:
         if args.json:

@@ -12,26 +12,31 @@ if TYPE_CHECKING:
 __all__ = ["register", "run"]
 
 DESCRIPTION = """\
-Train a video classifier: a registered model (--model) or a backbone + head (--backbone, --head). Writes
-metrics.csv, curves.png, checkpoint_last.pt, checkpoint_best.pt and best/ (save_pretrained) to --output. Under
-torchrun, runs DistributedDataParallel (NCCL on GPU, Gloo on CPU); --batch-size is per process.
+Train a video classifier: a registered model (--model) or a backbone + head (--backbone, --head), from random
+weights, a pretrained backbone or a saved model (--init). The optimisation defaults follow the situation (see
+"recipes" below); the recipe and where the weights come from are printed at the start. Writes metrics.csv,
+curves.png, checkpoint_last.pt, checkpoint_best.pt and best/ (save_pretrained, its model card with the
+validation metrics) to --output; an --output that holds an earlier run is refused unless --resume or
+--overwrite. Under torchrun, runs DistributedDataParallel (NCCL on GPU, Gloo on CPU); --batch-size is per
+process.
 """
 
 EPILOG = """examples:
   taghead train --data synthetic --backbone taghead/tiny_video_cnn --head tag \\
-      --head-kwargs embed_dim=64 --head-kwargs depth=1 --head-kwargs num_heads=4 \\
-      --optimizer adamw --lr 1e-3 --epochs 12 --batch-size 32 --output runs/tiny
+      --head-kwargs embed_dim=64 --head-kwargs num_heads=4 --epochs 12 --batch-size 32 --output runs/tiny
   taghead train --model tag_r2plus1d_34_gym99 --train-csv gym99_train.csv --val-csv gym99_val.csv \\
       --video-dir videos/ --epochs 60 --batch-size 8 --lr 1e-5 --amp bf16 --output runs/gym99
   taghead train --data synthetic --head art --text-bank hashing:64 --head-kwargs embed_dim=64 --output runs/art
   torchrun --nproc_per_node 4 -m taghead.cli train ...     (DistributedDataParallel, one process per GPU)
   taghead train ... --output runs/gym99 --resume           (continue from runs/gym99/checkpoint_last.pt)
+  taghead train ... --output runs/gym99 --overwrite        (start again: the earlier run's files are replaced)
 """
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from ..engine.builders import add_data_arguments, add_model_arguments
     from ..engine.optim import OPTIMIZERS
+    from ..engine.recipes import recipes_help
     from ._args import (
         add_command_parser,
         add_run_arguments,
@@ -44,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     parser = add_command_parser(
         subparsers, "train", help="train a model (CSV, folder or synthetic data; DDP under torchrun)",
-        description=DESCRIPTION, epilog=EPILOG,
+        description=DESCRIPTION, epilog=f"{recipes_help()}\n\n{EPILOG}",
     )
     add_model_arguments(parser)
     a = parser.add_argument_group("ART")
@@ -53,14 +58,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "this text encoder (hashing:DIM, open_clip:MODEL[:PRETRAINED], hf:NAME; see "
                         "taghead.build_text_bank) and pass it as the head's text_bank")
     add_data_arguments(parser, train=True)
-    g = parser.add_argument_group("optimisation (defaults: the reference recipe)")
-    g.add_argument("--epochs", type=positive_int, default=60)
-    g.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
-    g.add_argument("--lr", type=positive_float, default=1e-5, help="peak learning rate (head)")
-    g.add_argument("--weight-decay", type=non_negative_float, default=0.0)
+    by_recipe = "default: by recipe, see 'recipes' below"
+    g = parser.add_argument_group("optimisation (defaults by recipe: from scratch or fine-tuning, see below)")
+    g.add_argument("--epochs", type=positive_int, default=None, help=f"passes over the training set ({by_recipe})")
+    g.add_argument("--optimizer", choices=OPTIMIZERS, default=None, help=by_recipe)
+    g.add_argument("--lr", type=positive_float, default=None, help=f"peak learning rate of the head ({by_recipe})")
+    g.add_argument("--weight-decay", type=non_negative_float, default=None, help=by_recipe)
     g.add_argument("--backbone-lr-scale", type=non_negative_float, default=1.0, help="backbone learning rate = lr x this")
-    g.add_argument("--warmup-epochs", type=non_negative_float, default=0.0,
-                   help="linear warm-up, then cosine decay per step")
+    g.add_argument("--warmup-epochs", type=non_negative_float, default=None,
+                   help=f"linear warm-up, then cosine decay per step ({by_recipe})")
     g.add_argument("--min-lr-ratio", type=unit_float, default=0.0, help="final learning rate / peak")
     g.add_argument("--accum-steps", type=positive_int, default=1, help="gradient accumulation micro-batches")
     g.add_argument("--clip-grad", type=positive_float, default=None, help="max global gradient norm")
@@ -80,6 +86,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--output", type=Path, default=Path("runs/train"), help="output folder (default: runs/train)")
     r.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CHECKPOINT",
                    help="continue a run: a checkpoint file, or without value OUTPUT/checkpoint_last.pt")
+    r.add_argument("--overwrite", action="store_true",
+                   help="an --output that holds an earlier run: replace that run's files (metrics.csv, checkpoints, "
+                        "best/, curves.png, tensorboard/) instead of refusing")
     r.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard logs")
     parser.set_defaults(func=run)
 
@@ -119,25 +128,32 @@ def _run(args: argparse.Namespace) -> int:
         build_datasets,
         build_model,
         class_names_for,
+        data_name,
         data_source,
         parse_kwargs,
+        weights_origin,
     )
     from ..engine.distributed import cleanup_distributed, init_distributed
-    from ..engine.trainer import LAST_CHECKPOINT, TrainConfig, Trainer, seed_everything
+    from ..engine.recipes import resolve_recipe
+    from ..engine.trainer import LAST_CHECKPOINT, TrainConfig, Trainer, check_output_dir, seed_everything
     from ._args import check_output_folder
 
     check_output_folder(args.output)
     head_kwargs = parse_kwargs(args.head_kwargs, "--head-kwargs")
     backbone_kwargs = parse_kwargs(args.backbone_kwargs, "--backbone-kwargs")
+    recipe = resolve_recipe(args, head_kwargs)
+    head_kwargs = recipe.head_kwargs
+    o = recipe.options
     config = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
-        weight_decay=args.weight_decay, backbone_lr_scale=args.backbone_lr_scale, warmup_epochs=args.warmup_epochs,
+        epochs=o["epochs"], batch_size=args.batch_size, optimizer=o["optimizer"], lr=o["lr"],
+        weight_decay=o["weight_decay"], backbone_lr_scale=args.backbone_lr_scale, warmup_epochs=o["warmup_epochs"],
         min_lr_ratio=args.min_lr_ratio, amp=args.amp, accum_steps=args.accum_steps, clip_grad=args.clip_grad,
         label_smoothing=args.label_smoothing, seed=args.seed, workers=args.workers, monitor=args.monitor,
         max_steps_per_epoch=args.max_steps_per_epoch, find_unused_parameters=args.find_unused_parameters,
         channels_last=args.channels_last,
         progress=not args.no_progress, tensorboard=not args.no_tensorboard,
     )
+    check_output_dir(args.output, resume=args.resume is not None, overwrite=args.overwrite)  # before any work
     resume = None
     if args.resume is not None:
         resume = args.output / LAST_CHECKPOINT if args.resume == "auto" else Path(args.resume)
@@ -158,6 +174,8 @@ def _run(args: argparse.Namespace) -> int:
     ctx = init_distributed(args.device)
     if source == "synthetic" and args.hflip_p != 0.5 and ctx.is_main:
         print("note: --hflip-p has no effect on synthetic data (rendered clips are not augmented)")
+    if ctx.is_main:
+        print(recipe.describe(), flush=True)
     try:
         class_names = class_names_for(args)
         text_bank = None
@@ -174,13 +192,16 @@ def _run(args: argparse.Namespace) -> int:
                             init=args.init)
         if text_bank is not None and (args.model or args.init):
             _set_model_text_bank(model, text_bank, f"--model {args.model}" if args.model else f"--init {args.init}")
+        if ctx.is_main:
+            print(f"resuming from {resume}: the weights of that checkpoint" if resume is not None else
+                  weights_origin(model, init=args.init, seed=args.seed), flush=True)
         if args.sync_bn:
             if ctx.device.type != "cuda":
                 raise ValueError("--sync-bn needs CUDA (torch's SyncBatchNorm runs on GPUs only)")
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         splits = build_datasets(args, model.data_config, class_names, progress=ctx.is_main and not args.no_progress)
         trainer = Trainer(model, splits.train, splits.val, config, output_dir=args.output, ctx=ctx,
-                          class_names=class_names)
+                          class_names=class_names, overwrite=args.overwrite, data_name=data_name(args))
         if resume is not None:
             trainer.resume(resume)
         history = trainer.fit()

@@ -4,9 +4,11 @@
   ``(video float [3, T, H, W], label)``, robust to unreadable files.
 - :class:`SyntheticFineGrainedDataset`: a fine-grained benchmark rendered on the fly (no download);
   :func:`write_videos` writes it as mp4 files + a split CSV.
-- :func:`load_clip`: one video file as a model input (prediction), at about the decoder's speed.
+- :func:`load_clip`: one video file as a model input (prediction), at about the decoder's speed;
+  :func:`load_clip_with_source` also says which source frames (and times) the clip holds (:class:`ClipSource`).
 - :func:`read_clip` (``shrink_to=``: frames scaled down while converted to RGB; ``threads=``),
-  :func:`count_frames`, :func:`write_video`: PyAV decoding/encoding (imported lazily).
+  :func:`count_frames`, :func:`frame_rate`, :func:`iter_frames`, :func:`write_video`: PyAV decoding/encoding
+  (imported lazily).
 - :func:`uniform_frame_indices`: the reference's temporal sampling.
 - :class:`TrainTransform`, :class:`EvalTransform`, :func:`build_transform`: the clip transforms.
 """
@@ -14,21 +16,25 @@
 from .dataset import (
     CSV_COLUMNS,
     VIDEO_EXTENSIONS,
+    ClipSource,
     CorruptVideoWarning,
     VideoClipDataset,
     VideoSample,
     load_clip,
+    load_clip_with_source,
 )
 from .sampling import uniform_frame_indices
 from .synthetic import SYNTHETIC_CLASSES, SyntheticFineGrainedDataset, write_videos
 from .transforms import EvalTransform, TrainTransform, build_transform
-from .video import VideoDecodeError, count_frames, read_clip, write_video
+from .video import VideoDecodeError, count_frames, frame_rate, iter_frames, read_clip, write_video
 
 __all__ = [
     "VideoClipDataset",
     "VideoSample",
     "CorruptVideoWarning",
     "load_clip",
+    "load_clip_with_source",
+    "ClipSource",
     "CSV_COLUMNS",
     "VIDEO_EXTENSIONS",
     "SyntheticFineGrainedDataset",
@@ -41,5 +47,7 @@ __all__ = [
     "VideoDecodeError",
     "read_clip",
     "count_frames",
+    "frame_rate",
+    "iter_frames",
     "write_video",
 ]

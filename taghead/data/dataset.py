@@ -20,7 +20,8 @@ label; the file is marked bad (never decoded again by this dataset object), a
 :class:`CorruptVideoWarning` naming the file and the reason is issued once per file, and the
 replacement is counted. The marks and counts live in shared-memory tensors, so items loaded in
 DataLoader worker processes are counted in the main process too: after an epoch,
-:meth:`~VideoClipDataset.failure_summary` (a line of text, empty when nothing failed),
+:meth:`~VideoClipDataset.failure_summary` (a line of text naming the bad files by their path relative to
+the data root, or ``None`` when nothing failed),
 :attr:`~VideoClipDataset.bad_files` and :attr:`~VideoClipDataset.num_replaced` describe it, and
 :meth:`~VideoClipDataset.reset_failures` starts the next epoch's count (bad files stay marked).
 Workers must be started after the dataset is built (the DataLoader's default; ``fork`` and
@@ -34,6 +35,7 @@ import math
 import os
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path, PurePath, PureWindowsPath
 from typing import NamedTuple
 
@@ -42,10 +44,12 @@ import torch
 from torch.utils.data import Dataset
 
 from ..config import DataConfig
+from .sampling import uniform_frame_indices
 from .transforms import EvalTransform, TrainTransform, build_transform
-from .video import VideoDecodeError, read_clip
+from .video import VideoDecodeError, frame_rate, read_clip
 
-__all__ = ["VideoClipDataset", "VideoSample", "CorruptVideoWarning", "load_clip", "VIDEO_EXTENSIONS", "CSV_COLUMNS"]
+__all__ = ["VideoClipDataset", "VideoSample", "CorruptVideoWarning", "load_clip", "load_clip_with_source", "ClipSource",
+           "VIDEO_EXTENSIONS", "CSV_COLUMNS"]
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v")
 CSV_COLUMNS = ("FileName", "Class", "TotalFrames", "ClassEncoded")
@@ -63,12 +67,49 @@ class VideoSample(NamedTuple):
     total_frames: int | None = None
 
 
+@dataclass(frozen=True)
+class ClipSource:
+    """Where the frames of a clip come from in its video file.
+
+    Attributes:
+        path: the video file.
+        frame_indices: the source frame (0-based) of each clip frame, in clip order.
+        total_frames: the frames the video has.
+        fps: its average frame rate from the metadata (``None`` when unknown).
+    """
+
+    path: str
+    frame_indices: tuple[int, ...]
+    total_frames: int
+    fps: float | None
+
+    def times(self) -> list[float] | None:
+        """The time of each clip frame in the video, in seconds (``None`` without a frame rate)."""
+        return [i / self.fps for i in self.frame_indices] if self.fps else None
+
+    def frame_labels(self, sep: str = ", ") -> list[str]:
+        """One label per clip frame: ``"frame 37, 1.23 s"`` (the source frame number, and its time when known;
+        ``sep`` between them)."""
+        times = self.times()
+        return [f"frame {i}" + (f"{sep}{times[k]:.2f} s" if times else "") for k, i in enumerate(self.frame_indices)]
+
+
+def load_clip_with_source(path: str | os.PathLike, data_config: DataConfig, total_frames: int | None = None, *,
+                          threads: int | None = None) -> tuple[torch.Tensor, ClipSource]:
+    """:func:`load_clip`, and which source frames the clip holds and at what times (:class:`ClipSource`)."""
+    frames, total = read_clip(path, data_config.num_frames, total_frames, shrink_to=data_config.resize_size,
+                              threads=threads)
+    source = ClipSource(os.fspath(path), tuple(uniform_frame_indices(total, data_config.num_frames)), total,
+                        frame_rate(path))
+    return EvalTransform(data_config)(frames), source
+
+
 def load_clip(path: str | os.PathLike, data_config: DataConfig, total_frames: int | None = None, *,
               threads: int | None = None) -> torch.Tensor:
     """One video as the model's evaluation input ``float [3, T, H, W]`` (for prediction).
 
     The same pixels as :class:`~taghead.data.EvalTransform` on the full-size frames (within the
-    decoder's scaling, mean absolute difference about 0.005 in [0, 1] units), at the decoder's speed:
+    decoder's scaling, mean absolute difference about 0.005 in [0, 1] pixel units), at the decoder's speed:
     the frames are shrunk to ``data_config.resize_size`` while they are converted to RGB
     (:func:`~taghead.data.read_clip`'s ``shrink_to``). ``threads``: decoder threads (``None``:
     automatic, 1 inside a DataLoader worker). Raises :class:`~taghead.data.video.VideoDecodeError`
@@ -184,9 +225,12 @@ class VideoClipDataset(Dataset):
             DataLoader seeds per worker). A generator is not shared between workers.
         max_replacements: how many following items to try before giving up on a replacement
             (default: all of them; a dataset with no readable video raises ``RuntimeError``).
+        root: the folder the videos are under (:meth:`from_folder`'s ``root``, :meth:`from_csv`'s
+            ``video_dir``); messages name files by their path relative to it (``val/jump/c.mp4`` is
+            ``jump/c.mp4``). ``None``: full paths.
 
     Attributes:
-        samples, class_names, num_classes, data_config, train, transform.
+        samples, class_names, num_classes, data_config, train, transform, root.
     """
 
     def __init__(
@@ -200,11 +244,13 @@ class VideoClipDataset(Dataset):
         scale: tuple[float, float] = (0.5, 1.0),
         generator: torch.Generator | None = None,
         max_replacements: int | None = None,
+        root: str | os.PathLike | None = None,
     ) -> None:
         if not isinstance(data_config, DataConfig):
             raise TypeError(f"data_config must be a taghead.DataConfig, got {type(data_config).__name__}")
         self.class_names = [str(c) for c in class_names]
         self.num_classes = len(self.class_names)
+        self.root = os.fspath(root) if root is not None else None
         self.samples = [VideoSample(*s) if not isinstance(s, VideoSample) else s for s in samples]
         if not self.samples:
             raise ValueError("VideoClipDataset needs at least one video; got an empty list of samples")
@@ -295,6 +341,7 @@ class VideoClipDataset(Dataset):
                         "model's) or the class names if the gap is intended")
             count = max(names) + 1 if num_classes is None else num_classes
             class_names = [names.get(i, f"class_{i}") for i in range(count)]
+        kwargs.setdefault("root", video_dir)
         return cls(samples, class_names, data_config, train, **kwargs)
 
     @classmethod
@@ -334,6 +381,7 @@ class VideoClipDataset(Dataset):
                         samples.append(VideoSample(str(f), label, None))
         if not samples:
             raise ValueError(f"no video files ({', '.join(sorted(suffixes))}) in the class folders of {root}")
+        kwargs.setdefault("root", root)
         return cls(samples, class_names, data_config, train, **kwargs)
 
     # ------------------------------------------------------------------------------------ access
@@ -396,13 +444,29 @@ class VideoClipDataset(Dataset):
         """``{path: times its item was replaced since the last reset}`` for the unreadable videos."""
         return {self.samples[i].path: int(self._replaced[i]) for i in torch.nonzero(self._bad).flatten().tolist()}
 
-    def failure_summary(self) -> str:
-        """One line for the end of an epoch: replacements and unreadable files (``""`` when none)."""
+    def display_path(self, index: int) -> str:
+        """The path of video ``index`` as messages show it: relative to :attr:`root` when it lies under it
+        (``jump/c.mp4``, unambiguous across class folders), else as given."""
+        path = self.samples[index].path
+        if self.root is not None:
+            relative = os.path.relpath(path, self.root)
+            if not relative.startswith(os.pardir):
+                return relative
+        return path
+
+    def failure_summary(self) -> str | None:
+        """One line for the end of an epoch: the items replaced since the last :meth:`reset_failures` and the
+        unreadable files (up to 5, by :meth:`display_path`, with the reason).
+
+        Returns:
+            the line, or ``None`` when no file has been found unreadable and no item was replaced (so
+            ``if (line := dataset.failure_summary()): print(line)`` prints only problems).
+        """
         bad = torch.nonzero(self._bad).flatten().tolist()
         if not bad and not self.num_replaced:
-            return ""
+            return None
         shown = ", ".join(
-            os.path.basename(self.samples[i].path) + (f" ({self._reasons[i]})" if i in self._reasons else "")
+            self.display_path(i) + (f" ({self._reasons[i]})" if i in self._reasons else "")
             for i in bad[:5]
         )
         more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""

@@ -12,8 +12,11 @@ API:
   converts only the sampled frames (and, with ``shrink_to``, scales them down in the same step).
 - :func:`count_frames` ``(path, threads=None) -> int``: the number of frames, by decoding (container
   metadata can be missing or wrong).
+- :func:`frame_rate` ``(path) -> float | None``: the video's average frame rate from its metadata.
+- :func:`iter_frames` ``(path, resize_to=None)``: every frame, one at a time, as ``uint8 [H, W, 3]`` RGB
+  (shorter side scaled to ``resize_to``), for work on whole videos in bounded memory.
 - :func:`write_video` ``(path, frames, fps=8, codec="libx264", crf=12)``: encode
-  ``uint8 [T, H, W, 3]`` frames as mp4, atomically.
+  ``uint8 [T, H, W, 3]`` frames (or any iterable of ``[H, W, 3]`` frames) as mp4, atomically.
 - :class:`VideoDecodeError`: raised for any file that cannot be opened or decoded.
 
 Speed. Decoding every frame is unavoidable (H.264 frames depend on each other), so the decoder
@@ -38,7 +41,8 @@ PyAV is imported on first use, so ``import taghead`` never needs it.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +54,8 @@ from ..weights import atomic_output
 from .sampling import uniform_frame_indices
 from .transforms import shorter_side_size
 
-__all__ = ["VideoDecodeError", "read_clip", "count_frames", "write_video", "display_orientation"]
+__all__ = ["VideoDecodeError", "read_clip", "count_frames", "frame_rate", "iter_frames", "write_video",
+           "display_orientation"]
 
 
 class VideoDecodeError(RuntimeError):
@@ -132,6 +137,19 @@ def display_orientation(frame: Any) -> tuple[bool, bool, bool]:
     return True, b < 0, c < 0  # axes swapped: x' = c y, y' = b x
 
 
+def _turn_upright(frames: np.ndarray, orientation: tuple[bool, bool, bool]) -> np.ndarray:
+    """``frames`` (``[..., H, W, 3]``) turned as :func:`display_orientation`'s ``(transpose, flip_rows,
+    flip_cols)`` says; a copy without negative strides when flipped, else a view."""
+    transpose, flip_rows, flip_cols = orientation
+    if transpose:
+        frames = frames.swapaxes(-3, -2)
+    if flip_rows:
+        frames = frames[..., ::-1, :, :]
+    if flip_cols:
+        frames = frames[..., ::-1, :]
+    return np.ascontiguousarray(frames) if flip_rows or flip_cols else frames
+
+
 class _FrameSink:
     """Converts the decoded frames that are kept and stores them: one slot per kept frame index.
 
@@ -197,29 +215,18 @@ class _FrameSink:
         planar = self.buffer if self.planar else self.buffer.transpose(3, 0, 1, 2)
         if order != list(range(planar.shape[1])):
             planar = planar[:, order]
-        frames = planar.transpose(1, 2, 3, 0)
-        transpose, flip_rows, flip_cols = self.orientation
-        if transpose:
-            frames = frames.transpose(0, 2, 1, 3)
-        if flip_rows:
-            frames = frames[:, ::-1]
-        if flip_cols:
-            frames = frames[:, :, ::-1]
-        return np.ascontiguousarray(frames) if flip_rows or flip_cols else frames
+        return _turn_upright(planar.transpose(1, 2, 3, 0), self.orientation)
 
 
-def _decode(path: str | os.PathLike, keep: Sequence[int], shrink_to: int | None = None, threads: int = 0,
-            opened: tuple[Any, Any] | None = None) -> tuple[_FrameSink, int]:
-    """Decode every frame of ``path`` (or of the already ``opened`` container, which is closed afterwards);
-    convert those in ``keep`` (distinct indices). Returns them and the number of frames."""
+def _each_frame(path: str | os.PathLike, opened: tuple[Any, Any], visit: Callable[[int, Any], Any]) -> Iterator[Any]:
+    """``visit(index, frame)`` for every decoded frame of the ``opened`` container (closed at the end), yielded in
+    order; a decoding or conversion error and a stream without frames become :class:`VideoDecodeError`."""
     av = _av()
-    sink = _FrameSink(keep, shrink_to, sws_threads=threads, path=path)
-    container, stream = opened or _open(path, threads)
+    container, stream = opened
     count = 0
     try:
         for frame in container.decode(stream):
-            if count in sink.slot:
-                sink.put(count, frame)
+            yield visit(count, frame)
             count += 1
     except (av.FFmpegError, OSError, ValueError) as err:
         raise VideoDecodeError(path, f"decoding failed after {count} frames ({type(err).__name__}: {err})") from None
@@ -227,7 +234,54 @@ def _decode(path: str | os.PathLike, keep: Sequence[int], shrink_to: int | None 
         container.close()
     if count == 0:
         raise VideoDecodeError(path, "no decodable frames")
+
+
+def _decode(path: str | os.PathLike, keep: Sequence[int], shrink_to: int | None = None, threads: int = 0,
+            opened: tuple[Any, Any] | None = None) -> tuple[_FrameSink, int]:
+    """Decode every frame of ``path`` (or of the already ``opened`` container, which is closed afterwards);
+    convert those in ``keep`` (distinct indices). Returns them and the number of frames."""
+    sink = _FrameSink(keep, shrink_to, sws_threads=threads, path=path)
+
+    def convert_kept(index: int, frame: Any) -> None:
+        if index in sink.slot:
+            sink.put(index, frame)
+
+    count = sum(1 for _ in _each_frame(path, opened or _open(path, threads), convert_kept))
     return sink, count
+
+
+def frame_rate(path: str | os.PathLike) -> float | None:
+    """The average frame rate of ``path``'s video stream from the container's metadata (``None`` when it has
+    none). Raises :class:`VideoDecodeError` for a file that cannot be opened."""
+    container, stream = _open(path, threads=1)
+    try:
+        rate = stream.average_rate or stream.guessed_rate
+    finally:
+        container.close()
+    return float(rate) if rate else None
+
+
+def iter_frames(path: str | os.PathLike, resize_to: int | None = None, threads: int | None = None) -> Iterator[np.ndarray]:
+    """Every frame of ``path`` in order, as ``uint8 [H, W, 3]`` RGB, decoded and converted one at a time, upright
+    as a player shows it (the display matrix applied, as :func:`read_clip` does).
+
+    ``resize_to``: scale each frame (up or down, bilinear) so that its shorter side is ``resize_to``, the
+    aspect ratio kept as :func:`~taghead.data.transforms.shorter_side_size` rounds it. Raises
+    :class:`VideoDecodeError` for a file that cannot be opened or decoded.
+    """
+    from av.video.reformatter import VideoReformatter
+
+    threads = _resolve_threads(threads)
+    reformatter = VideoReformatter()
+
+    def rgb(index: int, frame: Any) -> np.ndarray:
+        h, w = (frame.height, frame.width) if resize_to is None else shorter_side_size(frame.height, frame.width,
+                                                                                         resize_to)
+        array = reformatter.reformat(frame, width=w, height=h, format="rgb24", interpolation="BILINEAR",
+                                     threads=threads).to_ndarray()
+        return _turn_upright(array, display_orientation(frame))  # as read_clip gives the clip's frames
+
+    yield from _each_frame(path, _open(path, threads), rgb)
 
 
 def count_frames(path: str | os.PathLike, threads: int | None = None) -> int:
@@ -299,15 +353,32 @@ def read_clip(
     return sink.clip(indices), actual
 
 
+def _check_frame(array: Any, index: int, size: tuple[int, int] | None) -> np.ndarray:
+    """One frame to encode: ``uint8 [H, W, 3]`` with even ``H, W`` (yuv420p), the size of the first frame."""
+    if isinstance(array, torch.Tensor):
+        array = array.detach().cpu().numpy()
+    if not isinstance(array, np.ndarray) or array.dtype != np.uint8 or array.ndim != 3 or array.shape[-1] != 3:
+        got = f"{type(array).__name__} {getattr(array, 'dtype', '')} {tuple(getattr(array, 'shape', ()))}"
+        raise ValueError(f"write_video expects uint8 frames [T, H, W, 3] (or frames [H, W, 3]), got {got} at frame {index}")
+    h, w = array.shape[:2]
+    if size is None and (h % 2 or w % 2):
+        raise ValueError(f"write_video needs even H, W (yuv420p), got H={h}, W={w}")
+    if size is not None and (h, w) != size:
+        raise ValueError(f"write_video: frame {index} is {h}x{w}, the first frame {size[0]}x{size[1]}")
+    return np.ascontiguousarray(array)
+
+
 def write_video(
     path: str | os.PathLike,
-    frames: np.ndarray | torch.Tensor,
-    fps: int = 8,
+    frames: np.ndarray | torch.Tensor | Iterable[np.ndarray],
+    fps: float | Fraction = 8,
     codec: str = "libx264",
     crf: int | None = 12,
 ) -> Path:
-    """Encode ``uint8 [T, H, W, 3]`` RGB frames to ``path`` (mp4; yuv420p, so ``H`` and ``W`` must be even).
+    """Encode RGB frames to ``path`` (mp4; yuv420p, so ``H`` and ``W`` must be even).
 
+    ``frames``: ``uint8 [T, H, W, 3]``, or any iterable of ``uint8 [H, W, 3]`` frames of one size (encoded as
+    they come, so a long video never sits in memory). ``fps``: an int, a float (29.97) or a ``Fraction``.
     The file is written to a temporary name in the same folder and renamed, so a crash never
     leaves a partial file under ``path``. ``crf`` is the libx264 quality (0 = lossless, 23 =
     FFmpeg's default; ignored by other codecs). Returns ``Path(path)``.
@@ -315,19 +386,33 @@ def write_video(
     av = _av()
     if isinstance(frames, torch.Tensor):
         frames = frames.detach().cpu().numpy()
-    if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
-        got = f"{type(frames).__name__} {getattr(frames, 'dtype', '')} {tuple(getattr(frames, 'shape', ()))}"
-        raise ValueError(f"write_video expects uint8 frames [T, H, W, 3], got {got}")
-    t, h, w, _ = frames.shape
-    if t < 1 or h % 2 or w % 2:
-        raise ValueError(f"write_video needs at least one frame and even H, W (yuv420p), got T={t}, H={h}, W={w}")
+    if isinstance(frames, np.ndarray):
+        if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+            raise ValueError(f"write_video expects uint8 frames [T, H, W, 3], got ndarray {frames.dtype} "
+                             f"{tuple(frames.shape)}")
+        if frames.shape[0] < 1:
+            raise ValueError("write_video needs at least one frame")
+    elif not isinstance(frames, Iterable):
+        raise ValueError(f"write_video expects uint8 frames [T, H, W, 3] or an iterable of frames, got "
+                         f"{type(frames).__name__}")
+    if isinstance(fps, bool) or not isinstance(fps, (int, float, Fraction)) or not fps > 0:
+        raise ValueError(f"fps must be a positive number, got {fps!r}")
+    rate = Fraction(fps).limit_denominator(1001)
     path = Path(path)
+    size: tuple[int, int] | None = None
     with atomic_output(path) as tmp, av.open(str(tmp), mode="w", format="mp4") as container:
-        stream = container.add_stream(codec, rate=fps)
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        if crf is not None and codec == "libx264":
-            stream.options = {"crf": str(crf)}
-        for array in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format="rgb24")))
+        stream = None
+        for index, array in enumerate(frames):
+            array = _check_frame(array, index, size)
+            if stream is None:
+                size = array.shape[:2]
+                stream = container.add_stream(codec, rate=rate)
+                stream.height, stream.width = size
+                stream.pix_fmt = "yuv420p"
+                if crf is not None and codec == "libx264":
+                    stream.options = {"crf": str(crf)}
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")))
+        if stream is None:
+            raise ValueError("write_video needs at least one frame")
         container.mux(stream.encode(None))
     return path

@@ -6,7 +6,9 @@
 - :mod:`~taghead.engine.distributed`: torchrun / DistributedDataParallel support.
 - :mod:`~taghead.engine.optim`: Adam / AdamW and the warm-up + cosine schedule.
 - :mod:`~taghead.engine.plots`: training curves, confusion matrices, bar charts (matplotlib).
-- :mod:`~taghead.engine.predict`: :func:`load_model`, :func:`predict_videos`.
+- :mod:`~taghead.engine.predict`: :func:`load_model` (:func:`load_model_with_source` also says which weights),
+  :func:`predict_videos`.
+- :mod:`~taghead.engine.recipes`: the from-scratch and fine-tuning defaults of ``taghead train``.
 """
 
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -19,7 +21,14 @@ from .metrics import (
     topk_accuracy,
 )
 from .optim import WarmupCosine, build_optimizer, build_scheduler
-from .predict import Prediction, load_model, predict_videos, topk_predictions
+from .predict import (
+    LoadedModel,
+    Prediction,
+    load_model,
+    load_model_with_source,
+    predict_videos,
+    topk_predictions,
+)
 from .trainer import TrainConfig, Trainer, evaluate, seed_everything
 
 __all__ = [
@@ -28,5 +37,5 @@ __all__ = [
     "save_checkpoint", "load_checkpoint",
     "DistributedContext", "init_distributed",
     "build_optimizer", "build_scheduler", "WarmupCosine",
-    "load_model", "predict_videos", "topk_predictions", "Prediction",
+    "load_model", "load_model_with_source", "LoadedModel", "predict_videos", "topk_predictions", "Prediction",
 ]

@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 from ..config import DataConfig
 
 __all__ = ["parse_kwargs", "build_model", "DataSplits", "build_datasets", "add_data_arguments", "add_model_arguments",
-           "SYNTHETIC_DEFAULTS"]
+           "SYNTHETIC_DEFAULTS", "weights_origin", "data_name"]
 
 #: Clip and set sizes of ``--data synthetic`` unless given (``num_classes=None``: all the benchmark's classes).
 SYNTHETIC_DEFAULTS = dict(num_frames=16, crop_size=64, train_samples=1200, val_samples=300, num_classes=None)
@@ -88,6 +88,43 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--num-frames", type=positive_int, default=None, help="frames per clip (default: the backbone's)")
     g.add_argument("--crop-size", type=positive_int, default=None, help="crop side in pixels (default: the backbone's)")
     g.add_argument("--freeze-backbone", action="store_true", help="train the head only (backbone BN statistics fixed)")
+
+
+def _weights_name(weights: Any) -> str:
+    """A spec's ``backbone_weights`` entry (a tag or file name, or a dict naming one) as text."""
+    if isinstance(weights, dict):
+        for key in ("tag", "file", "name", "source"):
+            if weights.get(key):
+                return str(weights[key])
+        return json.dumps(weights, sort_keys=True)
+    return str(weights)
+
+
+def weights_origin(model: nn.Module, *, init: str | None = None, seed: int | None = None) -> str:
+    """Where the weights a run starts from come from, as the start-up line of ``taghead train`` says it:
+    random, a pretrained backbone (the spec's ``backbone_weights``), or a saved model (``--init``)."""
+    spec = getattr(model, "spec", None) or {}
+    backbone = spec.get("backbone") or type(getattr(model, "backbone", model)).__name__
+    seeded = f" (seed {seed})" if seed is not None else ""
+    if init is not None:
+        return f"weights: from the saved model --init {init} (backbone and head)"
+    pretrained = spec.get("backbone_weights")
+    if pretrained:
+        return (f"weights: backbone {backbone} pretrained ({_weights_name(pretrained)}); head random"
+                f"{seeded}")
+    return f"weights: random{seeded}, backbone {backbone} and head (nothing pretrained)"
+
+
+def data_name(args: argparse.Namespace) -> str:
+    """The training data of a ``taghead train`` command line, for the model card of ``best/``: ``taghead-synthetic``,
+    the split CSV's name, or the last two parts of ``--train-dir`` (no full local path: a ``config.json`` travels)."""
+    source = data_source(args)
+    if source == "synthetic":
+        return "taghead-synthetic"  # taghead.data.SyntheticFineGrainedDataset
+    if source == "csv":
+        return Path(args.train_csv).stem
+    parts = Path(args.train_dir).resolve().parts[-2:]
+    return "/".join(parts)
 
 
 def build_model(

@@ -63,8 +63,10 @@ def plot_training_curves(runs: Mapping[str, Sequence[Mapping[str, float]]], path
                          title: str | None = None, chance: float | None = None) -> Path:
     """Loss and validation accuracy per epoch for one or more runs (``{name: metrics rows}``).
 
-    Left: training loss (solid) and validation loss (dashed). Right: validation Top-1 (solid) and
-    mean class accuracy (dotted), in percent, and the ``chance`` level (a fraction) when given.
+    Left: training loss (solid) and validation loss (dashed). Right: validation Top-1 (thin solid line with
+    dots) over mean class accuracy (a wide pale band of the same colour, so that it shows where the two
+    coincide, as they do on a balanced validation set where every class is predicted equally well; the legend
+    then says so), in percent, and the ``chance`` level (a fraction) when given.
     """
     plt = _pyplot()
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
@@ -75,13 +77,16 @@ def plot_training_curves(runs: Mapping[str, Sequence[Mapping[str, float]]], path
             ax_loss.plot(epochs, [r.get("train_loss", math.nan) for r in rows], "-", color=colour, label=f"{name} train")
         if any(not math.isnan(r.get("val_loss", math.nan)) for r in rows):
             ax_loss.plot(epochs, [r.get("val_loss", math.nan) for r in rows], "--", color=colour, label=f"{name} val")
-            ax_acc.plot(epochs, [100 * r.get("val_top1", math.nan) for r in rows], "-o", ms=3, color=colour,
-                        label=f"{name} Top-1")
-            ax_acc.plot(epochs, [100 * r.get("val_mca", math.nan) for r in rows], ":", color=colour, label=f"{name} MCA")
+            top1 = [100 * r.get("val_top1", math.nan) for r in rows]
+            mca = [100 * r.get("val_mca", math.nan) for r in rows]
+            same = all(math.isnan(a) and math.isnan(b) or abs(a - b) < 0.05 for a, b in zip(top1, mca))
+            ax_acc.plot(epochs, mca, "-", lw=6, alpha=0.3, color=colour, solid_capstyle="round", zorder=2,
+                        label=f"{name} MCA" + (" (= Top-1 at every epoch)" if same else ""))
+            ax_acc.plot(epochs, top1, "-o", ms=3, lw=1.3, color=colour, zorder=3, label=f"{name} Top-1")
     if chance is not None:
         ax_acc.axhline(100 * chance, color="grey", ls="--", lw=1, label="chance")
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
-    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="validation accuracy", ylim=(0, 100))
+    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="validation accuracy", ylim=(0, 104))
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:

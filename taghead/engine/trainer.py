@@ -13,10 +13,16 @@ calls ``model.update_ema()`` when the model has it (ART's text bank follows its 
 Each epoch: train (tqdm bar, rank 0), evaluate on the validation set (metrics exact across
 processes), print one line, append to ``metrics.csv``, log to TensorBoard when it is installed,
 save ``checkpoint_last.pt`` (and ``checkpoint_best.pt`` + a ``best/`` ``save_pretrained`` folder when
-the monitored metric improved), redraw ``curves.png`` (after the last epoch, and after any epoch
-longer than 30 s). :meth:`Trainer.resume` continues from a
+the monitored metric improved, or stayed equal with a lower validation loss; the model card of
+``best/`` records the epoch and its validation metrics), redraw ``curves.png`` (after the last epoch,
+and after any epoch longer than 30 s). The learning rate logged for an epoch is the one its last
+optimiser step used. :meth:`Trainer.resume` continues from a
 checkpoint: a run killed at any point and resumed gives the same result as an uninterrupted one
 (bit-identical in a deterministic CPU set-up, see ``tests/test_checkpoint.py``).
+
+**Nothing of an earlier run is lost.** A fresh run (not resumed) refuses an output folder that already
+holds a run's files (:data:`RUN_OUTPUTS`) with a :class:`RunExistsError`, unless ``overwrite=True``,
+which removes those files (and only those) before the first epoch.
 """
 
 from __future__ import annotations
@@ -63,7 +69,8 @@ from .metrics import ClassificationMeter
 from .optim import OPTIMIZERS, build_optimizer, build_scheduler
 
 __all__ = ["TrainConfig", "Trainer", "seed_everything", "AMP_MODES", "METRICS_CSV", "LAST_CHECKPOINT",
-           "BEST_CHECKPOINT", "BEST_PRETRAINED", "CURVES_PNG"]
+           "BEST_CHECKPOINT", "BEST_PRETRAINED", "CURVES_PNG", "TENSORBOARD_DIR", "RUN_OUTPUTS", "RunExistsError",
+           "existing_run_outputs", "check_output_dir", "is_improvement"]
 
 AMP_MODES = ("none", "bf16", "fp16")
 METRICS_CSV = "metrics.csv"
@@ -71,7 +78,67 @@ LAST_CHECKPOINT = "checkpoint_last.pt"
 BEST_CHECKPOINT = "checkpoint_best.pt"
 BEST_PRETRAINED = "best"
 CURVES_PNG = "curves.png"
+TENSORBOARD_DIR = "tensorboard"
+#: What a run writes into its output folder: a fresh run refuses a folder holding any of them (unless told to
+#: overwrite, which removes exactly these).
+RUN_OUTPUTS = (METRICS_CSV, LAST_CHECKPOINT, BEST_CHECKPOINT, BEST_PRETRAINED, CURVES_PNG, TENSORBOARD_DIR)
 _AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class RunExistsError(FileExistsError):
+    """The output folder already holds a training run, and the new run was neither resumed nor told to overwrite."""
+
+
+def existing_run_outputs(folder: str | os.PathLike) -> list[str]:
+    """The names of :data:`RUN_OUTPUTS` that exist in ``folder`` (``[]`` when it does not exist)."""
+    folder = Path(folder)
+    return [name for name in RUN_OUTPUTS if (folder / name).exists()] if folder.is_dir() else []
+
+
+def check_output_dir(folder: str | os.PathLike, *, resume: bool = False, overwrite: bool = False) -> list[str]:
+    """Check that a run may write to ``folder``; returns the earlier run's files that ``overwrite`` will replace.
+
+    Raises:
+        NotADirectoryError: ``folder`` is a file.
+        RunExistsError: ``folder`` holds an earlier run's files (:data:`RUN_OUTPUTS`) and neither
+            ``resume`` nor ``overwrite`` is set. Nothing is changed.
+        ValueError: ``resume`` and ``overwrite`` together.
+    """
+    folder = Path(folder)
+    if resume and overwrite:
+        raise ValueError("--resume continues the run in the output folder and --overwrite replaces it; give one")
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"the output folder {str(folder)!r} is a file; give a folder")
+    found = existing_run_outputs(folder)
+    if found and not resume and not overwrite:
+        raise RunExistsError(
+            f"{str(folder)!r} already holds a training run ({', '.join(found)}); nothing was changed. Continue it "
+            "with --resume, write to another --output, or pass --overwrite to replace it")
+    return found if overwrite else []
+
+
+def _remove_run_outputs(folder: Path, names: list[str]) -> None:
+    for name in names:
+        path = folder / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+
+
+def is_improvement(value: float, loss: float, best: float | None, best_loss: float | None) -> bool:
+    """Whether validation ``value`` (higher is better) with validation ``loss`` beats the best so far.
+
+    A higher value wins; an equal value wins when its loss is lower (a run at 100 % keeps improving its
+    loss, and the later weights are the better ones). NaN values never win.
+    """
+    if math.isnan(value):
+        return False
+    if best is None or value > best:
+        return True
+    if value < best:
+        return False
+    return not math.isnan(loss) and (best_loss is None or math.isnan(best_loss) or loss < best_loss)
 
 
 def seed_everything(seed: int) -> None:
@@ -217,6 +284,9 @@ class Trainer:
         class_names: for the logs and plots (default: the model's ``label_names`` or the dataset's
             ``class_names``).
         log: where rank 0's text lines go (default ``print``).
+        overwrite: a fresh run into an ``output_dir`` that holds an earlier run removes that run's files
+            (:data:`RUN_OUTPUTS`) first; without it :meth:`fit` raises :class:`RunExistsError`.
+        data_name: the training data, in words, for the model card of ``best/`` (e.g. ``"gym99_train"``).
     """
 
     def __init__(
@@ -230,6 +300,8 @@ class Trainer:
         ctx: DistributedContext | None = None,
         class_names: list[str] | None = None,
         log: Callable[[str], None] = print,
+        overwrite: bool = False,
+        data_name: str | None = None,
     ) -> None:
         self.config = config = config or TrainConfig()
         if not isinstance(config, TrainConfig):
@@ -277,9 +349,13 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=config.amp == "fp16")
         self.criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
 
+        self.overwrite = bool(overwrite)
+        self.data_name = data_name
         self.start_epoch = 0
         self.global_step = 0
         self.best_metric: float | None = None
+        self.best_loss: float | None = None  # validation loss of the best epoch (breaks ties of the metric)
+        self.last_step_lr = self.lr  # the learning rate the latest optimiser step used
         self.history: list[dict[str, float]] = []
         self._tb: Any = None
         self._warned_pretrained = False
@@ -358,7 +434,7 @@ class Trainer:
             if last_micro:
                 self._optimizer_step()
             bar.update(1)
-            bar.set_postfix(loss=f"{float(loss.detach()):.3f}", lr=f"{self.lr:.2e}")
+            bar.set_postfix(loss=f"{float(loss.detach()):.3f}", lr=f"{self.last_step_lr:.2e}")
         bar.close()
         del iterator
 
@@ -375,6 +451,7 @@ class Trainer:
         if cfg.clip_grad is not None:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]], cfg.clip_grad)
+        self.last_step_lr = self.lr
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
@@ -386,7 +463,7 @@ class Trainer:
             self.scheduler.step()
         self.global_step += 1
         if self._tb is not None:
-            self._tb.add_scalar("train/lr", self.lr, self.global_step)
+            self._tb.add_scalar("train/lr", self.last_step_lr, self.global_step)
 
     # ---------------------------------------------------------------------------------- evaluation
     @torch.no_grad()
@@ -407,6 +484,8 @@ class Trainer:
     def fit(self) -> list[dict[str, float]]:
         """Train from :attr:`start_epoch` to ``config.epochs``; returns the per-epoch metric rows."""
         cfg = self.config
+        if self.output_dir is not None:
+            self._prepare_output_dir()
         if self.output_dir is not None and self.ctx.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             self._open_tensorboard()
@@ -421,17 +500,17 @@ class Trainer:
                 row: dict[str, float] = {"epoch": epoch + 1, "step": self.global_step}
                 row.update(self.train_one_epoch(epoch))
                 row["step"] = self.global_step
-                row["lr"] = self.lr
+                row["lr"] = self.last_step_lr  # what the epoch's last step used (the schedule has moved on since)
                 improved = False
                 if self.val_dataset is not None:
                     _reset_failures(self.val_dataset)
                     metrics, _ = self.evaluate(desc=f"val {epoch + 1}/{cfg.epochs}")
                     self._report_failures(self.val_dataset, "val")
                     row.update({f"val_{k}": float(v) for k, v in metrics.items() if k != "count"})
-                    value = metrics[cfg.monitor]
-                    improved = not math.isnan(value) and (self.best_metric is None or value > self.best_metric)
+                    value, loss = float(metrics[cfg.monitor]), float(metrics["loss"])
+                    improved = is_improvement(value, loss, self.best_metric, self.best_loss)
                     if improved:
-                        self.best_metric = float(value)
+                        self.best_metric, self.best_loss = value, loss
                 row["epoch_seconds"] = time.time() - t0
                 self.history.append(row)
                 self.log(_epoch_line(row, cfg.epochs))
@@ -442,6 +521,21 @@ class Trainer:
                 self._tb = None
         barrier(self.ctx)
         return self.history
+
+    def _prepare_output_dir(self) -> None:
+        """A fresh run: refuse (or, with ``overwrite``, clear) an earlier run's files; rank 0's view decides."""
+        if self.start_epoch > 0:
+            return  # resumed: the folder is this run's
+        found = existing_run_outputs(self.output_dir) if self.ctx.is_main else []
+        found = all_gather_objects(found, self.ctx)[0]
+        if found and not self.overwrite:
+            raise RunExistsError(
+                f"{str(self.output_dir)!r} already holds a training run ({', '.join(found)}); nothing was changed. "
+                "Resume it (Trainer.resume), use another output_dir, or pass overwrite=True to replace it")
+        if found and self.ctx.is_main:
+            self.log(f"replacing the earlier run in {self.output_dir} ({', '.join(found)})")
+            _remove_run_outputs(self.output_dir, found)
+        barrier(self.ctx)
 
     def _end_of_epoch(self, epoch: int, improved: bool) -> None:
         # Every rank's generator state goes into the checkpoint (gathered even when nothing is written,
@@ -462,7 +556,7 @@ class Trainer:
         if improved:
             _atomic_copy(last, self.output_dir / BEST_CHECKPOINT)
             if self.config.save_best_pretrained:
-                self._save_pretrained(self.output_dir / BEST_PRETRAINED)
+                self._save_pretrained(self.output_dir / BEST_PRETRAINED, row)
         # Redraw the curves at the end, and after epochs long enough that drawing (~1 s) costs little.
         if self.config.plot and (epoch + 1 == self.config.epochs or row["epoch_seconds"] > 30):
             try:
@@ -472,19 +566,49 @@ class Trainer:
             except ImportError:  # pragma: no cover - matplotlib missing
                 pass
 
-    def _save_pretrained(self, folder: Path) -> None:
+    def trained_cfg(self, row: dict[str, float]) -> Any:
+        """The provenance of the weights after the epoch of metrics ``row``, for ``best/``'s ``config.json`` and
+        model card: this run's data, epoch and validation metrics (in percent); ``None`` for a model without a
+        ``data_config``."""
+        from ..config import PretrainedCfg
+
+        dc = getattr(self.model, "data_config", None)
+        if dc is None:
+            return None
+        before = getattr(self.model, "pretrained_cfg", None)
+        epoch = int(row["epoch"])
+        metrics = {name: round(100 * row[key], 2) for name, key in (("top1_accuracy", "val_top1"),
+                                                                    ("mean_class_accuracy", "val_mca"),
+                                                                    ("top5_accuracy", "val_top5"))
+                   if key in row and not math.isnan(row[key])}
+        data = self.data_name or "the training data"
+        source = (f"Trained with taghead (`taghead train`, {_describe(self.model)}) on {data}: the weights after epoch "
+                  f"{epoch} of {self.config.epochs}, the best by validation {self.config.monitor} when saved "
+                  f"(validation loss {row.get('val_loss', math.nan):.4g}, {len(self.val_dataset or ())} clips).")
+        return PretrainedCfg(num_classes=self.num_classes, num_frames=dc.num_frames, crop_size=dc.crop_size,
+                             resize_size=dc.resize_size, mean=dc.mean, std=dc.std, source=source,
+                             citation=getattr(before, "citation", None), dataset=self.data_name, metrics=metrics,
+                             split="validation", epoch=epoch)
+
+    def _save_pretrained(self, folder: Path, row: dict[str, float] | None = None) -> None:
         save = getattr(self.model, "save_pretrained", None)
         if save is None:
             return
+        before = getattr(self.model, "pretrained_cfg", None)
         try:
             if getattr(self.model, "label_names", None) is None:
                 self.model.label_names = list(self.class_names)
+            if row is not None and hasattr(self.model, "pretrained_cfg"):
+                self.model.pretrained_cfg = self.trained_cfg(row) or before
             save(folder)
         except (TypeError, ValueError) as err:
             if not self._warned_pretrained:
                 self.log(f"warning: could not write {folder} with save_pretrained ({err}); the checkpoints are "
                          "still written")
                 self._warned_pretrained = True
+        finally:
+            if hasattr(self.model, "pretrained_cfg"):
+                self.model.pretrained_cfg = before
 
     def state_dict(self, epoch: int, rng: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         """The checkpoint dict (see :mod:`taghead.engine.checkpoint`) after ``epoch`` completed epochs."""
@@ -498,6 +622,7 @@ class Trainer:
             "rng": rng if rng is not None else [capture_rng_state()],
             "world_size": self.ctx.world_size,
             "best_metric": self.best_metric,
+            "best_loss": self.best_loss,
             "model_config": model_config_json(self.model),
             "train_config": json.dumps(self.config.to_dict()),
             "class_names": list(self.class_names),
@@ -532,6 +657,7 @@ class Trainer:
         self.start_epoch = int(state["epoch"])
         self.global_step = int(state.get("global_step", 0))
         self.best_metric = state.get("best_metric")
+        self.best_loss = state.get("best_loss")
         self.history = self._read_history(self.start_epoch)
         self.log(f"resumed from {path} after epoch {self.start_epoch} (step {self.global_step})")
         return self.start_epoch
@@ -565,7 +691,7 @@ class Trainer:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:  # TensorBoard is optional
             return
-        self._tb = SummaryWriter(log_dir=str(self.output_dir / "tensorboard"))
+        self._tb = SummaryWriter(log_dir=str(self.output_dir / TENSORBOARD_DIR))
 
     def _report_failures(self, dataset: Dataset, split: str) -> None:
         summary = getattr(dataset, "failure_summary", None)

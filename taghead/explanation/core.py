@@ -30,7 +30,7 @@ from torch import nn
 
 from ..adapters.base import check_video
 from .grid import TokenCentres, measure_token_centres, upsample
-from .methods import METHODS, ExplanationMethodError, check_method
+from .methods import METHODS, ExplanationMethodError, resolve_method
 from .regions import capture_regions, has_regions
 
 __all__ = ["Explanation", "explain", "class_index"]
@@ -211,8 +211,9 @@ def explain(model: nn.Module, video: torch.Tensor,
         method: ``"gradcam"`` (the class logit's gradients averaged over the tokens weight the channels),
             ``"hirescam"`` (each token's own gradient times its features; faithful to heads that read
             positions, like TAG-Head) or ``"occlusion"`` (no gradients: the drop of the class log-probability
-            when 2 x 2 patches of tokens are replaced by the clip's mean token). See
-            :mod:`taghead.explanation.methods`.
+            when 2 x 2 patches of tokens are replaced by the clip's mean token), or ``"auto"``: the one that
+            suits the head (:func:`~taghead.explanation.methods.default_method`; the result's ``method`` says
+            which). See :mod:`taghead.explanation.methods`.
 
     The clip is moved to the model's device and cast to the dtype of its first floating-point parameter (a
     bfloat16 or float16 model explains a float32 clip from ``load_clip``), as the model's forward needs.
@@ -221,7 +222,7 @@ def explain(model: nn.Module, video: torch.Tensor,
         an :class:`Explanation` for one clip, a list of them (in batch order) for a batch.
     """
     _check_model(model)
-    method = check_method(method)
+    method = resolve_method(method, model)
     batch, single = _as_batch(video)
     head = model.head
     num_classes, names = _classes(model)

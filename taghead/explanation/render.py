@@ -4,8 +4,11 @@
 - :func:`save_sheet`: sampled frames with the heatmap overlaid, the relevance over time, the top
   classes with the explained one marked, and for ART one colour per region query (its region in each
   sampled frame and its track over the clip) with the class semantics the frames selected.
-- :func:`save_overlay_video`: every frame with the heatmap blended in (and ART's query peaks as coloured
-  squares), as mp4 (:func:`taghead.data.write_video`; small clips are enlarged to at least 256 pixels).
+- :func:`save_overlay_video`: every frame of the clip (the model's input frames) with the heatmap blended in
+  (and ART's query peaks as coloured squares), as mp4 (:func:`taghead.data.write_video`; small clips are
+  enlarged to at least 256 pixels).
+- :func:`save_video_overlay`: every frame of the source *video* (cropped as the model saw it) with the
+  heatmap interpolated linearly in time between the clip's frames, at the video's frame rate.
 
 matplotlib (the ``plot`` extra) and PyAV (``video``) are imported when a picture is drawn.
 """
@@ -17,14 +20,19 @@ import os
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from .core import Explanation
 
-__all__ = ["display_frames", "save_sheet", "save_overlay_video", "QUERY_COLOURS", "METHOD_TITLES"]
+if TYPE_CHECKING:
+    from ..config import DataConfig
+    from ..data.dataset import ClipSource
+
+__all__ = ["display_frames", "save_sheet", "save_overlay_video", "save_video_overlay", "heat_at", "QUERY_COLOURS",
+           "METHOD_TITLES"]
 
 #: One colour per ART region query (matplotlib's tab10 without red and orange, which the heatmap uses).
 QUERY_COLOURS = ("#1f77b4", "#2ca02c", "#9467bd", "#17becf", "#e377c2", "#8c564b", "#bcbd22", "#7f7f7f")
@@ -82,7 +90,7 @@ def _short(name: str, width: int = 34) -> str:
 def save_sheet(explanation: Explanation, frames: np.ndarray | torch.Tensor, path: str | os.PathLike, *,
                title: str | None = None, num_frames: int = 8, top_k: int = 5,
                boxes: Sequence[tuple[Sequence[int], tuple[int, int, int, int]]] | None = None,
-               true_label: str | None = None) -> Path:
+               true_label: str | None = None, source: ClipSource | None = None) -> Path:
     """Draw ``explanation`` over ``frames`` (``uint8 [T, H, W, 3]``, e.g. :func:`display_frames`) into a PNG.
 
     Args:
@@ -92,19 +100,22 @@ def save_sheet(explanation: Explanation, frames: np.ndarray | torch.Tensor, path
         boxes: ground truth to draw as dashed boxes, ``(frame indices, (x0, y0, x1, y1))`` each (e.g. the
             synthetic benchmark's :meth:`~taghead.data.SyntheticFineGrainedDataset.events`).
         true_label: the clip's true class, when known, for the title.
+        source: where the clip's frames come from (:func:`taghead.data.load_clip_with_source`): frames are then
+            labelled with their frame number in the video and its time, and the relevance plot's axis with
+            the frame numbers; without it, with the clip's frame index ``0 .. T-1``.
 
     Every string (title, class names) is drawn as it is: ``$...$`` is not parsed as mathtext.
     """
     from ..engine.plots import plain_text
 
     return plain_text(_draw_sheet)(explanation, frames, path, title=title, num_frames=num_frames, top_k=top_k,
-                                   boxes=boxes, true_label=true_label)
+                                   boxes=boxes, true_label=true_label, source=source)
 
 
 def _draw_sheet(explanation: Explanation, frames: np.ndarray | torch.Tensor, path: str | os.PathLike, *,
                 title: str | None, num_frames: int, top_k: int,
                 boxes: Sequence[tuple[Sequence[int], tuple[int, int, int, int]]] | None,
-                true_label: str | None) -> Path:
+                true_label: str | None, source: ClipSource | None) -> Path:
     from ..engine.plots import _pyplot, _save
 
     plt = _pyplot()
@@ -113,6 +124,9 @@ def _draw_sheet(explanation: Explanation, frames: np.ndarray | torch.Tensor, pat
 
     frames = _check_frames(frames, explanation)
     t_len, height, width = explanation.heatmap.shape
+    if source is not None and len(source.frame_indices) != t_len:
+        raise ValueError(f"source names {len(source.frame_indices)} frames, the explanation has {t_len}")
+    labels = source.frame_labels(sep="\n") if source is not None else [f"frame {t}" for t in range(t_len)]
     shown = _sampled(t_len, num_frames)
     heat = explanation.heatmap.numpy()
     cmap = colormaps[_HEAT_CMAP]
@@ -143,7 +157,7 @@ def _draw_sheet(explanation: Explanation, frames: np.ndarray | torch.Tensor, pat
         ax = fig.add_subplot(grid[0, j])
         ax.imshow(_blend(frames[t], heat[t], cmap), interpolation="nearest")
         draw_boxes(ax, t)
-        ax.set_title(f"frame {t}", fontsize=10)
+        ax.set_title(labels[t], fontsize=9 if source is not None else 10)
         ax.set_xticks([])
         ax.set_yticks([])
         if j == 0:
@@ -185,7 +199,11 @@ def _draw_sheet(explanation: Explanation, frames: np.ndarray | torch.Tensor, pat
     steps = np.arange(t_len)
     share = 100 * explanation.frame_relevance.numpy()
     ax_time.bar(steps, share, color=cmap(0.6), width=0.85)
-    ax_time.set(xlabel="frame", ylabel="share of relevance (%)", title="relevance over time", xlim=(-0.6, t_len - 0.4))
+    ax_time.set(xlabel="frame of the video (clip frames, uniformly sampled)" if source is not None else "clip frame",
+                ylabel="share of relevance (%)", title="relevance over time", xlim=(-0.6, t_len - 0.4))
+    if source is not None:
+        ticks = _sampled(t_len, 8)
+        ax_time.set_xticks(ticks, labels=[str(source.frame_indices[t]) for t in ticks])
     for frame_ids, _ in boxes or ():
         ax_time.axvspan(min(frame_ids) - 0.5, max(frame_ids) + 0.5, color="0.6", alpha=0.25, lw=0)
     if boxes:
@@ -237,9 +255,34 @@ def _draw_sheet(explanation: Explanation, frames: np.ndarray | torch.Tensor, pat
         plt.close(fig)
 
 
+def _mark_queries(frame: np.ndarray, peaks: np.ndarray, factor: int) -> None:
+    """Draw each ART query's peak ``(x, y)`` (token-grid pixels of the clip) as a square in its colour with a white
+    rim into one enlarged float frame ``[H * factor, W * factor, 3]``, in place."""
+    half = max(2, factor)
+    for q, (x, y) in enumerate(peaks):
+        colour = np.array([int(QUERY_COLOURS[q % len(QUERY_COLOURS)][i:i + 2], 16) / 255 for i in (1, 3, 5)])
+        cy, cx = y * factor + factor // 2, x * factor + factor // 2
+        y0, y1 = max(0, cy - half), min(frame.shape[0], cy + half + 1)
+        x0, x1 = max(0, cx - half), min(frame.shape[1], cx + half + 1)
+        frame[y0:y1, x0:x1] = 1.0  # white rim
+        frame[y0 + 1:y1 - 1, x0 + 1:x1 - 1] = colour
+
+
+def _to_uint8_even(frames: np.ndarray) -> np.ndarray:
+    """Float frames in [0, 1] (``[..., H, W, 3]``) as ``uint8``, padded by edge pixels to even H and W (yuv420p)."""
+    video = (frames * 255 + 0.5).astype(np.uint8)
+    pad_h, pad_w = video.shape[-3] % 2, video.shape[-2] % 2
+    if pad_h or pad_w:
+        pad = [(0, 0)] * (video.ndim - 3) + [(0, pad_h), (0, pad_w), (0, 0)]
+        video = np.pad(video, pad, mode="edge")
+    return video
+
+
 def save_overlay_video(explanation: Explanation, frames: np.ndarray | torch.Tensor, path: str | os.PathLike, *,
                        fps: int = 8, min_size: int = 256) -> Path:
-    """Every frame of ``frames`` (``uint8 [T, H, W, 3]``) with the heatmap blended in, as an mp4 at ``path``.
+    """The clip's frames ``frames`` (``uint8 [T, H, W, 3]``: the model's input frames, not every frame of a source
+    video; :func:`save_video_overlay` does that) with the heatmap blended in, as an mp4 at ``path``, one video
+    frame per clip frame.
 
     ART: each query's peak is marked by a small square in its colour (:data:`QUERY_COLOURS`). Clips
     smaller than ``min_size`` pixels are enlarged by an integer factor (nearest neighbour).
@@ -255,18 +298,61 @@ def save_overlay_video(explanation: Explanation, frames: np.ndarray | torch.Tens
     factor = max(1, math.ceil(min_size / min(out.shape[1:3])))
     out = out.repeat(factor, axis=1).repeat(factor, axis=2)
     if regions is not None:
-        tracks = _peak_tracks(regions)
-        half = max(2, factor)
-        for q in range(tracks.shape[0]):
-            colour = np.array([int(QUERY_COLOURS[q % len(QUERY_COLOURS)][i:i + 2], 16) / 255 for i in (1, 3, 5)])
-            for t, (x, y) in enumerate(tracks[q]):
-                cy, cx = y * factor + factor // 2, x * factor + factor // 2
-                y0, y1 = max(0, cy - half), min(out.shape[1], cy + half + 1)
-                x0, x1 = max(0, cx - half), min(out.shape[2], cx + half + 1)
-                out[t, y0:y1, x0:x1] = 1.0  # white rim
-                out[t, y0 + 1:y1 - 1, x0 + 1:x1 - 1] = colour
-    video = (out * 255 + 0.5).astype(np.uint8)
-    pad_h, pad_w = video.shape[1] % 2, video.shape[2] % 2  # yuv420p needs even sizes
-    if pad_h or pad_w:
-        video = np.pad(video, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
-    return write_video(path, video, fps=fps)
+        tracks = _peak_tracks(regions)  # [num_queries, T, 2]
+        for t in range(out.shape[0]):
+            _mark_queries(out[t], tracks[:, t], factor)
+    return write_video(path, _to_uint8_even(out), fps=fps)
+
+
+def heat_at(heatmap: np.ndarray, frame_indices: Sequence[int], frame: int) -> np.ndarray:
+    """The heatmap ``[T, H, W]`` of a clip whose frames are the source frames ``frame_indices`` (non-decreasing), at
+    source frame ``frame``: linear in time between the two clip frames around it, the first (last) clip frame's
+    before (after) them."""
+    idx = np.asarray(frame_indices, dtype=np.float64)
+    if frame <= idx[0]:
+        return heatmap[0]
+    if frame >= idx[-1]:
+        return heatmap[-1]
+    k = int(np.searchsorted(idx, frame, side="right")) - 1  # idx[k] <= frame < idx[k + 1]
+    w = (frame - idx[k]) / (idx[k + 1] - idx[k])
+    return (1 - w) * heatmap[k] + w * heatmap[k + 1]
+
+
+def save_video_overlay(explanation: Explanation, source: ClipSource, data_config: DataConfig,
+                       path: str | os.PathLike, *, fps: float | None = None, min_size: int = 256) -> Path:
+    """Every frame of the source video with the heatmap blended in, as an mp4 at ``path``.
+
+    Each frame is decoded again, resized and centre-cropped as the model's input was (``data_config``), and
+    gets the heatmap of :func:`heat_at`: the clip's heatmap interpolated linearly in time between the clip
+    frames (``source.frame_indices``) around it. The video is decoded, blended and encoded one frame at a
+    time, so its length costs time, not memory. ART: each query's peak (of the nearest clip frame) as a
+    coloured square. ``fps``: default the source's frame rate (8 when unknown). Frames smaller than
+    ``min_size`` pixels are enlarged by an integer factor (nearest neighbour).
+    """
+    from matplotlib import colormaps
+
+    from ..data.video import iter_frames, write_video
+
+    heat = explanation.heatmap.numpy()
+    t_len, height, width = heat.shape
+    if len(source.frame_indices) != t_len:
+        raise ValueError(f"source names {len(source.frame_indices)} frames, the explanation has {t_len}")
+    cmap = colormaps[_HEAT_CMAP]
+    regions = explanation.region_heatmaps()
+    tracks = _peak_tracks(regions) if regions is not None else None
+    idx = np.asarray(source.frame_indices, dtype=np.float64)
+    factor = max(1, math.ceil(min_size / min(height, width)))
+
+    def blended() -> Any:
+        for j, frame in enumerate(iter_frames(source.path, data_config.resize_size)):
+            h, w = frame.shape[:2]
+            if h < height or w < width:
+                raise ValueError(f"frame {j} of {source.path!r} is {h}x{w}, smaller than the clip's {height}x{width}")
+            top, left = (h - height) // 2, (w - width) // 2  # the centre crop of EvalTransform
+            out = _blend(frame[top:top + height, left:left + width], heat_at(heat, idx, j), cmap)
+            out = out.repeat(factor, axis=0).repeat(factor, axis=1)
+            if tracks is not None:
+                _mark_queries(out, tracks[:, int(np.abs(idx - j).argmin())], factor)
+            yield _to_uint8_even(out)
+
+    return write_video(path, blended(), fps=fps or source.fps or 8)
