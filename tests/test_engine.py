@@ -251,8 +251,8 @@ def test_no_weight_decay_on_norms_biases_embeddings_prompts_and_the_agent(head_n
     assert norms <= no_decay
     assert all(g["weight_decay"] == (0.0 if g["name"].endswith("_no_decay") else 0.05) for g in groups.values())
     assert groups["head_no_decay"]["lr"] == groups["head"]["lr"] == 1e-3
-    # without weight decay nothing is exempted: one group per part, as before
-    assert [g["name"] for g in model.param_groups(lr=1e-3)] == ["backbone", "head"]
+    # with weight decay 0 nothing is exempted: one group per part
+    assert [g["name"] for g in model.param_groups(lr=1e-3, weight_decay=0.0)] == ["backbone", "head"]
 
 
 def test_a_timm_backbones_own_no_weight_decay_list_is_honoured() -> None:
