@@ -1,11 +1,12 @@
 """Plain configurations: the clip a backbone expects (``DataConfig``) and where a model's weights come from
-(``PretrainedCfg``)."""
+(``PretrainedCfg``, which reads as timm's ``pretrained_cfg`` mapping too)."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
 import numbers
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -87,9 +88,23 @@ class DataConfig:
         return cls(**d)
 
 
+#: The keys of timm's ``pretrained_cfg`` that a :class:`PretrainedCfg` computes from its fields, and ``num_frames``.
+TIMM_KEYS = ("input_size", "num_frames", "interpolation", "mean", "std", "crop_pct", "crop_mode", "num_classes",
+             "classifier")
+
+
 @dataclass(frozen=True)
-class PretrainedCfg:
+class PretrainedCfg(Mapping):
     """What a registered model's weights are and where they come from (timm's ``pretrained_cfg``).
+
+    Also a read-only mapping in timm's format, so that timm's utilities can read it as they read a timm
+    model's ``pretrained_cfg`` (``timm.data.resolve_data_config``, ``auto_group_layers``): ``cfg["input_size"]``
+    is ``(3, crop_size, crop_size)`` (one frame, timm's ``(C, H, W)``); ``cfg["num_frames"]`` the frames per
+    clip (the video axis timm has no key for); ``cfg["crop_pct"]`` is ``crop_size / resize_size`` (timm resizes
+    the shorter side to ``crop_size / crop_pct``; ``1.0`` without resize); ``cfg["interpolation"]`` is
+    ``"bilinear"`` and ``cfg["crop_mode"]`` ``"center"`` (what :mod:`taghead.data` does); ``mean``, ``std``,
+    ``num_classes`` and ``classifier`` are the fields. The other fields are keys too (:data:`TIMM_KEYS` come
+    first when iterating).
 
     Attributes:
         num_classes: classifier width of the weights (and the model's default).
@@ -108,6 +123,8 @@ class PretrainedCfg:
         epoch: the training epoch after which the weights were saved (a training run's ``best/``), when known.
         preset: the reference TAG-Head preset (``"haa500"``, ``"gym99"``, ``"gym288"``), if any.
         source_file: name of the reference file the weights were converted from, if any.
+        classifier: module path of the final classifier in the model (timm's key; ``"head.fc"`` for taghead's
+            heads).
     """
 
     num_classes: int
@@ -128,6 +145,7 @@ class PretrainedCfg:
     epoch: int | None = None
     preset: str | None = None
     source_file: str | None = None
+    classifier: str | None = "head.fc"
 
     @property
     def has_weights(self) -> bool:
@@ -145,6 +163,31 @@ class PretrainedCfg:
             raise ValueError(f"PretrainedCfg.epoch must be None or an int >= 0, got {self.epoch!r}")
         if self.split is not None and not isinstance(self.split, str):
             raise ValueError(f"PretrainedCfg.split must be None or a str, got {self.split!r}")
+
+    # -- timm's mapping -----------------------------------------------------------------------------
+    def __getitem__(self, key: str) -> Any:
+        if key == "input_size":
+            return (3, self.crop_size, self.crop_size)
+        if key == "interpolation":
+            return "bilinear"
+        if key == "crop_pct":
+            return self.crop_size / self.resize_size if self.resize_size else 1.0
+        if key == "crop_mode":
+            return "center"
+        if key in self._field_names():
+            return getattr(self, key)
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        yield from TIMM_KEYS
+        yield from (name for name in self._field_names() if name not in TIMM_KEYS)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    @classmethod
+    def _field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
 
     def data_config(self) -> DataConfig:
         """The :class:`DataConfig` of the input the weights expect."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 from .heads.tag import TAG_PRESETS
 from .models.classifier import VideoClassifier
@@ -53,7 +52,6 @@ def load_official(path: str | os.PathLike, preset: str | None = None) -> VideoCl
     model = reference_model(preset)
     source = f"{os.fspath(path)!r} (converted to preset {preset!r})"
     load_state_dict_checked(model, convert_official_state_dict(state, model, source), source=source)
-    cfg: Any = model.pretrained_cfg
-    if cfg is not None:
-        model.pretrained_cfg = cfg.with_overlay(dict(source_file=Path(path).name))
+    if model.weights_cfg is not None:
+        model.pretrained_cfg = model.weights_cfg.with_overlay(dict(source_file=Path(path).name))
     return model.eval()

@@ -76,7 +76,7 @@ def test_shapes_dtypes_and_timm_methods(text, generator):
     feats = head.forward_features(x)
     assert feats.shape == (3, 16 * 4) and head.num_features == 16 * (3 + 1)
     pre = head.forward_head(feats, pre_logits=True)
-    assert pre.shape == (3, head.num_features)
+    assert pre.shape == (3, head.head_hidden_size) and head.head_hidden_size == head.num_features
     assert torch.equal(head.forward_head(feats), head.fc(pre))
     assert torch.equal(head(x), head.forward_head(head.forward_features(x)))
     assert head.get_classifier() is head.fc and head.head_name == "art"
@@ -556,7 +556,7 @@ def test_losses_need_a_training_forward(generator):
         head.losses([[0.0] * K] * 3, targets())
     headless = small_head(num_classes=0).train()
     headless(features(generator))
-    with pytest.raises(ValueError, match=r"\[B=3, 64\] \(num_features"):
+    with pytest.raises(ValueError, match=r"\[B=3, 64\] \(head_hidden_size"):
         headless.losses(torch.zeros(3, K), targets())
 
 
@@ -665,7 +665,7 @@ def test_reset_classifier_and_set_text_bank(generator):
     head.reset_classifier(0)
     assert isinstance(head.fc, nn.Identity) and isinstance(head.global_fc, nn.Identity)
     out = head.eval()(x)
-    assert out.shape == (3, head.num_features)
+    assert out.shape == (3, head.head_hidden_size)
     assert torch.equal(out, head.forward_head(head.forward_features(x), pre_logits=True))
     head.train()(x)
     assert set(head.losses(out, targets())) == {"mtc_spatial", "mtc_temporal", "mtc_tracklet"}
@@ -696,7 +696,7 @@ def test_set_text_bank_and_reset_classifier_keep_the_heads_device_and_dtype(text
 def test_num_classes_zero_and_create_head(generator):
     head = create_head("art", C, *GRID, num_classes=0, **{k: v for k, v in SMALL.items() if k != "num_classes"})
     assert isinstance(head, ARTHead) and head.num_classes == 0 and head.get_config()["num_classes"] == 0
-    assert head(features(generator)).shape == (3, head.num_features)
+    assert head(features(generator)).shape == (3, head.head_hidden_size)
     assert "art" in taghead.list_heads()
 
 

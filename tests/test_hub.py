@@ -399,7 +399,8 @@ def test_a_failure_before_writing_leaves_the_old_folder(tmp_path, monkeypatch):
     folder = model.save_pretrained(tmp_path / "m")
     before = _contents(folder)
     model.reset_classifier(3)
-    model.pretrained_cfg = dict(reference_cfg("gym99").to_dict(), metrics=[["top1", 50.0]])  # not a dict
+    # metrics not a dict; set as the raw provenance (the pretrained_cfg setter would refuse a dict at once)
+    model.weights_cfg = dict(reference_cfg("gym99").to_dict(), metrics=[["top1", 50.0]])
     with pytest.raises(ValueError, match=r"PretrainedCfg\.metrics must be a dict of metric name -> number.*"
                                          r"got \[\['top1', 50\.0\]\]"):
         model.save_pretrained(folder)
@@ -408,7 +409,7 @@ def test_a_failure_before_writing_leaves_the_old_folder(tmp_path, monkeypatch):
     def broken_card(config, *, repo_id=None):
         raise RuntimeError("card template failed")
 
-    model.pretrained_cfg = None
+    model.weights_cfg = None
     monkeypatch.setattr(taghead.hub, "model_card", broken_card)
     with pytest.raises(RuntimeError, match="card template failed"):
         model.save_pretrained(folder)

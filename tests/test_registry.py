@@ -45,9 +45,13 @@ def test_list_models_names_patterns_and_pretrained():
     assert names == sorted(names) and set(REFERENCE + OTHERS + [TINY]) <= set(names)
     assert list_models("tag_r2plus1d_34_*") == REFERENCE
     assert list_models("tag_r*_18") == ["tag_r2plus1d_18", "tag_r3d_18"]
-    # Only the reference models have published weights (released .pth files to convert); the tiny test
-    # model has a config but no weights.
-    assert list_models("tag_*", pretrained=True) == REFERENCE
+    # pretrained=True means "weights create_model(name, pretrained=True) can load" (timm's meaning): the reference
+    # presets describe their checkpoints but none is published, so no built-in model is listed.
+    assert list_models("tag_*", pretrained=True) == []
+    assert list_models(["tag_r3d_18", "tag_i3d*"]) == ["tag_i3d_r50", "tag_r3d_18"]
+    assert list_models("tag_r*_18", exclude_filters="*r3d*") == ["tag_r2plus1d_18"]
+    assert set(list_models(module="zoo")) == set(REFERENCE + OTHERS) == set(list_models(module="taghead.models.zoo"))
+    assert TINY in list_models(name_matches_cfg=True) and "test_cfgless_model" not in list_models(name_matches_cfg=True)
     assert all(not get_pretrained_cfg(n).has_weights for n in REFERENCE)  # no invented Hub repositories
     assert all(get_pretrained_cfg(n).hf_hub_id is None for n in REFERENCE + OTHERS)
 

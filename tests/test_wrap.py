@@ -184,11 +184,11 @@ def test_freeze_backbone_really_freezes() -> None:
     assert all(not p.requires_grad for p in model.backbone.parameters())
     assert torch.equal(bn.running_mean, stats)
     assert model.head.fc.weight.grad is not None
-    groups = model.param_groups(lr=1e-3)
+    groups = model.param_groups(lr=1e-3, weight_decay=0.0)
     assert [g["name"] for g in groups] == ["head"]
     assert {id(p) for p in groups[0]["params"]} == {id(p) for p in model.head.parameters()}
     model.backbone.freeze(False)
-    assert [g["name"] for g in model.param_groups(lr=1e-3)] == ["backbone", "head"]
+    assert [g["name"] for g in model.param_groups(lr=1e-3, weight_decay=0.0)] == ["backbone", "head"]
 
 
 def test_param_groups_learning_rates() -> None:
@@ -209,7 +209,7 @@ def test_reset_classifier() -> None:
     model.reset_classifier(11)
     assert model.num_classes == 11 and model(_video()).shape == (2, 11) and model.label_names is None
     model.reset_classifier(0)
-    assert model(_video()).shape == (2, model.num_features)
+    assert model(_video()).shape == (2, model.head_hidden_size)
 
 
 def test_label_names_are_one_per_class_however_they_are_set() -> None:
@@ -219,7 +219,7 @@ def test_label_names_are_one_per_class_however_they_are_set() -> None:
     with pytest.raises(ValueError, match=r"one name per class \(3\) as a list of str, got 'abc' \(a str\)"):
         model.label_names = "abc"
     with pytest.raises(ValueError, match=r"one name per class \(4\), got 2 names"):
-        model.reset_classifier(4, ["a", "b"])
+        model.reset_classifier(4, label_names=["a", "b"])
     assert model.num_classes == 3 and model.label_names is None  # a failed reset changes nothing
     model.label_names = ("x", "y", "z")
     assert model.label_names == ["x", "y", "z"]

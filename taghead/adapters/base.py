@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -11,8 +11,14 @@ from torch import nn
 from ..config import DataConfig
 from ..limits import MAX_REAL_PROBE_BYTES
 from ..utils.meta import shape_call
+from ..utils.tracing import is_tracing
 
-__all__ = ["FeatureExtractor", "FeatureMapError", "check_video", "check_feature_output"]
+__all__ = ["FeatureExtractor", "FeatureMapError", "check_video", "check_feature_output", "GroupMatcher",
+           "children_group_matcher"]
+
+#: timm's parameter-group matcher (``group_matcher()``): a dict of regular expressions (group name -> a pattern, or
+#: a list of ``(pattern, suffix)``), or a callable ``name -> ordinal``; see ``timm.models.group_with_matcher``.
+GroupMatcher = dict[str, Any] | Callable[[str], Any]
 
 
 class FeatureMapError(ValueError):
@@ -23,8 +29,11 @@ def check_video(video: Any, in_chans: int = 3, owner: str = "backbone") -> torch
     """Validate a clip batch ``[B, C, T, H, W]`` (``C = in_chans``) and return it unchanged.
 
     Raises a ``TypeError``/``ValueError`` that names the expected layout and, for the usual mix-ups
-    (``[B, T, C, H, W]``, channels-last, a clip without batch axis, integer pixels), the fix.
+    (``[B, T, C, H, W]``, channels-last, a clip without batch axis, integer pixels), the fix. Nothing is
+    checked while ``torch.fx`` traces (a ``Proxy`` has no values).
     """
+    if is_tracing():
+        return video
     layout = f"[B, {in_chans}, T, H, W]"
     if not isinstance(video, torch.Tensor):
         raise TypeError(f"{owner} expects a video tensor {layout}, got {type(video).__name__}")
@@ -51,7 +60,9 @@ def check_video(video: Any, in_chans: int = 3, owner: str = "backbone") -> torch
 
 
 def check_feature_output(features: Any, owner: str = "backbone") -> torch.Tensor:
-    """Validate that a backbone produced a 5-D feature map ``[B, C, T, H, W]``."""
+    """Validate that a backbone produced a 5-D feature map ``[B, C, T, H, W]`` (not while ``torch.fx`` traces)."""
+    if is_tracing():
+        return features
     if not isinstance(features, torch.Tensor):
         raise FeatureMapError(f"{owner} must produce a feature map tensor [B, C, T, H, W], got {type(features).__name__}")
     if features.dim() != 5:
@@ -80,17 +91,24 @@ class FeatureExtractor(nn.Module):
     :data:`~taghead.limits.MAX_REAL_PROBE_BYTES`). This is exact for every model, including those whose
     padding makes the output size differ from ``input / stride``.
 
+    timm's training conventions: :meth:`group_matcher` (the parameter groups of layer-wise learning-rate
+    decay, over the names of ``self.model``) and, where the family allows, :meth:`set_grad_checkpointing`
+    (:attr:`supports_grad_checkpointing`).
+
     Class attributes:
         adapter_name: the registry name (set by :func:`taghead.register_adapter`).
         family: human-readable family and models, listed in "unsupported model" errors.
         input_format: the input the extractor accepts, in words.
         in_chans: colour channels of the video.
+        supports_grad_checkpointing: whether :meth:`set_grad_checkpointing` can checkpoint this family's
+            blocks (the subclass's ``extract`` honours :attr:`grad_checkpointing`).
     """
 
     adapter_name: ClassVar[str] = ""
     family: ClassVar[str] = ""
     input_format: ClassVar[str] = "video tensor [B, 3, T, H, W]"
     in_chans: ClassVar[int] = 3
+    supports_grad_checkpointing: ClassVar[bool] = False
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -102,6 +120,8 @@ class FeatureExtractor(nn.Module):
         #: ``out_channels`` and the strides are measured on it, else on the default data config.
         self.clip: tuple[int, int] | None = None
         self._shapes: dict[tuple[int, int], tuple[int, int, int, int]] = {}
+        #: Whether ``extract`` runs the model's blocks checkpointed (:meth:`set_grad_checkpointing`).
+        self.grad_checkpointing = False
 
     # -- what subclasses provide -------------------------------------------------------------------
     @classmethod
@@ -134,6 +154,27 @@ class FeatureExtractor(nn.Module):
             device = ref.device if ref is not None else torch.device("cpu")
         dtype = ref.dtype if ref is not None and ref.is_floating_point() else torch.float32
         return torch.zeros(batch_size, self.in_chans, num_frames, crop_size, crop_size, device=device, dtype=dtype)
+
+    def group_matcher(self, coarse: bool = False) -> GroupMatcher:
+        """timm's ``group_matcher`` over the parameter names of ``self.model``: which parameters form one layer
+        group (stages when ``coarse``, blocks otherwise), earliest first. The default is
+        :func:`children_group_matcher`; families with a known layout override it."""
+        return children_group_matcher(self.model, coarse)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Checkpoint the model's blocks (timm's ``set_grad_checkpointing``): their activations are recomputed in
+        the backward pass instead of kept; same outputs and gradients.
+
+        Raises:
+            NotImplementedError: ``enable=True`` on a family that cannot (:attr:`supports_grad_checkpointing`).
+        """
+        if enable and not self.supports_grad_checkpointing:
+            raise NotImplementedError(
+                f"{type(self).__name__} ({type(self.model).__qualname__}) cannot checkpoint its backbone: gradient "
+                "checkpointing is implemented for timm models, torchvision VideoResNet / S3D / MViT / Swin3D, "
+                "pytorchvideo ResNet / X3D / SlowFast / MViT and taghead's TinyVideoCNN"
+            )
+        self.grad_checkpointing = bool(enable)
 
     # -- the module ---------------------------------------------------------------------------------
     def forward(self, video: Any) -> torch.Tensor:
@@ -249,6 +290,25 @@ class FeatureExtractor(nn.Module):
                 "head grid (T, H, W >= 1). Use more frames or a larger crop_size."
             )
         return shape  # type: ignore[return-value]
+
+
+def children_group_matcher(model: nn.Module, coarse: bool = False) -> Callable[[str], tuple[int, ...]]:
+    """A ``group_matcher`` for any model: one group per top-level submodule, in definition order; when not
+    ``coarse`` an ``nn.Sequential`` / ``nn.ModuleList`` submodule is split into one group per element. A parameter
+    held by the model itself (no submodule) joins the first group."""
+    index = {name: i for i, (name, _) in enumerate(model.named_children())}
+    sequences = {name for name, child in model.named_children() if isinstance(child, (nn.Sequential, nn.ModuleList))}
+
+    def ordinal(name: str) -> tuple[int, ...]:
+        top, _, rest = name.partition(".")
+        if top not in index:
+            return (0,)
+        sub = rest.partition(".")[0]
+        if not coarse and top in sequences and sub.isdigit():
+            return (index[top], int(sub))
+        return (index[top],)
+
+    return ordinal
 
 
 def _describe(video: Any) -> str:

@@ -12,11 +12,14 @@ from torch import nn
 
 from ..config import DataConfig
 from ..layers.pos_embed import resample_pos_embed_3d
-from .base import FeatureExtractor, check_video
+from ..utils.checkpointing import checkpoint_call, run_checkpointed
+from ..utils.tracing import is_tracing
+from .base import FeatureExtractor, GroupMatcher, check_video
 from .registry import register_adapter
 from .tokens import resample_separable_pos_embed, tokens_to_map
 
-__all__ = ["PTVResNetFeatures", "X3DFeatures", "SlowFastFeatures", "PTVMViTFeatures", "AlignPathways"]
+__all__ = ["PTVNetFeatures", "PTVResNetFeatures", "X3DFeatures", "SlowFastFeatures", "PTVMViTFeatures",
+           "AlignPathways"]
 
 _NET = "pytorchvideo.models.net:Net"
 _MEAN, _STD = (0.45, 0.45, 0.45), (0.225, 0.225, 0.225)
@@ -46,11 +49,50 @@ def _strip_basic_head(head: nn.Module) -> None:
     head.output_pool = None
 
 
+class PTVNetFeatures(FeatureExtractor):
+    """What pytorchvideo's ``Net`` models share (ResNet family, X3D, SlowFast): ``model.blocks`` run in order.
+
+    Gradient checkpointing: every block after the stem; a residual stage (``ResStage``) per residual block, a
+    two-pathway block (SlowFast) as a whole. Layer groups: the blocks (``coarse``), or their residual blocks.
+    """
+
+    supports_grad_checkpointing = True
+
+    def extract(self, video: Any) -> torch.Tensor:
+        if not self.grad_checkpointing:
+            return self.model(video)
+        blocks = self.model.blocks
+        x = blocks[0](video)  # the stem: its output is the next block's input, kept anyway
+        for block in blocks[1:]:
+            res_blocks = getattr(block, "res_blocks", None)
+            if next(block.parameters(), None) is None:  # nothing to recompute (pooling, Identity)
+                x = block(x)
+            elif isinstance(res_blocks, nn.ModuleList):  # a ResStage: its forward is exactly this loop
+                x = run_checkpointed(res_blocks, x)
+            elif isinstance(x, list):  # MultiPathWayWithFuse writes into the list it gets: give it a copy
+                x = checkpoint_call(_on_copy(block), x, owner=block)
+            else:
+                x = checkpoint_call(block, x)
+        return x
+
+    def group_matcher(self, coarse: bool = False) -> GroupMatcher:
+        if coarse:
+            return dict(blocks=r"^blocks\.(\d+)")
+        return dict(blocks=[(r"^blocks\.(\d+)\.res_blocks\.(\d+)", None),
+                            (r"^blocks\.(\d+)\.multipathway_blocks\.\d+\.res_blocks\.(\d+)", None),
+                            (r"^blocks\.(\d+)", None)])
+
+
+def _on_copy(block: nn.Module) -> Any:
+    """``block`` called on a copy of its list input (so a checkpointed re-run sees the original list)."""
+    return lambda x: block(list(x))
+
+
 @register_adapter(
     "pytorchvideo_resnet", _NET,
     family="pytorchvideo ResNet-style Net: slow_r50, c2d_r50, i3d_r50, r2plus1d_r50, csn_r101",
 )
-class PTVResNetFeatures(FeatureExtractor):
+class PTVResNetFeatures(PTVNetFeatures):
     """The stem and the residual stages; the ``ResNetBasicHead`` (pool, dropout, projection,
     activation, output pool) is replaced by ``nn.Identity``, so ``model(video)`` returns the last map
     ``[B, 2048, T/s_t, H/32, W/32]`` (``s_t`` = 1 for slow_r50, 2 for c2d/i3d, 4 for r2plus1d_r50,
@@ -65,15 +107,12 @@ class PTVResNetFeatures(FeatureExtractor):
         super().__init__(model)
         model.blocks[-1] = nn.Identity()
 
-    def extract(self, video: torch.Tensor) -> torch.Tensor:
-        return self.model(video)
-
     def default_data_config(self) -> DataConfig:
         return DataConfig(num_frames=8, crop_size=224, resize_size=256, mean=_MEAN, std=_STD)
 
 
 @register_adapter("pytorchvideo_x3d", _NET, family="pytorchvideo X3D: x3d_xs, x3d_s, x3d_m, x3d_l")
-class X3DFeatures(FeatureExtractor):
+class X3DFeatures(PTVNetFeatures):
     """The stem, the stages and X3D's ``conv5`` (the head's 1x1x1 expansion to 432 channels with its
     norm and activation, part of stage 5 in the X3D paper); the head's pooling, its ``lin5``
     projection to 2048, dropout and classifier are removed. ``[B, 432, T, H/32, W/32]``."""
@@ -93,9 +132,6 @@ class X3DFeatures(FeatureExtractor):
         projected.post_norm = None
         projected.post_act = None
 
-    def extract(self, video: torch.Tensor) -> torch.Tensor:
-        return self.model(video)
-
     def default_data_config(self) -> DataConfig:
         # X3D-M's clip (16 x 224); x3d_xs/x3d_s/x3d_l take 4 x 160, 13 x 160, 16 x 312 (backbone registry).
         return DataConfig(num_frames=16, crop_size=224, resize_size=256, mean=_MEAN, std=_STD)
@@ -112,6 +148,8 @@ class AlignPathways(nn.Module):
 
     def forward(self, x: list[torch.Tensor]) -> torch.Tensor:
         slow, fast = x
+        if is_tracing():  # no shapes to compare: pool the fast map to the slow one's length (a no-op when equal)
+            return torch.cat([slow, F.adaptive_avg_pool3d(fast, (slow.shape[2], slow.shape[3], slow.shape[4]))], dim=1)
         if slow.shape[3:] != fast.shape[3:]:
             raise ValueError(f"SlowFast pathways end with different spatial sizes: slow {tuple(slow.shape)}, "
                              f"fast {tuple(fast.shape)}")
@@ -124,7 +162,7 @@ class AlignPathways(nn.Module):
     "pytorchvideo_slowfast", _NET,
     family="pytorchvideo SlowFast: slowfast_r50, slowfast_r101, slowfast_16x8_r101_50_50",
 )
-class SlowFastFeatures(FeatureExtractor):
+class SlowFastFeatures(PTVNetFeatures):
     """Both pathways to their last maps, aligned by :class:`AlignPathways`: the fast pathway is
     average-pooled over time to the slow pathway's length, then the maps are concatenated on
     channels (slow 2048 + fast 256 = 2304 for the hub models): ``[B, 2304, T/alpha, H/32, W/32]``.
@@ -170,7 +208,7 @@ class SlowFastFeatures(FeatureExtractor):
     def pack_pathways(self, video: torch.Tensor) -> list[torch.Tensor]:
         """One clip ``[B, 3, T, H, W]`` -> ``[slow, fast]`` (slow: ``T // alpha`` evenly spaced frames)."""
         t = video.shape[2]
-        if t < self.alpha:
+        if not is_tracing() and t < self.alpha:
             raise ValueError(f"a SlowFast clip needs at least alpha={self.alpha} frames, got {t} ({tuple(video.shape)})")
         index = torch.linspace(0, t - 1, t // self.alpha, device=video.device).long()
         return [video.index_select(2, index), video]
@@ -189,7 +227,7 @@ class SlowFastFeatures(FeatureExtractor):
         return self.pack_pathways(check_video(video, self.in_chans, owner))
 
     def extract(self, video: list[torch.Tensor]) -> torch.Tensor:
-        return self.model(list(video))  # MultiPathWayWithFuse writes into the list it gets
+        return super().extract(list(video))  # MultiPathWayWithFuse writes into the list it gets
 
     def default_data_config(self) -> DataConfig:
         return DataConfig(num_frames=32, crop_size=224, resize_size=256, mean=_MEAN, std=_STD)
@@ -206,8 +244,10 @@ class PTVMViTFeatures(FeatureExtractor):
     The head (sequence pool, dropout, projection) is removed. The model is built for one clip size
     (``spatial_size``, ``temporal_size``); other sizes work here because the positional embedding is
     resampled to the actual token grid (trilinearly, or bilinear + linear when separable; unchanged at
-    the native size).
+    the native size). Gradient checkpointing: per block.
     """
+
+    supports_grad_checkpointing = True
 
     @classmethod
     def matches(cls, model: nn.Module) -> bool:
@@ -245,7 +285,7 @@ class PTVMViTFeatures(FeatureExtractor):
         if m.norm_patch_embed is not None:
             x = m.norm_patch_embed(x)
         for block in m.blocks:
-            x, thw = block(x, thw)
+            x, thw = checkpoint_call(block, x, thw, enabled=self.grad_checkpointing)
         if m.norm_embed is not None:
             x = m.norm_embed(x)
         return tokens_to_map(x, thw, num_prefix=1 if m.cls_positional_encoding.cls_embed_on else 0)

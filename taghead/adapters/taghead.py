@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from ..config import DataConfig
+from ..utils.checkpointing import run_checkpointed
 from .base import FeatureExtractor
 from .registry import register_adapter
 
@@ -17,7 +18,10 @@ __all__ = ["TinyVideoCNNFeatures"]
     family="taghead TinyVideoCNN: taghead.backbones.tiny_video_cnn",
 )
 class TinyVideoCNNFeatures(FeatureExtractor):
-    """``model.forward_features``: ``[B, 4*width, T/4, H/8, W/8]``; ``pool`` and ``fc`` are dropped."""
+    """``model.forward_features``: ``[B, 4*width, T/4, H/8, W/8]``; ``pool`` and ``fc`` are dropped.
+    Gradient checkpointing: the three stages after the stem."""
+
+    supports_grad_checkpointing = True
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__(model)
@@ -25,7 +29,10 @@ class TinyVideoCNNFeatures(FeatureExtractor):
         model.fc = nn.Identity()
 
     def extract(self, video: torch.Tensor) -> torch.Tensor:
-        return self.model.forward_features(video)
+        m = self.model
+        if self.grad_checkpointing:
+            return run_checkpointed((m.layer1, m.layer2, m.layer3), m.stem(video))
+        return m.forward_features(video)
 
     def default_data_config(self) -> DataConfig:
         return DataConfig()

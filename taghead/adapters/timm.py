@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from ..config import DataConfig
-from .base import FeatureExtractor
+from .base import FeatureExtractor, GroupMatcher, children_group_matcher
 from .registry import register_adapter
 
 __all__ = ["TimmFrameFeatures"]
@@ -22,8 +22,13 @@ class TimmFrameFeatures(FeatureExtractor):
     are reshaped to the patch grid. The classifier is removed with ``reset_classifier(0)``. There is
     no temporal modelling in the backbone (temporal stride 1): the head sees every frame.
     ViT-like models check the image size they were built for; pass ``img_size=`` (or
-    ``dynamic_img_size=True``) to ``timm.create_model`` for other crops.
+    ``dynamic_img_size=True``) to ``timm.create_model`` for other crops. Gradient checkpointing and layer
+    groups are the timm model's own (``set_grad_checkpointing``, ``group_matcher``).
     """
+
+    @property
+    def supports_grad_checkpointing(self) -> bool:  # type: ignore[override]
+        return callable(getattr(self.model, "set_grad_checkpointing", None))
 
     @classmethod
     def matches(cls, model: nn.Module) -> bool:
@@ -33,6 +38,14 @@ class TimmFrameFeatures(FeatureExtractor):
         super().__init__(model)
         if hasattr(model, "reset_classifier"):
             model.reset_classifier(0)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        super().set_grad_checkpointing(enable)
+        self.model.set_grad_checkpointing(enable)
+
+    def group_matcher(self, coarse: bool = False) -> GroupMatcher:
+        own = getattr(self.model, "group_matcher", None)
+        return own(coarse=coarse) if callable(own) else children_group_matcher(self.model, coarse)
 
     def _frame_map(self, out: torch.Tensor, height: int, width: int) -> torch.Tensor:
         m = self.model

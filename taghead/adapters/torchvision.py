@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from ..config import DataConfig
-from .base import FeatureExtractor
+from ..utils.checkpointing import checkpoint_call, run_checkpointed
+from .base import FeatureExtractor, GroupMatcher
 from .registry import register_adapter
 from .tokens import resample_separable_pos_embed, tokens_to_map
 
@@ -29,8 +30,11 @@ class VideoResNetFeatures(FeatureExtractor):
     """``stem -> layer1..layer4``; ``avgpool`` and ``fc`` are replaced by ``nn.Identity``.
 
     112x112 clips of ``T`` frames give ``[B, 512, T/8, 7, 7]`` (r3d_18, r2plus1d_18, R(2+1)D-34) or
-    ``[B, 512, T, 7, 7]`` (mc3_18, whose 2D stages keep the time axis).
+    ``[B, 512, T, 7, 7]`` (mc3_18, whose 2D stages keep the time axis). Gradient checkpointing: per residual
+    block; layer groups: the stem, then the stages (``coarse``) or their blocks.
     """
+
+    supports_grad_checkpointing = True
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__(model)
@@ -39,7 +43,13 @@ class VideoResNetFeatures(FeatureExtractor):
 
     def extract(self, video: torch.Tensor) -> torch.Tensor:
         m = self.model
-        return m.layer4(m.layer3(m.layer2(m.layer1(m.stem(video)))))
+        x = m.stem(video)
+        for stage in (m.layer1, m.layer2, m.layer3, m.layer4):
+            x = run_checkpointed(stage, x) if self.grad_checkpointing else stage(x)
+        return x
+
+    def group_matcher(self, coarse: bool = False) -> GroupMatcher:
+        return dict(stem=r"^stem", blocks=r"^layer(\d+)" if coarse else r"^layer(\d+)\.(\d+)")
 
     def default_data_config(self) -> DataConfig:
         # torchvision's Kinetics-400 weights: 16-frame clips, 112 crop, frames resized to 128x171.
@@ -50,8 +60,11 @@ class VideoResNetFeatures(FeatureExtractor):
 class S3DFeatures(FeatureExtractor):
     """``features`` (the separable Inception stages); ``avgpool`` and ``classifier`` are dropped.
 
-    A 224x224 clip of ``T`` frames gives ``[B, 1024, T/8, 7, 7]``.
+    A 224x224 clip of ``T`` frames gives ``[B, 1024, T/8, 7, 7]``. Gradient checkpointing: per element of
+    ``features``.
     """
+
+    supports_grad_checkpointing = True
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__(model)
@@ -59,6 +72,8 @@ class S3DFeatures(FeatureExtractor):
         model.classifier = nn.Identity()
 
     def extract(self, video: torch.Tensor) -> torch.Tensor:
+        if self.grad_checkpointing:
+            return run_checkpointed(self.model.features, video)
         return self.model.features(video)
 
     def default_data_config(self) -> DataConfig:
@@ -76,8 +91,11 @@ class MViTFeatures(FeatureExtractor):
     The head (dropout + linear on the class token) is replaced by ``nn.Identity``. torchvision builds
     MViT for 16x224x224 clips; other sizes work here: the absolute space and time embeddings of
     MViT-v1 are resampled (bilinear / linear) to the actual token grid (unchanged at the native size),
-    and MViT-v2's relative position tables are interpolated by torchvision itself.
+    and MViT-v2's relative position tables are interpolated by torchvision itself. Gradient
+    checkpointing: per block.
     """
+
+    supports_grad_checkpointing = True
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__(model)
@@ -100,7 +118,7 @@ class MViTFeatures(FeatureExtractor):
             cls = cls + pe.class_pos
         x = torch.cat((cls, x), dim=1)
         for block in m.blocks:
-            x, thw = block(x, thw)
+            x, thw = checkpoint_call(block, x, thw, enabled=self.grad_checkpointing)
         x = m.norm(x)
         return tokens_to_map(x, thw, num_prefix=1)
 
@@ -120,7 +138,10 @@ class SwinTransformer3dFeatures(FeatureExtractor):
     ``[B, T', H', W', C]`` is permuted to ``[B, C, T', H', W']`` (``T/2, H/32, W/32``).
 
     ``avgpool`` and ``head`` are replaced by ``nn.Identity``. Any clip size works (windows are padded).
+    Gradient checkpointing: per element of ``features`` (stages and patch merging).
     """
+
+    supports_grad_checkpointing = True
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__(model)
@@ -129,7 +150,8 @@ class SwinTransformer3dFeatures(FeatureExtractor):
 
     def extract(self, video: torch.Tensor) -> torch.Tensor:
         m = self.model
-        x = m.norm(m.features(m.pos_drop(m.patch_embed(video))))
+        x = m.pos_drop(m.patch_embed(video))
+        x = m.norm(run_checkpointed(m.features, x) if self.grad_checkpointing else m.features(x))
         return x.permute(0, 4, 1, 2, 3)
 
     def default_data_config(self) -> DataConfig:

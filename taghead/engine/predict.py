@@ -72,8 +72,11 @@ def _epoch_result(row: dict[str, float] | None) -> str:
 
 
 def _saved_model_description(model: nn.Module, run: Path | None) -> str:
-    """What a saved folder holds: a run's best epoch (from its ``pretrained_cfg``) or a saved model."""
-    cfg = getattr(model, "pretrained_cfg", None)
+    """What a saved folder holds: a run's best epoch (from the provenance of its weights, ``weights_cfg``) or a
+    saved model."""
+    from ..heads.io import weights_provenance
+
+    cfg = weights_provenance(model)
     epoch = getattr(cfg, "epoch", None)
     metrics = getattr(cfg, "metrics", None) or {}
     if run is None:

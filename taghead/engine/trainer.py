@@ -571,11 +571,12 @@ class Trainer:
         model card: this run's data, epoch and validation metrics (in percent); ``None`` for a model without a
         ``data_config``."""
         from ..config import PretrainedCfg
+        from ..heads.io import weights_provenance
 
         dc = getattr(self.model, "data_config", None)
         if dc is None:
             return None
-        before = getattr(self.model, "pretrained_cfg", None)
+        before = weights_provenance(self.model)
         epoch = int(row["epoch"])
         metrics = {name: round(100 * row[key], 2) for name, key in (("top1_accuracy", "val_top1"),
                                                                     ("mean_class_accuracy", "val_mca"),
@@ -594,7 +595,9 @@ class Trainer:
         save = getattr(self.model, "save_pretrained", None)
         if save is None:
             return
-        before = getattr(self.model, "pretrained_cfg", None)
+        from ..heads.io import weights_provenance
+
+        before = weights_provenance(self.model)  # the provenance (a VideoClassifier's weights_cfg), not timm's view
         try:
             if getattr(self.model, "label_names", None) is None:
                 self.model.label_names = list(self.class_names)

@@ -90,6 +90,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..layers import PositionalEmbedding3d
+from ..utils.checkpointing import run_checkpointed
+from ..utils.tracing import is_tracing
 from .art_losses import (
     check_target,
     class_semantics,
@@ -105,6 +107,10 @@ from .base import check_number as _number
 from .registry import register_head
 
 __all__ = ["ARTHead", "tracklet_saliency", "top_k_classes"]
+
+# One node each in a torch.fx graph (create_feature_extractor): both read their inputs' shapes.
+torch.fx.wrap("tracklet_saliency")
+torch.fx.wrap("top_k_classes")
 
 _AGGREGATIONS = ("saliency", "mean")
 _SELECTIONS = ("video", "frame")
@@ -303,7 +309,7 @@ class ARTHead(VideoHead):
         self.loss_weights = weights
         self.bank_momentum, self.prototype_momentum = bank_momentum, prototype_momentum
         self.text_temperature, self.saliency_temperature = text_temperature, saliency_temperature
-        self.num_features = embed_dim * (num_queries + 1)
+        self.num_features = self.head_hidden_size = embed_dim * (num_queries + 1)
         self._record_config(
             num_queries=num_queries, text_bank_shape=None if bank is None else list(bank.shape),
             embed_dim=embed_dim, num_heads=num_heads, se_depth=se_depth, rssa_depth=rssa_depth, mlp_dim=mlp_dim,
@@ -399,14 +405,15 @@ class ARTHead(VideoHead):
         self._config["text_bank_shape"] = None if bank is None else list(bank.shape)
         self._cache = None
 
-    def reset_classifier(self, num_classes: int) -> None:
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         """New final classifier, global classifier and class prototypes for ``num_classes`` (``0`` removes them).
 
         The text bank is kept; when its class count no longer matches, replace it with
         :meth:`set_text_bank` before training (the text losses need one bank row per class). The new modules
-        take the head's device and dtype.
+        take the head's device and dtype. ``global_pool``: timm's switch, only ``None`` is accepted (see
+        :meth:`VideoHead.reset_classifier`).
         """
-        super().reset_classifier(num_classes)
+        super().reset_classifier(num_classes, global_pool)
         self._make_class_modules(num_classes)
         self._cache = None
         if self.has_text and num_classes not in (0, self.text_bank.shape[0]):
@@ -477,14 +484,14 @@ class ARTHead(VideoHead):
             frame_sem, anchors = semantics[frame_idx], semantics[video_idx]  # [B*T, k, D], [B, k, D]
         if self.enhancer is not None:
             seq = frames if frame_sem is None else torch.cat([frames, frame_sem.to(frames.dtype)], dim=1)
-            seq = self.enhancer(seq)
+            seq = self._run(self.enhancer, seq)
             frames = seq[:, : h * w]
             frame_sem = None if frame_sem is None else seq[:, h * w:]
         queries = self.query_prompts.unsqueeze(0).expand(b * t, -1, -1)
         if frame_sem is not None:
             attended = self.query_text_attn(self.query_text_norm(queries), frame_sem, frame_sem, need_weights=False)[0]
             queries = queries + attended
-        responses = self.decoder(queries, frames).reshape(b, t, n, d)
+        responses = self._run(self.decoder, queries, frames).reshape(b, t, n, d)
         tracklets = responses.transpose(1, 2)  # [B, N, T, D]
 
         if self.aggregation == "mean":
@@ -495,6 +502,9 @@ class ARTHead(VideoHead):
         pooled = (weights.to(tracklets.dtype).unsqueeze(-1) * tracklets).sum(2)  # [B, N, D]
         features = torch.cat([video_global, pooled.flatten(1)], dim=1)
 
+        if is_tracing():  # torch.fx: keep no Proxy on the head (a traced graph records no losses or selections)
+            self._cache = self.selected_classes = self.selected_video_classes = None
+            return features
         if self.training:
             cache: dict[str, Any] = dict(batch=b, responses=responses, weights=weights, prototypes_updated=False)
             if not isinstance(self.global_fc, nn.Identity):
@@ -505,6 +515,15 @@ class ARTHead(VideoHead):
         else:
             self._cache = None
         return features
+
+    def _run(self, stack: nn.TransformerEncoder | nn.TransformerDecoder, x: torch.Tensor,
+             *memory: torch.Tensor) -> torch.Tensor:
+        """``stack(x, *memory)``, its layers checkpointed one by one when gradient checkpointing is on (the same
+        computation: no masks, then the stack's final norm)."""
+        if not self.grad_checkpointing:
+            return stack(x, *memory)
+        x = run_checkpointed(stack.layers, x, *memory)
+        return x if stack.norm is None else stack.norm(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """LayerNorm, dropout, then the final classifier (skipped when ``pre_logits``)."""
@@ -527,7 +546,7 @@ class ARTHead(VideoHead):
         """The weighted auxiliary losses of the last training-mode forward, by name (see the module docstring).
 
         ``logits`` are the final prediction of that forward, ``[B, num_classes]`` (the pre-logits features
-        ``[B, num_features]`` when ``num_classes=0``; their main cross-entropy is the caller's); ``target``
+        ``[B, head_hidden_size]`` when ``num_classes=0``; their main cross-entropy is the caller's); ``target``
         the int64 class indices ``[B]``. Terms with weight 0 are absent; the text terms exist only with a text
         bank. The first call after a forward updates the class prototypes.
         """
@@ -539,7 +558,8 @@ class ARTHead(VideoHead):
         if not isinstance(logits, torch.Tensor):
             raise TypeError(f"logits must be a torch.Tensor, the output of the last forward, got {type(logits).__name__}")
         width, what = ((self.num_classes, "num_classes") if self.num_classes > 0
-                       else (self.num_features, "num_features, the pre-logits features of a head without classifier"))
+                       else (self.head_hidden_size,
+                             "head_hidden_size, the pre-logits features of a head without classifier"))
         if tuple(logits.shape) != (b, width):
             raise ValueError(f"logits must be the [B={b}, {width}] ({what}) output of the last forward, got shape "
                              f"{tuple(logits.shape)}")

@@ -8,9 +8,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..utils.tracing import is_tracing
 from .io import HeadHubMixin
 
-__all__ = ["VideoHead", "check_feature_map", "check_number"]
+__all__ = ["VideoHead", "check_feature_map", "check_number", "check_global_pool"]
 
 
 def check_number(name: str, value: Any, lo: float, hi: float, *, lo_open: bool = False) -> float:
@@ -25,7 +26,11 @@ def check_number(name: str, value: Any, lo: float, hi: float, *, lo_open: bool =
 
 
 def check_feature_map(x: Any, in_channels: int, owner: str = "head") -> tuple[int, int, int]:
-    """Validate a backbone feature map ``[B, C, T, H, W]`` and return its grid ``(T, H, W)``."""
+    """Validate a backbone feature map ``[B, C, T, H, W]`` and return its grid ``(T, H, W)``.
+
+    Not called while ``torch.fx`` traces (:func:`taghead.utils.tracing.is_tracing`): a ``Proxy`` has no
+    values to check.
+    """
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{owner} expects a torch.Tensor feature map [B, C, T, H, W], got {type(x).__name__}")
     if x.dim() != 5:
@@ -54,12 +59,28 @@ def check_feature_map(x: Any, in_channels: int, owner: str = "head") -> tuple[in
     return int(x.shape[2]), int(x.shape[3]), int(x.shape[4])
 
 
+def check_global_pool(global_pool: Any, owner: str) -> None:
+    """Refuse timm's ``global_pool`` switch (``reset_classifier(n, global_pool)``, ``create_model(global_pool=)``)
+    unless it is ``None`` (keep the pooling): a taghead head's pooling is part of its design (TAG-Head: mean over
+    the graph-refined tokens; ART: saliency-weighted tracklets; mean pooling: the mean), so there is no
+    ``"avg"`` / ``"max"`` / ``""`` (unpooled) choice to make. Unpooled features are ``model.forward_features(x)``
+    (the backbone's map) and ``model.head.forward_features(map)`` (the head's tokens)."""
+    if global_pool is not None:
+        raise ValueError(
+            f"{owner}: global_pool={global_pool!r} is not supported. A taghead head pools as part of its design "
+            "(TAG-Head: mean over graph-refined tokens; ART: saliency-weighted tracklets), so it has no pooling "
+            "switch; pass global_pool=None (or leave it out). For unpooled features use model.forward_features(x) "
+            "(the backbone's [B, C, T, H, W] map) or model.head.forward_features(map) (the head's tokens)."
+        )
+
+
 class VideoHead(nn.Module, HeadHubMixin):
     """Base class of the heads: feature map ``[B, C, T, H, W]`` in, logits ``[B, num_classes]`` out.
 
     Subclasses build ``self.fc`` (the final classifier, ``nn.Identity`` when ``num_classes == 0``),
-    set ``num_features`` (width of the pooled representation) and implement ``forward_features``
-    and ``forward_head``. They call ``_record_config`` with their constructor arguments so that
+    set ``num_features`` (timm's meaning: the width of what ``forward_features`` returns, the last axis)
+    and ``head_hidden_size`` (the width of the pooled representation the classifier sees, what
+    ``forward_head(x, pre_logits=True)`` returns) and implement ``forward_features`` and ``forward_head``. They call ``_record_config`` with their constructor arguments so that
     ``get_config()`` can rebuild them (``type(head)(**head.get_config())``). A head with more
     state than ``fc`` that follows ``num_classes`` names it in ``class_dependent``.
 
@@ -76,7 +97,10 @@ class VideoHead(nn.Module, HeadHubMixin):
     forward_records: tuple[str, ...] = ()
     num_classes: int
     num_features: int
+    head_hidden_size: int
     fc: nn.Module
+    #: Whether the head's Transformer layers run checkpointed (:meth:`set_grad_checkpointing`).
+    grad_checkpointing: bool = False
 
     def __init__(self, in_channels: int, t: int, h: int, w: int) -> None:
         super().__init__()
@@ -86,6 +110,9 @@ class VideoHead(nn.Module, HeadHubMixin):
         self.in_channels = in_channels
         self.grid = (t, h, w)
         self._config: dict[str, Any] = {}
+        # An empty tensor that follows .to() / .half() / .cuda(): where the head lives when it holds no other
+        # tensor (a mean-pool head after reset_classifier(0)). Not saved (persistent=False).
+        self.register_buffer("_anchor", torch.empty(0), persistent=False)
 
     def _record_config(self, **kwargs: Any) -> None:
         self._config = dict(in_channels=self.in_channels, t=self.grid[0], h=self.grid[1], w=self.grid[2], **kwargs)
@@ -95,12 +122,16 @@ class VideoHead(nn.Module, HeadHubMixin):
         return dict(self._config, num_classes=self.num_classes)
 
     def check_input(self, x: torch.Tensor) -> tuple[int, int, int]:
+        """Check the feature map and return its grid ``(T, H, W)`` (the built grid while ``torch.fx`` traces)."""
+        if is_tracing():
+            return self.grid
         return check_feature_map(x, self.in_channels, type(self).__name__)
 
     def _grid_for(self, x: torch.Tensor, *, fixed: bool, remedy: str) -> tuple[int, int, int]:
         """Check ``x`` and return its grid; when ``fixed`` it must be the grid the head was built for.
 
-        ``remedy`` completes the error's advice after "Build the head for this grid, ".
+        ``remedy`` completes the error's advice after "Build the head for this grid, ". While ``torch.fx``
+        traces, the grid is the built one (a traced graph is specialised to it).
         """
         grid = self.check_input(x)
         if fixed and grid != self.grid:
@@ -116,7 +147,7 @@ class VideoHead(nn.Module, HeadHubMixin):
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
             raise ValueError(f"num_classes must be a non-negative int (0 = no classifier), got {num_classes!r}")
         self.num_classes = num_classes
-        return nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        return nn.Linear(self.head_hidden_size, num_classes) if num_classes > 0 else nn.Identity()
 
     def get_classifier(self) -> nn.Module:
         return self.fc
@@ -135,10 +166,22 @@ class VideoHead(nn.Module, HeadHubMixin):
                 return {"device": tensor.device, "dtype": tensor.dtype}
         return {"device": torch.device("cpu"), "dtype": torch.get_default_dtype()}
 
-    def reset_classifier(self, num_classes: int) -> None:
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         """Replace the final linear layer by a freshly initialised one (``0`` removes it), on the head's device
-        and in its dtype."""
+        and in its dtype (timm's signature).
+
+        Args:
+            num_classes: outputs of the new classifier; ``0``: none (``forward`` returns the pre-logits).
+            global_pool: timm's pooling switch; only ``None`` (keep) is accepted, see :func:`check_global_pool`.
+        """
+        check_global_pool(global_pool, type(self).__name__)
         self.fc = self._make_classifier(num_classes).to(**self._placement())
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Run the head's Transformer layers checkpointed (timm's ``--grad-checkpointing``): their activations are
+        recomputed in the backward pass instead of kept; same outputs and gradients. A no-op for heads without
+        such layers."""
+        self.grad_checkpointing = bool(enable)
 
     def losses(self, logits: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
         """Auxiliary training losses by name, from the last forward pass (none for this head)."""

@@ -38,15 +38,24 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 __all__ = ["HeadHubMixin", "head_hub_config", "head_from_config", "head_part", "load_head", "load_saved_state",
-           "apply_num_classes", "pretrained_cfg_dict", "set_saved_labels", "check_on_meta", "check_unverified"]
+           "apply_num_classes", "class_dependent_state_keys", "pretrained_cfg_dict", "weights_provenance", "set_saved_labels",
+           "check_on_meta", "check_unverified"]
 
 #: Weight prefix of the head inside a full model's state dict.
 HEAD_PREFIX = "head."
 
 
+def weights_provenance(module: nn.Module) -> Any:
+    """Where ``module``'s weights come from (a :class:`~taghead.config.PretrainedCfg`, ``None`` when unknown): a
+    model's ``weights_cfg`` (its ``pretrained_cfg`` is timm's live view, never ``None``), a head's
+    ``pretrained_cfg``. Assigning ``module.pretrained_cfg`` sets it in both cases."""
+    return module.weights_cfg if hasattr(module, "weights_cfg") else getattr(module, "pretrained_cfg", None)
+
+
 def pretrained_cfg_dict(module: nn.Module) -> dict[str, Any] | None:
-    """``module.pretrained_cfg`` as the dict ``config.json`` stores (``None`` when it has none)."""
-    cfg = getattr(module, "pretrained_cfg", None)
+    """The provenance of ``module``'s weights (:func:`weights_provenance`) as the dict ``config.json`` stores
+    (``None`` when unknown)."""
+    cfg = weights_provenance(module)
     return cfg.to_dict() if hasattr(cfg, "to_dict") else cfg
 
 
@@ -100,6 +109,13 @@ def _class_dependent_keys(module: nn.Module) -> tuple[list[str], list[str]]:
         if callable(class_dependent_keys):
             return classifier, [prefix + k for k in class_dependent_keys() if prefix + k not in classifier]
     return classifier, []
+
+
+def class_dependent_state_keys(module: nn.Module) -> list[str]:
+    """Every state-dict key of ``module`` (a head or a model) that follows ``num_classes``: the classifier's, then
+    the head's other class-dependent weights (ART's global classifier and prototypes)."""
+    classifier, others = _class_dependent_keys(module)
+    return classifier + others
 
 
 def apply_num_classes(module: nn.Module, num_classes: int | None, *, what: str) -> None:

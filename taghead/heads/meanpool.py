@@ -25,7 +25,7 @@ class MeanPoolHead(VideoHead):
                  drop_rate: float = 0.0) -> None:
         super().__init__(in_channels, t, h, w)
         self._record_config(drop_rate=drop_rate)
-        self.num_features = in_channels
+        self.num_features = self.head_hidden_size = in_channels
         self.head_drop = nn.Dropout(drop_rate)
         self.fc = self._make_classifier(num_classes)
 

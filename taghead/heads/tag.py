@@ -10,10 +10,14 @@ from torch import nn
 from ..layers import PositionalEmbedding3d
 from ..ops import time_aligned_appnp
 from ..ops.time_aligned import check_propagation
+from ..utils.checkpointing import run_checkpointed
 from .base import VideoHead, check_number
 from .registry import register_head
 
 __all__ = ["TAGHead", "TAG_PRESETS", "REFERENCE_WIDTH"]
+
+# One node in a torch.fx graph (create_feature_extractor): the propagation checks its input's values.
+torch.fx.wrap("time_aligned_appnp")
 
 #: Token width of the reference head (R(2+1)D-34's 512 channels). By default tokens wider than this
 #: are projected to it, so that a wide backbone gets a head of the reference's size.
@@ -113,7 +117,7 @@ class TAGHead(VideoHead):
             norm_first=norm_first, activation=activation, use_graph=use_graph, k=k, alpha=alpha,
             intra=intra, temporal=temporal, pos_embed=pos_embed, drop_rate=drop_rate, dynamic_size=dynamic_size,
         )
-        self.embed_dim = self.num_features = embed_dim
+        self.embed_dim = self.num_features = self.head_hidden_size = embed_dim
         self.use_graph, self.k, self.alpha = use_graph, k, alpha
         self.intra, self.temporal = intra, temporal
         self.dynamic_size = dynamic_size
@@ -157,11 +161,19 @@ class TAGHead(VideoHead):
         if self.pos_embed is not None:
             tokens = self.pos_embed(tokens, grid)
         if self.transformer is not None:
-            tokens = self.transformer(tokens)
+            tokens = self._encode(tokens)
         if self.use_graph:
             tokens = time_aligned_appnp(tokens, *grid, k=self.k, alpha=self.alpha,
                                         intra=self.intra, temporal=self.temporal)
         return tokens
+
+    def _encode(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The Transformer encoder, its layers checkpointed one by one when gradient checkpointing is on (the same
+        computation as ``self.transformer(tokens)``: no masks, then the final norm of pre-norm layers)."""
+        if not self.grad_checkpointing:
+            return self.transformer(tokens)
+        tokens = run_checkpointed(self.transformer.layers, tokens)
+        return tokens if self.transformer.norm is None else self.transformer.norm(tokens)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Mean over nodes, LayerNorm, then the classifier (skipped when ``pre_logits``)."""

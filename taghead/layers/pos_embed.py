@@ -41,4 +41,6 @@ class PositionalEmbedding3d(nn.Module):
         self.weight = nn.Parameter(torch.randn(1, t * h * w, dim))
 
     def forward(self, tokens: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
+        if tuple(grid) == self.grid:  # no resampling (and no shape check, which torch.fx could not trace)
+            return tokens + self.weight.to(tokens.dtype)
         return tokens + resample_pos_embed_3d(self.weight, self.grid, grid).to(tokens.dtype)

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
+import math
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from ..config import DataConfig
+from ..adapters.base import FeatureExtractor, children_group_matcher
+from ..config import DataConfig, PretrainedCfg
+from ..heads.base import check_global_pool, check_number
 from ..heads.io import HEAD_PREFIX, check_on_meta, head_from_config, load_saved_state, pretrained_cfg_dict
 from ..heads.registry import registered_head_name
 from ..hub import (
@@ -25,6 +30,7 @@ from ..hub import (
 )
 from ..limits import without_local_paths
 from ..version import __version__
+from .grouping import Ordinal, compile_matcher
 from .spec import SPEC_KEYS, build_parts
 
 if TYPE_CHECKING:
@@ -48,8 +54,17 @@ class VideoClassifier(nn.Module, HubMixin):
             loading saved weights.
         label_names: class names, when known.
         architecture: the registered model name (:func:`taghead.create_model`), when built by name.
-        pretrained_cfg: provenance of the weights (:class:`~taghead.models.pretrained.PretrainedCfg`),
-            when loaded from pretrained weights; written to ``config.json`` and the model card.
+        pretrained_cfg: timm's ``pretrained_cfg`` (also ``default_cfg``): a
+            :class:`~taghead.models.pretrained.PretrainedCfg` describing the model as it is now (its input from
+            ``data_config``, its classifier) with the provenance of its weights when known; a read-only
+            mapping in timm's format for timm's utilities. Assigning a ``PretrainedCfg`` sets the provenance.
+        weights_cfg: the provenance alone, as loaded (``None`` for random weights); written to
+            ``config.json`` and the model card.
+
+    timm's model contract, adapted to video: ``forward_features`` (the backbone's map ``[B, C, T, H, W]``),
+    ``forward_head(x, pre_logits)``, ``num_features`` (``C``), ``head_hidden_size``, ``get_classifier``,
+    ``reset_classifier(num_classes, global_pool=None)``, ``no_weight_decay()``, ``group_matcher(coarse)``,
+    ``set_grad_checkpointing(enable)``; see ``docs/guides/timm.md``.
 
     Saving and loading: ``save_pretrained(dir)``, ``push_to_hub(repo_id, ...)`` (the folder layout is
     :mod:`taghead.hub`'s), the class methods ``from_pretrained(repo_id_or_dir, ...)``, ``from_config``
@@ -72,7 +87,7 @@ class VideoClassifier(nn.Module, HubMixin):
         self.spec = dict(spec or {})
         self.label_names = label_names
         self.architecture: str | None = None
-        self.pretrained_cfg: Any = None
+        self.weights_cfg: PretrainedCfg | None = None
 
     @property
     def num_classes(self) -> int:
@@ -101,7 +116,47 @@ class VideoClassifier(nn.Module, HubMixin):
 
     @property
     def num_features(self) -> int:
-        return self.head.num_features
+        """Channels ``C`` of what :meth:`forward_features` returns (the backbone's map ``[B, C, T, H, W]``), as
+        in timm; the head's width before its classifier is :attr:`head_hidden_size`."""
+        channels = getattr(self.head, "in_channels", None)
+        return int(channels) if channels is not None else int(self.backbone.out_channels)
+
+    @property
+    def head_hidden_size(self) -> int:
+        """Width of the pre-logits features (``forward_head(x, pre_logits=True)``): what the classifier sees."""
+        size = getattr(self.head, "head_hidden_size", None)
+        return int(size if size is not None else self.head.num_features)
+
+    @property
+    def pretrained_cfg(self) -> PretrainedCfg:
+        """timm's ``pretrained_cfg`` for this model: the provenance of the weights (:attr:`weights_cfg`; for
+        random weights only the class count) with the input the model takes now (:attr:`data_config`) and
+        the path of its classifier. A read-only mapping in timm's format (:class:`~taghead.config.PretrainedCfg`);
+        assign a ``PretrainedCfg`` (or ``None``) to set the provenance."""
+        dc = self.data_config
+        live = dict(num_frames=dc.num_frames, crop_size=dc.crop_size, resize_size=dc.resize_size, mean=dc.mean,
+                    std=dc.std, classifier=self._classifier_path())
+        if self.weights_cfg is None:
+            return PretrainedCfg(num_classes=int(getattr(self.head, "num_classes", 0)), **live)
+        return dataclasses.replace(self.weights_cfg, **live)
+
+    @pretrained_cfg.setter
+    def pretrained_cfg(self, cfg: PretrainedCfg | None) -> None:
+        if cfg is not None and not isinstance(cfg, PretrainedCfg):
+            raise TypeError(f"pretrained_cfg must be a taghead PretrainedCfg (or None), got {type(cfg).__name__}")
+        self.weights_cfg = cfg
+
+    @property
+    def default_cfg(self) -> PretrainedCfg:
+        """timm's older name of :attr:`pretrained_cfg`."""
+        return self.pretrained_cfg
+
+    def _classifier_path(self) -> str | None:
+        get_classifier = getattr(self.head, "get_classifier", None)
+        if not callable(get_classifier):
+            return None
+        classifier = get_classifier()
+        return next((name for name, m in self.named_modules() if m is classifier), None)
 
     def forward_features(self, video: Any) -> torch.Tensor:
         """The feature map ``[B, C, T, H, W]`` the head sees."""
@@ -116,11 +171,70 @@ class VideoClassifier(nn.Module, HubMixin):
     def get_classifier(self) -> nn.Module:
         return self.head.get_classifier()
 
-    def reset_classifier(self, num_classes: int, label_names: list[str] | None = None) -> None:
-        """New classifier with ``num_classes`` outputs (labels dropped unless new ones are given)."""
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None, *,
+                         label_names: list[str] | None = None) -> None:
+        """New classifier with ``num_classes`` outputs (``0``: none), on the model's device and in its dtype; the
+        labels are dropped unless new ones are given.
+
+        Args:
+            num_classes: outputs of the new classifier.
+            global_pool: timm's pooling switch, accepted only as ``None``: a taghead head's pooling is part of
+                its design (see :func:`taghead.heads.base.check_global_pool`).
+            label_names: class names for the new classifier (keyword only).
+        """
+        if isinstance(global_pool, (list, tuple)):
+            raise TypeError("reset_classifier(num_classes, global_pool=None, *, label_names=None): the second "
+                            "positional argument is timm's global_pool; pass class names as label_names=[...]")
+        check_global_pool(global_pool, "VideoClassifier.reset_classifier")
         self._checked_labels(label_names, num_classes)
         self.head.reset_classifier(num_classes)
         self.label_names = label_names
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Gradient checkpointing (timm's ``--grad-checkpointing``): the head's Transformer layers and, where the
+        backbone allows (:attr:`FeatureExtractor.supports_grad_checkpointing`: timm models, the residual blocks of
+        torchvision and pytorchvideo models, ...), the backbone's blocks keep only their inputs and are run again
+        in the backward pass. Same outputs and gradients, less activation memory, about one more forward pass of
+        compute. A backbone that cannot is left as it is, with a warning (a frozen one needs nothing).
+        """
+        head_fn = getattr(self.head, "set_grad_checkpointing", None)
+        if callable(head_fn):
+            head_fn(enable)
+        backbone = self.backbone
+        if getattr(backbone, "supports_grad_checkpointing", False):
+            backbone.set_grad_checkpointing(enable)
+        elif enable and not getattr(backbone, "frozen", False):
+            what = f"{type(backbone).__name__} ({type(getattr(backbone, 'model', backbone)).__qualname__})"
+            warnings.warn(f"set_grad_checkpointing: the backbone {what} cannot be checkpointed; only the head is. "
+                          "The backbone keeps its activations (their memory) as before.", UserWarning, stacklevel=2)
+
+    def no_weight_decay(self) -> set[str]:
+        """Full names (``fnmatch`` patterns) of the parameters exempt from weight decay besides the 1-D ones: what
+        the submodules' ``no_weight_decay()`` name (the head's positional embedding, ART's query prompts and text
+        agent, a timm backbone's own list). timm's optimizer factory asks only the model itself for this."""
+        return _no_weight_decay_patterns(self)
+
+    def group_matcher(self, coarse: bool = False) -> Callable[[str], Ordinal]:
+        """timm's ``group_matcher`` (layer-wise learning-rate decay, ``create_optimizer_v2(..., layer_decay=)``):
+        the backbone's groups in order (its stages when ``coarse``, else its blocks; the adapter's
+        :meth:`~taghead.adapters.FeatureExtractor.group_matcher`), then the whole head as the last group, so that
+        the head keeps the full learning rate and earlier backbone layers get smaller ones."""
+        backbone = self.backbone
+        if isinstance(backbone, FeatureExtractor):
+            prefix, inner = "backbone.model.", compile_matcher(backbone.group_matcher(coarse))
+        else:
+            own = getattr(backbone, "group_matcher", None)
+            prefix = "backbone."
+            inner = compile_matcher(own(coarse=coarse) if callable(own) else children_group_matcher(backbone, coarse))
+
+        def ordinal(name: str) -> Ordinal:
+            if name.startswith(prefix):
+                return (0.0, *inner(name[len(prefix):]))
+            if name.startswith("backbone."):
+                return (0.0, math.inf)
+            return (1.0,)
+
+        return ordinal
 
     def losses(self, logits: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
         """Auxiliary training losses of the head, by name (``{}`` for heads without any).
@@ -140,27 +254,50 @@ class VideoClassifier(nn.Module, HubMixin):
         if callable(fn):
             fn()
 
-    def param_groups(self, lr: float, backbone_lr_scale: float = 0.1, weight_decay: float = 0.0) -> list[dict[str, Any]]:
-        """Optimizer parameter groups: the backbone at ``lr * backbone_lr_scale``, the head at ``lr``.
+    def param_groups(self, lr: float | None = None, backbone_lr_scale: float = 0.1,
+                     weight_decay: float | None = None) -> list[dict[str, Any]]:
+        """Optimizer parameter groups: the backbone's learning rate ``backbone_lr_scale`` times the head's.
 
-        With ``weight_decay > 0`` each part is split as timm's ``param_groups_weight_decay`` does:
-        ``"backbone"`` and ``"head"`` get the decay, ``"backbone_no_decay"`` and ``"head_no_decay"``
-        (weight decay 0) hold the 1-D parameters (norms, biases) and those that a submodule's
-        ``no_weight_decay()`` names (the head's: positional embeddings, ART's query prompts and text agent;
-        a timm backbone's own list). With ``weight_decay = 0`` there is nothing to exempt: one group per
-        part. Frozen parameters (``requires_grad=False``) are left out; empty groups are dropped.
+        Two ways to carry the learning rates:
+
+        - ``lr=None`` (timm's convention): every group has ``lr_scale`` (``backbone_lr_scale`` for the
+          backbone, ``1.0`` for the head) and no ``lr``; the optimizer's ``lr`` is the base and timm's
+          schedulers set ``lr * lr_scale`` on every step, so warm-up and decay keep the ratio exactly.
+          Use with ``timm.optim.create_optimizer_v2(model.param_groups(), "adamw", lr=...)`` and
+          ``timm.scheduler.create_scheduler_v2``. A plain PyTorch optimizer ignores ``lr_scale``.
+        - ``lr=<float>`` (PyTorch's convention): the groups have ``lr`` (``lr * backbone_lr_scale`` and ``lr``)
+          and no ``lr_scale``, for ``torch.optim`` optimizers and ``torch.optim.lr_scheduler`` schedules (which
+          scale every group alike). Not for timm's schedulers, whose warm-up would move the ratio.
+
+        Weight decay follows timm's ``param_groups_weight_decay``: each part is split into ``"backbone"`` /
+        ``"head"`` and ``"backbone_no_decay"`` / ``"head_no_decay"`` (weight decay ``0.0``), the latter holding
+        the 1-D parameters (norms, biases) and what :meth:`no_weight_decay` names. ``weight_decay=None``
+        (default) leaves the decaying groups without a ``weight_decay`` entry, so the optimizer's own default
+        applies (``torch.optim.AdamW``: 0.01, ``Adam``: 0); a number sets it (``0.0``: one group per part,
+        nothing to exempt). Frozen parameters (``requires_grad=False``) are left out; empty groups are dropped.
+
+        Raises:
+            ValueError: ``lr`` not > 0, ``backbone_lr_scale`` < 0 or ``weight_decay`` < 0.
         """
-        exempt = _no_weight_decay_patterns(self) if weight_decay else set()
+        if lr is not None:
+            check_number("param_groups: lr", lr, 0.0, math.inf, lo_open=True)
+        check_number("param_groups: backbone_lr_scale", backbone_lr_scale, 0.0, math.inf)
+        if weight_decay is not None:
+            check_number("param_groups: weight_decay", weight_decay, 0.0, math.inf)
+        split = weight_decay is None or weight_decay > 0
+        exempt = _no_weight_decay_patterns(self) if split else set()
         groups = []
-        for part, part_lr in (("backbone", lr * backbone_lr_scale), ("head", lr)):
+        for part, scale in (("backbone", backbone_lr_scale), ("head", 1.0)):
+            rate = dict(lr_scale=scale) if lr is None else dict(lr=lr * scale)
             decay, no_decay = [], []
             for name, p in getattr(self, part).named_parameters(prefix=part):
                 if not p.requires_grad:
                     continue
                 skip = p.ndim <= 1 or name.endswith(".bias") or any(fnmatch.fnmatchcase(name, e) for e in exempt)
-                (no_decay if weight_decay and skip else decay).append(p)
-            groups.append(dict(name=part, params=decay, lr=part_lr, weight_decay=weight_decay))
-            groups.append(dict(name=f"{part}_no_decay", params=no_decay, lr=part_lr, weight_decay=0.0))
+                (no_decay if split and skip else decay).append(p)
+            decayed = {} if weight_decay is None else dict(weight_decay=weight_decay)
+            groups.append(dict(name=part, params=decay, **rate, **decayed))
+            groups.append(dict(name=f"{part}_no_decay", params=no_decay, **rate, weight_decay=0.0))
         return [g for g in groups if g["params"]]
 
     # -- saved form ---------------------------------------------------------------------------------
