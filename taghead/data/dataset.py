@@ -36,6 +36,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -248,14 +249,19 @@ class VideoClipDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def load(self, index: int) -> tuple[torch.Tensor, int]:
-        """Item ``index`` without the replacement policy (raises :class:`VideoDecodeError`)."""
+    def decode(self, index: int) -> np.ndarray:
+        """The sampled frames of video ``index`` before the transform, ``uint8 [T, H, W, 3]`` (shorter side at
+        ``resize_size``), without the replacement policy (raises :class:`VideoDecodeError`)."""
         sample = self.samples[index]
         cfg = self.data_config
         known = int(self._decoded_frames[index]) or sample.total_frames
         frames, decoded = read_clip(sample.path, cfg.num_frames, known, shrink_to=cfg.resize_size)
         self._decoded_frames[index] = decoded
-        return self.transform(frames), sample.label
+        return frames
+
+    def load(self, index: int) -> tuple[torch.Tensor, int]:
+        """Item ``index`` without the replacement policy (raises :class:`VideoDecodeError`)."""
+        return self.transform(self.decode(index)), self.samples[index].label
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         n = len(self.samples)

@@ -216,6 +216,16 @@ def data_source(args: argparse.Namespace) -> str:
     return sources[0]
 
 
+def clip_size(args: argparse.Namespace, source: str) -> tuple[int | None, int | None]:
+    """``(--num-frames, --crop-size)``, with the synthetic clip's sizes when ``source`` is ``"synthetic"`` and no
+    saved model (``--init``, which fixes its own clip) is given; ``None`` leaves the backbone's default."""
+    num_frames, crop_size = args.num_frames, args.crop_size
+    if source == "synthetic" and args.init is None:
+        num_frames = num_frames or SYNTHETIC_DEFAULTS["num_frames"]
+        crop_size = crop_size or SYNTHETIC_DEFAULTS["crop_size"]
+    return num_frames, crop_size
+
+
 def class_names_for(args: argparse.Namespace) -> list[str]:
     """The training classes (decides ``num_classes`` of the model)."""
     if data_source(args) == "synthetic":
@@ -229,8 +239,12 @@ def class_names_for(args: argparse.Namespace) -> list[str]:
 
 
 def build_datasets(args: argparse.Namespace, data_config: DataConfig, class_names: list[str],
-                   progress: bool = True) -> DataSplits:
-    """The training and validation sets of a ``taghead train`` command line, for the model's data config."""
+                   progress: bool = True, augment: bool = True) -> DataSplits:
+    """The training and validation sets of a ``taghead train`` command line, for the model's data config.
+
+    ``augment=False`` gives video files the evaluation transform in the training set too (centre crop, no
+    flip), as ``taghead extract-features`` stores one view per clip.
+    """
     from ..data import SyntheticFineGrainedDataset, VideoClipDataset
 
     source = data_source(args)
@@ -252,14 +266,14 @@ def build_datasets(args: argparse.Namespace, data_config: DataConfig, class_name
         raise ValueError("use --val-csv with --train-csv and --val-dir with --train-dir")
     kwargs = dict(hflip_p=args.hflip_p)
     if source == "csv":
-        train = VideoClipDataset.from_csv(args.train_csv, args.video_dir, data_config, True, class_names=class_names,
+        train = VideoClipDataset.from_csv(args.train_csv, args.video_dir, data_config, augment, class_names=class_names,
                                           **kwargs)
         # The model's class count (from the training split) fixes the validation labels' range; the
         # validation split may lack classes (a subset of a validation file): MCA counts only those present.
         val = (VideoClipDataset.from_csv(args.val_csv, args.video_dir, data_config, False, class_names=class_names)
                if args.val_csv is not None else None)
     else:
-        train = VideoClipDataset.from_folder(args.train_dir, data_config, True, class_names=class_names, **kwargs)
+        train = VideoClipDataset.from_folder(args.train_dir, data_config, augment, class_names=class_names, **kwargs)
         val = (VideoClipDataset.from_folder(args.val_dir, data_config, False, class_names=class_names)
                if args.val_dir is not None else None)
     return DataSplits(train, val, class_names)
