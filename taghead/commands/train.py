@@ -143,6 +143,9 @@ def _model_from_cache(args: argparse.Namespace, train: FeatureDataset, head_kwar
     """``--features`` alone: the cache's backbone and weights + ``--head``; clip options must be the cache's."""
     from ..features.cache import FeatureCacheError
 
+    if getattr(args, "pretrained_backbone", None) is not None:
+        raise ValueError("--pretrained-backbone with --features needs the --backbone that claims those weights; without "
+                         "both the model takes the cache's own backbone weights")
     cfg, cached_kwargs = train.data_config, train.spec.get("backbone_kwargs") or {}
     wrong = [f"{flag} {given} (the cache: {cached})" for flag, given, cached in (
         ("--num-frames", args.num_frames, cfg.num_frames), ("--crop-size", args.crop_size, cfg.crop_size),
@@ -232,8 +235,9 @@ def _run(args: argparse.Namespace) -> int:
                                 head_kwargs=head_kwargs, backbone_kwargs=backbone_kwargs, num_frames=num_frames,
                                 crop_size=crop_size, freeze_backbone=args.freeze_backbone or cache is not None,
                                 label_names=class_names, init=args.init)
-            if cache is not None:
-                _adopt_cached_backbone(model, cache.train, claims_weights=args.init is not None)
+            if cache is not None:  # a backbone with weights of its own (--init, --pretrained-backbone) must have the cache's
+                claims = args.init is not None or getattr(args, "pretrained_backbone", None) is not None
+                _adopt_cached_backbone(model, cache.train, claims_weights=claims)
         if text_bank is not None and (args.model or args.init):
             _set_model_text_bank(model, text_bank, f"--model {args.model}" if args.model else f"--init {args.init}")
         if args.sync_bn:

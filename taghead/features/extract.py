@@ -362,8 +362,10 @@ def extract_features(
                     raise FeatureCacheError(f"the backbone gave feature maps {list(out.shape[1:])}, expected {list(shape)}")
                 out = out.to(torch_dtype).cpu().view(len(good), views, *shape)
                 if not torch.isfinite(out).all():
-                    raise FeatureCacheError(f"non-finite feature values in {dtype} (clips {[i for i, *_ in good]}): the "
-                                            "maps exceed float16's range (65504); extract with dtype='float32'")
+                    why = ("the maps exceed float16's range (65504): extract with dtype='float32'" if dtype == "float16"
+                           else "the backbone computed them")
+                    raise FeatureCacheError(f"non-finite feature values in the {dtype} maps of the clips "
+                                            f"{[sources[i] for i, *_ in good]}: {why}")
                 maps = {item[0]: out[k] for k, item in enumerate(good)}
             for index_, _, label, reason in batch:
                 writer.add(index_, maps.get(index_), label, reason, sources[index_])
