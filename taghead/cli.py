@@ -1,7 +1,8 @@
 """The ``taghead`` command line: ``taghead <command> --help`` for each command.
 
-Every command lives in ``taghead/commands/<name>.py`` and exposes ``register(subparsers)``, which adds
-its parser and sets ``func`` (called with the parsed ``argparse.Namespace``; returns an exit code).
+Every command lives in ``taghead/commands/<name>.py`` (a ``-`` in the command is a ``_`` in the module name) and
+exposes ``register(subparsers)``, which adds its parser and sets ``func`` (called with the parsed
+``argparse.Namespace``; returns an exit code).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 #: Command modules, in the order ``taghead --help`` lists them.
-COMMANDS = ("demo", "train", "eval", "predict", "explain", "convert", "info")
+COMMANDS = ("demo", "train", "extract-features", "eval", "predict", "explain", "convert", "info")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,10 +23,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"taghead {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
+        module_name = f"taghead.commands.{name.replace('-', '_')}"
         try:
-            module = importlib.import_module(f"taghead.commands.{name}")
+            module = importlib.import_module(module_name)
         except ModuleNotFoundError as err:
-            if err.name != f"taghead.commands.{name}":
+            if err.name != module_name:
                 raise
             continue  # command not provided by this build
         module.register(sub)

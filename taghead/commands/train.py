@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import torch
+
+    from ..engine.builders import DataSplits
+    from ..features import FeatureDataset
 
 __all__ = ["register", "run"]
 
@@ -18,7 +21,8 @@ weights, a pretrained backbone or a saved model (--init). The optimisation defau
 curves.png, checkpoint_last.pt, checkpoint_best.pt and best/ (save_pretrained, its model card with the
 validation metrics) to --output; an --output that holds an earlier run is refused unless --resume or
 --overwrite. Under torchrun, runs DistributedDataParallel (NCCL on GPU, Gloo on CPU); --batch-size is per
-process.
+process. With --features DIR (a cache of taghead extract-features) the head alone trains on the cached feature
+maps, and the result is still a full model: the cache's backbone with its weights, frozen, and the trained head.
 """
 
 EPILOG = """examples:
@@ -30,6 +34,8 @@ EPILOG = """examples:
   torchrun --nproc_per_node 4 -m taghead.cli train ...     (DistributedDataParallel, one process per GPU)
   taghead train ... --output runs/gym99 --resume           (continue from runs/gym99/checkpoint_last.pt)
   taghead train ... --output runs/gym99 --overwrite        (start again: the earlier run's files are replaced)
+  taghead train --features features/r2plus1d_18 --head tag --lr 1e-4 --epochs 30 --output runs/probe
+                                     (a head on cached maps of taghead extract-features: DIR/train, DIR/val)
 """
 
 
@@ -58,6 +64,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "this text encoder (hashing:DIM, open_clip:MODEL[:PRETRAINED], hf:NAME; see "
                         "taghead.build_text_bank) and pass it as the head's text_bank")
     add_data_arguments(parser, train=True)
+    f = parser.add_argument_group("cached feature maps")
+    f.add_argument("--features", type=Path, default=None, metavar="DIR",
+                   help="train the head on the feature maps cached by taghead extract-features in DIR (DIR/train, and "
+                        "DIR/val when present) instead of videos; the model is the cache's frozen backbone with its "
+                        "weights + --head; --backbone, --model or --init must match the cache")
     by_recipe = "default: by recipe, see 'recipes' below"
     g = parser.add_argument_group("optimisation (defaults by recipe: from scratch or fine-tuning, see below)")
     g.add_argument("--epochs", type=positive_int, default=None, help=f"passes over the training set ({by_recipe})")
@@ -120,14 +131,71 @@ def _set_model_text_bank(model: torch.nn.Module, bank: torch.Tensor, name: str) 
     head.set_text_bank(bank)
 
 
+def _check_no_video_options(args: argparse.Namespace) -> None:
+    """``--features``: the data comes from the cache; video sources and their options are an error."""
+    given = [flag for flag, value in (("--data", args.data), ("--train-csv", args.train_csv), ("--val-csv", args.val_csv),
+                                      ("--train-dir", args.train_dir), ("--val-dir", args.val_dir),
+                                      ("--video-dir", args.video_dir)) if value is not None]
+    if args.hflip_p != 0.5:
+        given.append("--hflip-p")
+    if given:
+        raise ValueError(f"--features reads the clips' feature maps from the cache; {', '.join(given)} cannot be "
+                         "combined with it (the data and its augmentation were fixed at extraction: --views)")
+
+
+def _open_feature_cache(root: Path, seed: int) -> DataSplits:
+    """``root/train`` and, when present, ``root/val`` as feature datasets."""
+    from ..engine.builders import DataSplits
+    from ..features import FeatureDataset
+    from ..features.cache import INDEX_JSON
+
+    train = FeatureDataset(root, "train", seed=seed)
+    val = FeatureDataset(root, "val", seed=seed) if (root / "val" / INDEX_JSON).is_file() else None
+    if val is not None and val.class_names != train.class_names:
+        raise ValueError(f"{root}: the val split's classes are not the train split's")
+    return DataSplits(train, val, train.class_names)
+
+
+def _model_from_cache(args: argparse.Namespace, train: FeatureDataset, head_kwargs: dict[str, Any],
+                      backbone_kwargs: dict[str, Any], class_names: list[str]) -> torch.nn.Module:
+    """``--features`` alone: the cache's backbone and weights + ``--head``; clip options must be the cache's."""
+    from ..features.cache import FeatureCacheError
+
+    if getattr(args, "pretrained_backbone", None) is not None:
+        raise ValueError("--pretrained-backbone with --features needs the --backbone that claims those weights; without "
+                         "both the model takes the cache's own backbone weights")
+    cfg, cached_kwargs = train.data_config, train.spec.get("backbone_kwargs") or {}
+    wrong = [f"{flag} {given} (the cache: {cached})" for flag, given, cached in (
+        ("--num-frames", args.num_frames, cfg.num_frames), ("--crop-size", args.crop_size, cfg.crop_size),
+        ("--backbone-kwargs", backbone_kwargs or None, cached_kwargs)) if given is not None and given != cached]
+    if wrong:
+        raise FeatureCacheError(f"{args.features} was made with another backbone or clip than given: {'; '.join(wrong)}")
+    return train.build_model(args.head, label_names=class_names, **head_kwargs)
+
+
+def _adopt_cached_backbone(model: torch.nn.Module, train: FeatureDataset, claims_weights: bool) -> None:
+    """``--features`` with ``--backbone``/``--model``/``--init``: the model must claim the cache's backbone and data
+    config; a freshly built backbone takes the cache's weights, one with its own weights (``--init``) must have them."""
+    from ..features.cache import FeatureCacheError, cache_differences
+
+    lines = cache_differences(train.info, model)
+    if lines:
+        raise FeatureCacheError(f"{train.root} was made with another backbone or data config than the model claims:\n  "
+                                + "\n  ".join(lines))
+    if not claims_weights:
+        train.load_backbone_weights(model.backbone)
+    model.backbone.freeze()
+    model.spec["freeze_backbone"] = True
+
+
 def _run(args: argparse.Namespace) -> int:
     import torch
 
     from ..engine.builders import (
-        SYNTHETIC_DEFAULTS,
         build_datasets,
         build_model,
         class_names_for,
+        clip_size,
         data_name,
         data_source,
         parse_kwargs,
@@ -159,11 +227,10 @@ def _run(args: argparse.Namespace) -> int:
         resume = args.output / LAST_CHECKPOINT if args.resume == "auto" else Path(args.resume)
         if not resume.is_file():
             raise FileNotFoundError(f"--resume: checkpoint {str(resume)!r} does not exist")
-    source = data_source(args)
-    num_frames, crop_size = args.num_frames, args.crop_size
-    if source == "synthetic" and args.init is None:  # --init: the saved model's clip size
-        num_frames = num_frames or SYNTHETIC_DEFAULTS["num_frames"]
-        crop_size = crop_size or SYNTHETIC_DEFAULTS["crop_size"]
+    source = "features" if args.features is not None else data_source(args)
+    num_frames, crop_size = clip_size(args, source)
+    if source == "features":
+        _check_no_video_options(args)
 
     if args.text_bank is not None:
         if "text_bank" in head_kwargs:
@@ -177,7 +244,8 @@ def _run(args: argparse.Namespace) -> int:
     if ctx.is_main:
         print(recipe.describe(), flush=True)
     try:
-        class_names = class_names_for(args)
+        cache = _open_feature_cache(args.features, args.seed) if source == "features" else None
+        class_names = cache.train.class_names if cache is not None else class_names_for(args)
         text_bank = None
         if args.text_bank is not None:
             from ..text import build_text_bank
@@ -186,20 +254,29 @@ def _run(args: argparse.Namespace) -> int:
             if args.model is None and args.init is None:
                 head_kwargs["text_bank"] = text_bank
         seed_everything(args.seed)  # the same initial weights in every process (DDP also broadcasts rank 0's)
-        model = build_model(num_classes=len(class_names), model=args.model, backbone=args.backbone, head=args.head,
-                            head_kwargs=head_kwargs, backbone_kwargs=backbone_kwargs, num_frames=num_frames,
-                            crop_size=crop_size, freeze_backbone=args.freeze_backbone, label_names=class_names,
-                            init=args.init)
+        if cache is not None and args.model is None and args.backbone is None and args.init is None:
+            model = _model_from_cache(args, cache.train, head_kwargs, backbone_kwargs, class_names)
+        else:
+            if cache is not None and args.init is None:  # the clip the cache was made for, unless given
+                num_frames = num_frames or cache.train.data_config.num_frames
+                crop_size = crop_size or cache.train.data_config.crop_size
+            model = build_model(num_classes=len(class_names), model=args.model, backbone=args.backbone, head=args.head,
+                                head_kwargs=head_kwargs, backbone_kwargs=backbone_kwargs, num_frames=num_frames,
+                                crop_size=crop_size, freeze_backbone=args.freeze_backbone or cache is not None,
+                                label_names=class_names, init=args.init)
+            if cache is not None:  # a backbone with weights of its own (--init, --pretrained-backbone) must have the cache's
+                claims = args.init is not None or getattr(args, "pretrained_backbone", None) is not None
+                _adopt_cached_backbone(model, cache.train, claims_weights=claims)
         if text_bank is not None and (args.model or args.init):
             _set_model_text_bank(model, text_bank, f"--model {args.model}" if args.model else f"--init {args.init}")
         if ctx.is_main:
             print(f"resuming from {resume}: the weights of that checkpoint" if resume is not None else
-                  weights_origin(model, init=args.init, seed=args.seed), flush=True)
+                  weights_origin(model, init=args.init, seed=args.seed, features=args.features), flush=True)
         if args.sync_bn:
             if ctx.device.type != "cuda":
                 raise ValueError("--sync-bn needs CUDA (torch's SyncBatchNorm runs on GPUs only)")
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        splits = build_datasets(args, model.data_config, class_names, progress=ctx.is_main and not args.no_progress)
+        splits = cache or build_datasets(args, model.data_config, class_names, progress=ctx.is_main and not args.no_progress)
         trainer = Trainer(model, splits.train, splits.val, config, output_dir=args.output, ctx=ctx,
                           class_names=class_names, overwrite=args.overwrite, data_name=data_name(args))
         if resume is not None:

@@ -388,8 +388,10 @@ class VideoClipDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def load(self, index: int) -> tuple[torch.Tensor, int]:
-        """Item ``index`` without the replacement policy (raises :class:`VideoDecodeError`)."""
+    def decode(self, index: int) -> np.ndarray:
+        """The sampled frames of video ``index`` before the transform, ``uint8 [T, H, W, 3]`` (shorter side at
+        ``resize_size``), without the replacement policy (raises :class:`VideoDecodeError`, also for frames
+        smaller than the evaluation crop: :func:`check_fits_crop`)."""
         sample = self.samples[index]
         cfg = self.data_config
         known = int(self._decoded_frames[index]) or sample.total_frames
@@ -397,7 +399,11 @@ class VideoClipDataset(Dataset):
         self._decoded_frames[index] = decoded
         if not self.train:  # the training crop takes any frame size
             check_fits_crop(sample.path, frames, cfg)
-        return self.transform(frames), sample.label
+        return frames
+
+    def load(self, index: int) -> tuple[torch.Tensor, int]:
+        """Item ``index`` without the replacement policy (raises :class:`VideoDecodeError`)."""
+        return self.transform(self.decode(index)), self.samples[index].label
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         n = len(self.samples)

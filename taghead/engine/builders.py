@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,15 +101,21 @@ def _weights_name(weights: Any) -> str:
     return str(weights)
 
 
-def weights_origin(model: nn.Module, *, init: str | None = None, seed: int | None = None) -> str:
+def weights_origin(model: nn.Module, *, init: str | None = None, seed: int | None = None,
+                   features: str | os.PathLike | None = None) -> str:
     """Where the weights a run starts from come from, as the start-up line of ``taghead train`` says it:
-    random, a pretrained backbone (the spec's ``backbone_weights``), or a saved model (``--init``)."""
+    random, a pretrained backbone (the spec's ``backbone_weights``), a saved model (``--init``), or the backbone
+    of a feature cache (``--features``: the weights its maps were extracted with)."""
     spec = getattr(model, "spec", None) or {}
     backbone = spec.get("backbone") or type(getattr(model, "backbone", model)).__name__
     seeded = f" (seed {seed})" if seed is not None else ""
     if init is not None:
         return f"weights: from the saved model --init {init} (backbone and head)"
     pretrained = spec.get("backbone_weights")
+    if features is not None:
+        kind = f"pretrained ({_weights_name(pretrained)})" if pretrained else "as extracted"
+        return (f"weights: backbone {backbone} from the feature cache {os.fspath(features)} ({kind}, frozen); head "
+                f"random{seeded}")
     if pretrained:
         return (f"weights: backbone {backbone} pretrained ({_weights_name(pretrained)}); head random"
                 f"{seeded}")
@@ -117,14 +124,17 @@ def weights_origin(model: nn.Module, *, init: str | None = None, seed: int | Non
 
 def data_name(args: argparse.Namespace) -> str:
     """The training data of a ``taghead train`` command line, for the model card of ``best/``: ``taghead-synthetic``,
-    the split CSV's name, or the last two parts of ``--train-dir`` (no full local path: a ``config.json`` travels)."""
-    source = data_source(args)
-    if source == "synthetic":
-        return "taghead-synthetic"  # taghead.data.SyntheticFineGrainedDataset
-    if source == "csv":
-        return Path(args.train_csv).stem
-    parts = Path(args.train_dir).resolve().parts[-2:]
-    return "/".join(parts)
+    the split CSV's name, or the last two parts of ``--train-dir`` or of ``--features`` (no full local path: a
+    ``config.json`` travels)."""
+    folder = getattr(args, "features", None)
+    if folder is None:
+        source = data_source(args)
+        if source == "synthetic":
+            return "taghead-synthetic"  # taghead.data.SyntheticFineGrainedDataset
+        if source == "csv":
+            return Path(args.train_csv).stem
+        folder = args.train_dir
+    return "/".join(Path(folder).resolve().parts[-2:])
 
 
 def build_model(
@@ -260,6 +270,16 @@ def data_source(args: argparse.Namespace) -> str:
     return sources[0]
 
 
+def clip_size(args: argparse.Namespace, source: str) -> tuple[int | None, int | None]:
+    """``(--num-frames, --crop-size)``, with the synthetic clip's sizes when ``source`` is ``"synthetic"`` and no
+    saved model (``--init``, which fixes its own clip) is given; ``None`` leaves the backbone's default."""
+    num_frames, crop_size = args.num_frames, args.crop_size
+    if source == "synthetic" and args.init is None:
+        num_frames = num_frames or SYNTHETIC_DEFAULTS["num_frames"]
+        crop_size = crop_size or SYNTHETIC_DEFAULTS["crop_size"]
+    return num_frames, crop_size
+
+
 def class_names_for(args: argparse.Namespace) -> list[str]:
     """The training classes (decides ``num_classes`` of the model)."""
     if data_source(args) == "synthetic":
@@ -273,8 +293,12 @@ def class_names_for(args: argparse.Namespace) -> list[str]:
 
 
 def build_datasets(args: argparse.Namespace, data_config: DataConfig, class_names: list[str],
-                   progress: bool = True) -> DataSplits:
-    """The training and validation sets of a ``taghead train`` command line, for the model's data config."""
+                   progress: bool = True, augment: bool = True) -> DataSplits:
+    """The training and validation sets of a ``taghead train`` command line, for the model's data config.
+
+    ``augment=False`` gives video files the evaluation transform in the training set too (centre crop, no
+    flip), as ``taghead extract-features`` stores one view per clip.
+    """
     from ..data import SyntheticFineGrainedDataset, VideoClipDataset
 
     source = data_source(args)
@@ -297,7 +321,7 @@ def build_datasets(args: argparse.Namespace, data_config: DataConfig, class_name
     kwargs = dict(hflip_p=args.hflip_p)
     if source == "csv":
         outside = dict(allow_outside_video_dir=args.allow_outside_video_dir)
-        train = VideoClipDataset.from_csv(args.train_csv, args.video_dir, data_config, True, class_names=class_names,
+        train = VideoClipDataset.from_csv(args.train_csv, args.video_dir, data_config, augment, class_names=class_names,
                                           **outside, **kwargs)
         # The model's class count (from the training split) fixes the validation labels' range; the
         # validation split may lack classes (a subset of a validation file): MCA counts only those present.
@@ -305,7 +329,7 @@ def build_datasets(args: argparse.Namespace, data_config: DataConfig, class_name
                                          **outside)
                if args.val_csv is not None else None)
     else:
-        train = VideoClipDataset.from_folder(args.train_dir, data_config, True, class_names=class_names, **kwargs)
+        train = VideoClipDataset.from_folder(args.train_dir, data_config, augment, class_names=class_names, **kwargs)
         val = (VideoClipDataset.from_folder(args.val_dir, data_config, False, class_names=class_names)
                if args.val_dir is not None else None)
     return DataSplits(train, val, class_names)

@@ -134,6 +134,8 @@ def resolve_recipe(args: argparse.Namespace, head_kwargs: dict[str, Any]) -> Res
         situation = f"--init {args.init}: a saved model"
     elif getattr(args, "pretrained_backbone", None) is not None:
         situation = f"--pretrained-backbone {args.pretrained_backbone}"
+    elif getattr(args, "features", None) is not None:
+        situation = f"--features {args.features}: a new head on the cache's frozen backbone"
     else:
         situation = recipe.when
     return ResolvedRecipe(recipe, options, head_kwargs, given, from_recipe, situation)

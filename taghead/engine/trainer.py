@@ -23,6 +23,13 @@ checkpoint: a run killed at any point and resumed gives the same result as an un
 **Nothing of an earlier run is lost.** A fresh run (not resumed) refuses an output folder that already
 holds a run's files (:data:`RUN_OUTPUTS`) with a :class:`RunExistsError`, unless ``overwrite=True``,
 which removes those files (and only those) before the first epoch.
+
+Cached feature maps: when the datasets say ``inputs = "features"`` (a
+:class:`taghead.features.FeatureDataset`), their items are the backbone's maps, so only ``model.head``
+runs (and is wrapped by DDP); the backbone must be frozen, and each dataset's ``check_model(model)``
+refuses a model its maps do not belong to. Everything else (losses, optimiser groups, checkpoints of the
+whole model, ``best/``) is as for videos. A dataset's ``set_epoch(epoch)``, when it has one, is called
+before each training epoch.
 """
 
 from __future__ import annotations
@@ -275,8 +282,9 @@ class Trainer:
     Args:
         model: ``video [B, 3, T, H, W] -> logits [B, C]`` with ``num_classes`` (and, optionally,
             ``losses(logits, target)``, ``param_groups(...)``, ``update_ema()``, ``save_pretrained(dir)``).
-        train_dataset: ``(video, label)`` items.
-        val_dataset: evaluated after every epoch (optional).
+        train_dataset: ``(video, label)`` items, or ``(feature map, label)`` from a dataset whose ``inputs``
+            attribute is ``"features"`` (:class:`taghead.features.FeatureDataset`): the head alone trains then.
+        val_dataset: evaluated after every epoch (optional; the same kind of items as the training set).
         config: a :class:`TrainConfig`.
         output_dir: where metrics, checkpoints and plots go (``None``: nothing is written).
         ctx: the process's :class:`~taghead.engine.distributed.DistributedContext` (default: one CPU
@@ -321,18 +329,25 @@ class Trainer:
         if val_dataset is not None and len(val_dataset) == 0:
             raise ValueError("the validation dataset is empty")
 
+        self.inputs = _inputs_of(train_dataset, val_dataset)
         self.model = model.to(ctx.device)
         if config.channels_last:
             self.model.to(memory_format=torch.channels_last_3d)
+        #: What the items go through: the model, or its head alone when they are cached feature maps.
+        self.forward_module = self.model if self.inputs == "videos" else _head_for_features(self.model)
+        for dataset in (train_dataset, val_dataset):
+            check = getattr(dataset, "check_model", None) if self.inputs == "features" else None
+            if callable(check):
+                check(self.model)  # the guard rails: maps of this backbone, weights, data config, head shape
         self.train_dataset, self.val_dataset = train_dataset, val_dataset
         seed_everything(config.seed + ctx.rank)
         if ctx.is_distributed:
             self.train_model: nn.Module = nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
+                self.forward_module, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
                 find_unused_parameters=config.find_unused_parameters,
             )
         else:
-            self.train_model = self.model
+            self.train_model = self.forward_module
 
         self.sampler = build_train_sampler(train_dataset, ctx, config.seed, shuffle=True)
         self.train_loader = self._loader(train_dataset, config.batch_size, self.sampler)
@@ -396,6 +411,9 @@ class Trainer:
         # One worker seed per (seed, epoch, rank): the same augmentation whether or not the run was resumed.
         self.train_loader.generator.manual_seed(cfg.seed * 100_003 + epoch * 1_009 + ctx.rank)
         _reset_failures(self.train_dataset)
+        set_epoch = getattr(self.train_dataset, "set_epoch", None)
+        if callable(set_epoch):
+            set_epoch(epoch)  # e.g. which cached view of each clip a FeatureDataset serves
 
         loss_sum = torch.zeros((), dtype=torch.float64)
         aux_sums: dict[str, float] = {}
@@ -475,7 +493,7 @@ class Trainer:
         # Buffers (BatchNorm running statistics) can drift apart between processes; evaluate rank 0's,
         # the ones its checkpoint saves.
         broadcast_buffers(self.model, self.ctx)
-        return evaluate(self.model, dataset, num_classes=self.num_classes, ctx=self.ctx,
+        return evaluate(self.forward_module, dataset, num_classes=self.num_classes, ctx=self.ctx,
                         batch_size=self.config.eval_batch_size or self.config.batch_size,
                         workers=self.config.workers, amp=self.config.amp,
                         progress=self.config.progress, desc=desc, channels_last=self.config.channels_last)
@@ -490,7 +508,8 @@ class Trainer:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             self._open_tensorboard()
         if self.start_epoch == 0:
-            self.log(f"training {_describe(self.model)} on {len(self.train_dataset)} clips "
+            cached = " (cached feature maps: the head alone)" if self.inputs == "features" else ""
+            self.log(f"training {_describe(self.model)} on {len(self.train_dataset)} clips{cached} "
                      f"({self.num_classes} classes), {cfg.epochs} epochs x {self.steps_per_epoch} steps; global batch "
                      f"{cfg.batch_size * self.ctx.world_size * cfg.accum_steps}, {self.ctx.world_size} process(es) on "
                      f"{self.ctx.device.type}")
@@ -712,6 +731,29 @@ def _to_device(video: Any, device: torch.device, channels_last: bool) -> Any:
     if channels_last and video.dim() == 5:
         return video.to(device, non_blocking=True, memory_format=torch.channels_last_3d)
     return video.to(device, non_blocking=True)
+
+
+def _inputs_of(train_dataset: Dataset, val_dataset: Dataset | None) -> str:
+    """``"features"`` when the datasets serve cached feature maps (their ``inputs`` attribute), else ``"videos"``."""
+    kinds = [getattr(d, "inputs", "videos") for d in (train_dataset, val_dataset) if d is not None]
+    if any(k not in ("videos", "features") for k in kinds):
+        raise ValueError(f"a dataset's inputs must be 'videos' or 'features', got {kinds}")
+    if len(set(kinds)) > 1:
+        raise ValueError("the training set serves " + kinds[0] + " and the validation set " + kinds[1] + "; give both "
+                         "as videos or both as cached feature maps (taghead.features.FeatureDataset)")
+    return kinds[0]
+
+
+def _head_for_features(model: nn.Module) -> nn.Module:
+    """The head that trains on cached feature maps; the backbone, which does not run, must be frozen."""
+    head, backbone = getattr(model, "head", None), getattr(model, "backbone", None)
+    if not isinstance(head, nn.Module) or not isinstance(backbone, nn.Module):
+        raise TypeError(f"training on cached feature maps needs a model with .backbone and .head (a "
+                        f"taghead.VideoClassifier), got {type(model).__name__}")
+    if any(p.requires_grad for p in backbone.parameters()):
+        raise ValueError("training on cached feature maps leaves the backbone as it was extracted, so it must be "
+                         "frozen: build the model with FeatureDataset.build_model, or call model.backbone.freeze()")
+    return head
 
 
 def _reset_failures(dataset: Dataset | None) -> None:

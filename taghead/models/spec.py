@@ -25,9 +25,36 @@ from ..backbones.registry import create_backbone
 from ..config import DataConfig
 from ..heads.registry import get_head_class
 
-__all__ = ["SPEC_KEYS", "build_parts"]
+__all__ = ["SPEC_KEYS", "build_parts", "build_feature_extractor"]
 
 SPEC_KEYS = ("backbone", "backbone_kwargs", "adapter", "adapter_kwargs", "head", "head_config", "freeze_backbone")
+
+
+def build_feature_extractor(spec: dict[str, Any], backbone: nn.Module | None = None) -> FeatureExtractor:
+    """The feature extractor a spec describes (its ``backbone``, ``backbone_kwargs``, ``adapter`` and
+    ``adapter_kwargs``), with random weights; ``backbone`` as in :func:`build_parts`."""
+    if spec["backbone"] is None:
+        if backbone is None:
+            raise ValueError("this spec has a user-supplied backbone (spec['backbone'] is None): pass backbone=, "
+                             "a freshly built module of the same architecture")
+        model = backbone
+    else:
+        if backbone is not None:
+            raise ValueError(f"the spec builds its backbone {spec['backbone']!r} by name; do not pass backbone=")
+        model = create_backbone(spec["backbone"], **dict(spec["backbone_kwargs"] or {}))
+
+    adapter_kwargs = dict(spec["adapter_kwargs"] or {})
+    callable_name = adapter_kwargs.pop("callable", None)
+    if isinstance(model, FeatureExtractor):
+        if spec["adapter"] not in (None, model.adapter_name):
+            raise ValueError(f"the spec's adapter is {spec['adapter']!r}, the given extractor is {model.adapter_name!r}")
+        return model
+    if callable_name is not None:
+        raise ValueError(
+            f"this model's features came from the callable {callable_name!r}, which a spec cannot store; pass "
+            f"backbone=taghead.adapters.adapt(model, feature_layer={callable_name.rsplit('.', 1)[-1]})"
+        )
+    return adapt(model, adapter=spec["adapter"], **adapter_kwargs)
 
 
 def build_parts(
@@ -54,30 +81,7 @@ def build_parts(
     if not isinstance(data_config, DataConfig):
         raise TypeError(f"data_config must be a DataConfig or a dict, got {type(data_config).__name__}")
 
-    if spec["backbone"] is None:
-        if backbone is None:
-            raise ValueError("this spec has a user-supplied backbone (spec['backbone'] is None): pass backbone=, "
-                             "a freshly built module of the same architecture")
-        model = backbone
-    else:
-        if backbone is not None:
-            raise ValueError(f"the spec builds its backbone {spec['backbone']!r} by name; do not pass backbone=")
-        model = create_backbone(spec["backbone"], **dict(spec["backbone_kwargs"] or {}))
-
-    adapter_kwargs = dict(spec["adapter_kwargs"] or {})
-    callable_name = adapter_kwargs.pop("callable", None)
-    if isinstance(model, FeatureExtractor):
-        if spec["adapter"] not in (None, model.adapter_name):
-            raise ValueError(f"the spec's adapter is {spec['adapter']!r}, the given extractor is {model.adapter_name!r}")
-        extractor = model
-    elif callable_name is not None:
-        raise ValueError(
-            f"this model's features came from the callable {callable_name!r}, which a spec cannot store; pass "
-            f"backbone=taghead.adapters.adapt(model, feature_layer={callable_name.rsplit('.', 1)[-1]})"
-        )
-    else:
-        extractor = adapt(model, adapter=spec["adapter"], **adapter_kwargs)
-
+    extractor = build_feature_extractor(spec, backbone)
     if spec["head"] is None or spec["head_config"] is None:
         if head is None:
             why = ("spec['head'] is None: a custom head factory" if spec["head"] is None

@@ -22,8 +22,9 @@ from .spec import SPEC_KEYS
 __all__ = ["wrap_backbone", "build_from_spec", "SPEC_KEYS"]
 
 
-def _build_head(head: str | Callable[..., nn.Module], shape: tuple[int, int, int, int], num_classes: int,
-                head_kwargs: dict[str, Any], backbone_name: str) -> nn.Module:
+def build_head(head: str | Callable[..., nn.Module], shape: tuple[int, int, int, int], num_classes: int,
+               head_kwargs: dict[str, Any], backbone_name: str) -> nn.Module:
+    """``create_head`` for the feature map ``shape = (C, t, h, w)`` of ``backbone_name``; its errors say so."""
     channels, t, h, w = shape
     try:
         return create_head(head, channels, t, h, w, num_classes=num_classes, **head_kwargs)
@@ -96,7 +97,7 @@ def wrap_backbone(
     described = name or type(model).__qualname__
     shape = extractor.feature_shape(data_config.num_frames, data_config.crop_size)
     extractor.clip = (data_config.num_frames, data_config.crop_size)
-    head_module = _build_head(head, shape, num_classes, head_kwargs, described)
+    head_module = build_head(head, shape, num_classes, head_kwargs, described)
     if freeze_backbone:
         extractor.freeze()
     get_config = getattr(head_module, "get_config", None)
