@@ -96,7 +96,12 @@ class VideoClipDataset(Dataset):
             (default: all of them; a dataset with no readable video raises ``RuntimeError``).
 
     Attributes:
-        samples, class_names, num_classes, data_config, train, transform.
+        samples: the videos, as :class:`VideoSample`.
+        class_names: names of the label indices.
+        num_classes: number of classes.
+        data_config: the clip the model expects.
+        train: whether the training transforms are applied.
+        transform: the clip transform.
     """
 
     def __init__(
