@@ -8,6 +8,9 @@ import re
 from pathlib import Path
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
+#: Pictures the benchmarks draw live with the documentation's (the guides show them); RESULTS.md links them as
+#: ``../docs/images/<name>``.
+IMAGES = Path(__file__).resolve().parent.parent / "docs" / "images"
 
 
 def write_section(name: str, markdown: str, path: Path = RESULTS) -> None:

@@ -14,7 +14,7 @@ clips, with the same seed, optimiser, schedule and number of epochs (the ``taghe
 
 It prints validation Top-1 and mean class accuracy per row (for ART with text also how often the true
 class is among the ``top_k`` classes it selected, per video and per frame), writes the table to the
-``ablations`` section of ``benchmarks/RESULTS.md`` and a bar plot to ``benchmarks/ablations.png``.
+``ablations`` section of ``benchmarks/RESULTS.md`` and a bar plot to ``docs/images/ablations.png``.
 
     python benchmarks/ablations.py               # about 15 minutes on 2 CPU cores
     python benchmarks/ablations.py --quick       # seconds: smoke test, writes nothing
@@ -141,7 +141,7 @@ def markdown(results: list[dict[str, Any]], recipe: DemoRecipe, seed: int, total
             lines += ["", f"{r['name']}: the true class is among the top-{k} classes the head selected (in the text "
                       f"space the video-consistency loss trains) for {100 * r['selection'][0]:.1f}% of the validation "
                       f"videos and {100 * r['selection'][1]:.1f}% of their frames (chance {100 * k / num_classes:.1f}%)."]
-    lines += ["", "![ablation bar plot](ablations.png)"]
+    lines += ["", "![ablation bar plot](../docs/images/ablations.png)"]
     return "\n".join(lines)
 
 
@@ -168,14 +168,14 @@ def main() -> None:
     print("\n" + table)
     if args.quick or args.rows:
         return
-    from _results import write_section
+    from _results import IMAGES, write_section
 
     num_classes = recipe.classes
     plot_bars(results, {"top1": "val Top-1 (last epoch)", "mca": "val MCA (last epoch)",
                         "mean_top1": "val Top-1 (mean over epochs)"},
-              HERE / "ablations.png", title="TAG-Head ablations (synthetic benchmark)", chance=1 / num_classes)
+              IMAGES / "ablations.png", title="TAG-Head ablations (synthetic benchmark)", chance=1 / num_classes)
     write_section("ablations", table)
-    print(f"\nwrote {HERE / 'RESULTS.md'} (section 'ablations') and {HERE / 'ablations.png'}")
+    print(f"\nwrote {HERE / 'RESULTS.md'} (section 'ablations') and {IMAGES / 'ablations.png'}")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ token width; the last row is the demo's own small head (64-d tokens, one layer o
 head with attention dropout cannot use PyTorch's fused attention on the CPU and trains more than twice as
 slowly; ``--epochs 10 --row NAME ...`` reruns some rows with the demo's full budget. It prints one line per
 row, writes the table to the ``default_head`` section of ``benchmarks/RESULTS.md`` and the training
-curves to ``benchmarks/default_head_study.png``.
+curves to ``docs/images/default_head_study.png``.
 
     nice -n 5 python benchmarks/default_head_study.py --threads 1   # about an hour on a busy 2-core CPU
     python benchmarks/default_head_study.py --epochs 10 --row "default head" --row "dropout 0"   # demo's budget
@@ -109,7 +109,7 @@ def markdown(results: list[dict[str, Any]], recipe: DemoRecipe, seed: int, total
                      f"{100 * r['best_top1']:.1f} | {100 * r['mean_top1']:.1f} | {r['epochs_to_90'] or '-'} | "
                      f"{100 * r['train_top1']:.1f} | {r['head_params'] / 1e3:.1f} k | {r['seconds']:.0f} |")
     if plot:
-        lines += ["", f"![training curves of the default-head study]({plot})"]
+        lines += ["", f"![training curves of the default-head study](../docs/images/{plot})"]
     return "\n".join(lines)
 
 
@@ -141,14 +141,14 @@ def main() -> None:
     print("\n" + table)
     if args.quick:
         return
-    from _results import write_section
+    from _results import IMAGES, write_section
 
     section = "default_head" if full else f"default_head_{args.epochs}ep"
     if plot:
-        plot_training_curves(curves, HERE / plot, chance=1 / recipe.classes,
+        plot_training_curves(curves, IMAGES / plot, chance=1 / recipe.classes,
                              title="TAG-Head settings trained from scratch (synthetic benchmark, tiny CNN)")
     write_section(section, table)
-    print(f"\nwrote {HERE / 'RESULTS.md'} (section {section!r})" + (f" and {HERE / plot}" if plot else ""))
+    print(f"\nwrote {HERE / 'RESULTS.md'} (section {section!r})" + (f" and {IMAGES / plot}" if plot else ""))
 
 
 if __name__ == "__main__":

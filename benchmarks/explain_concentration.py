@@ -11,7 +11,8 @@ pooled over the validation clips (:func:`taghead.explanation.concentration_ratio
 ignores the flashes. The same for ART's region maps (the mean over the queries of each query's
 attention, upsampled). Each model is also measured before training (the same seed's random
 initialisation) as the contrast. Writes the table to ``benchmarks/RESULTS.md`` (section
-``explain_concentration``) and the README's picture to ``docs/explain_tag.png``.
+``explain_concentration``) and the pictures of the explanations guide to ``docs/images/explain_tag.png`` and
+``docs/images/explain_art.png``.
 
     python benchmarks/explain_concentration.py                      # the demo recipe, TAG and ART (~30 min, 2 cores)
     python benchmarks/explain_concentration.py --heads tag --epochs 3 --train-samples 200 --no-write   # quick look
@@ -79,7 +80,7 @@ def main() -> None:
     parser.add_argument("--occlusion-clips", type=int, default=48,
                         help="validation clips explained by occlusion (one head pass per token: the slow one)")
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md and docs/ alone")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md and docs/images/ alone")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args()
     if args.threads:
@@ -109,11 +110,11 @@ def main() -> None:
         rows.append({"head": head, "state": f"trained ({recipe.epochs} epochs)", "top1": history[-1]["val_top1"],
                      **measure(model, sets["val"], truth, args.clips, args.occlusion_clips)})
         print(rows[-1], flush=True)
-        if not args.no_write:  # the README's picture (TAG-Head) and RESULTS.md's (ART), of validation clip 0
+        if not args.no_write:  # the explanations guide's pictures (TAG-Head, ART), of validation clip 0
             clip, label = sets["val"][0]
             method = "hirescam" if head == "tag" else "gradcam"
             result = explain(model, clip, label, method=method)
-            path = save_sheet(result, sets["val"].frames[0], ROOT / "docs" / f"explain_{head}.png",
+            path = save_sheet(result, sets["val"].frames[0], ROOT / "docs" / "images" / f"explain_{head}.png",
                               title=f"{HEAD_TITLES.get(head, head)} (the demo's model) on a validation clip; dashed "
                                     "boxes: where the flashes are",
                               boxes=[(e.frames, e.box) for e in truth.events(0)], true_label=names[label])

@@ -230,7 +230,13 @@ class VideoClipDataset(Dataset):
             ``jump/c.mp4``). ``None``: full paths.
 
     Attributes:
-        samples, class_names, num_classes, data_config, train, transform, root.
+        samples: the videos, as :class:`VideoSample`.
+        class_names: names of the label indices.
+        num_classes: number of classes.
+        data_config: the clip the model expects.
+        train: whether the training transforms are applied.
+        transform: the clip transform.
+        root: the folder the videos' relative paths are named from (bad files are named relative to it).
     """
 
     def __init__(

@@ -170,7 +170,9 @@ class ARTHead(VideoHead):
 
     Args:
         in_channels: channels ``C`` of the backbone's feature map.
-        t, h, w: grid of the feature map the head is built for.
+        t: time steps of the feature map the head is built for.
+        h: its height.
+        w: its width.
         num_classes: classifier outputs; ``0`` returns the pre-logits features (and only the
             label-free MTC losses remain).
         num_queries: region queries per frame (= tracklets).
@@ -195,9 +197,11 @@ class ARTHead(VideoHead):
         dynamic_size: accept other grids (positional embedding resampled trilinearly).
         drop_rate: dropout before the classifier (0.5, the paper's dropout rate).
         gamma: target correlation of a query's responses in adjacent frames (temporal MTC term).
-        global_loss_weight, spatial_loss_weight, tracklet_loss_weight, text_video_loss_weight,
-        text_prototype_loss_weight: weights of the auxiliary losses (``0`` removes a term from
-            :meth:`losses`).
+        global_loss_weight: weight of the global cross-entropy (``0`` removes a term from :meth:`losses`).
+        spatial_loss_weight: weight of the spatial MTC term.
+        tracklet_loss_weight: weight of the tracklet MTC term.
+        text_video_loss_weight: weight of the video-consistency text term.
+        text_prototype_loss_weight: weight of the prototype-consistency text term.
         temporal_loss_weight: weight of the temporal MTC term; ``None`` (default) is 0.1, or 0 with a
             warning when the grid has a single time step (``t=1``), where an explicit non-zero weight
             is an error. The config records the value used.

@@ -51,7 +51,9 @@ class TAGHead(VideoHead):
 
     Args:
         in_channels: channels ``C`` of the backbone's feature map.
-        t, h, w: grid of the feature map the head is built for.
+        t: time steps of the feature map the head is built for.
+        h: its height.
+        w: its width.
         num_classes: classifier outputs; ``0`` returns the pooled, normalised features.
         embed_dim: token width. ``None`` (default): ``min(in_channels, 512)``, i.e. tokens wider than
             the reference width (:data:`REFERENCE_WIDTH`, 512) are projected to 512 by a linear layer
@@ -66,7 +68,8 @@ class TAGHead(VideoHead):
         use_graph: apply the graph propagation (``False`` = Transformer only).
         k: APPNP steps (``None`` = the personalised-PageRank limit).
         alpha: APPNP teleport probability.
-        intra, temporal: the two edge sets (for ablations).
+        intra: the intra-frame edge set (for ablations).
+        temporal: the temporal edge set (for ablations).
         pos_embed: add the learnable positional embedding.
         drop_rate: dropout before the classifier.
         dynamic_size: accept feature maps on another grid (positional embedding resampled

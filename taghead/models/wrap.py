@@ -60,8 +60,9 @@ def wrap_backbone(
         num_classes: classifier outputs.
         head: a registered head name (``"tag"``, ``"meanpool"``, ...), a head class, or a factory
             ``f(in_channels, t, h, w, *, num_classes, **head_kwargs) -> nn.Module``.
-        num_frames, crop_size: the clip the model will see (default: the backbone's data config).
+        num_frames: frames of the clip the model will see (default: the backbone's data config).
             The head's grid ``(t, h, w)`` is the backbone's feature map for this clip.
+        crop_size: crop side of that clip (default: the backbone's data config).
         feature_layer: for models without an adapter: the submodule whose output is the last
             spatio-temporal map (``"layer4"``), or a callable ``(model, video) -> [B, C, T, H, W]``.
         freeze_backbone: no gradients through the backbone, BatchNorm statistics fixed, and the

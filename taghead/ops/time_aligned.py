@@ -224,7 +224,9 @@ def time_aligned_appnp(
     Args:
         x: node features ``[..., N, C]``, ``N = t * h * w`` in t-major, then h, then w order; any
             number of leading batch dimensions (one graph per leading index).
-        t, h, w: the grid of the feature map the nodes come from.
+        t: time steps of the feature map the nodes come from.
+        h: its height.
+        w: its width.
         k: number of propagation steps ``K``; ``None`` gives the exact ``K -> ∞`` limit
             (personalised PageRank, :math:`\alpha (I - (1 - \alpha) \hat{A})^{-1} X`).
         alpha: teleport (restart) probability.
