@@ -42,6 +42,7 @@ from .utils.escape import code_fence, code_span, markdown_text
 from .version import __version__
 from .weights import (
     atomic_outputs,
+    check_output_folder,
     load_safetensors,
     load_state_dict_checked,
     read_safetensors_header,
@@ -70,12 +71,13 @@ SAVE_ID = "save_id"
 
 
 # ----------------------------------------------------------------------------------------------------- config
-def json_ready(obj: Any, what: str) -> Any:
-    """``obj`` through JSON and back; a ``TypeError`` naming ``what`` when it is not JSON-serialisable."""
+def json_ready(obj: Any, what: str, where: str = CONFIG_NAME) -> Any:
+    """``obj`` through JSON and back (tuples become lists); a ``TypeError`` naming ``what`` and ``where`` it is
+    stored when it is not JSON-serialisable."""
     try:
         return json.loads(json.dumps(obj))
     except (TypeError, ValueError) as err:
-        raise TypeError(f"{what} must be JSON-serialisable to be saved in {CONFIG_NAME}: {err}") from None
+        raise TypeError(f"{what} must be JSON-serialisable to be saved in {where}: {err}") from None
 
 
 def check_label_names(names: Any, num_classes: int | None) -> list[str] | None:
@@ -423,9 +425,7 @@ def save_folder(
     card = model_card(config, repo_id=repo_id)
     save_id = uuid.uuid4().hex
     text = json.dumps(dict(config, **{SAVE_ID: save_id}), indent=2) + "\n"
-    folder = Path(save_directory)
-    if folder.exists() and not folder.is_dir():
-        raise NotADirectoryError(f"save_pretrained needs a directory, but {str(folder)!r} is a file")
+    folder = check_output_folder(save_directory, "save_pretrained's folder")
     with atomic_outputs(folder / WEIGHTS_NAME, folder / CONFIG_NAME, folder / MODEL_CARD_NAME) as (weights, cfg, readme):
         write_safetensors(state_dict, weights, metadata={"taghead_version": __version__, SAVE_ID: save_id})
         cfg.write_text(text, encoding="utf-8")

@@ -26,6 +26,7 @@ __all__ = [
     "TRAIN_CHECKPOINT_FORMAT",
     "atomic_output",
     "atomic_outputs",
+    "check_output_folder",
     "recover_interrupted_write",
     "remove_stale_temporaries",
     "InterruptedWriteError",
@@ -208,6 +209,18 @@ def fault_point(name: str) -> None:
         Path(ready).write_text(name)
     while True:
         time.sleep(3600)
+
+
+def check_output_folder(path: str | os.PathLike, what: str = "the output folder") -> Path:
+    """``path`` as a folder to write into (it may not exist yet): a ``NotADirectoryError`` naming ``what`` when
+    it, or a folder above it, is an existing file. Returns ``Path(path)``."""
+    path = Path(path)
+    for part in (path, *path.parents):
+        if part.exists():
+            if not part.is_dir():
+                raise NotADirectoryError(f"{what} {str(path)!r}: {str(part)!r} is a file, not a folder; give a folder")
+            break
+    return path
 
 
 @contextlib.contextmanager

@@ -9,7 +9,6 @@ import shutil
 import sys
 import textwrap
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -17,7 +16,7 @@ if TYPE_CHECKING:
 
 __all__ = ["add_command_parser", "add_device_argument", "add_video_model_arguments", "add_run_arguments", "fail",
            "run_reporting_errors", "positive_int", "non_negative_int", "finite_float", "positive_float",
-           "non_negative_float", "unit_float", "resolve_device", "check_output_folder", "HelpFormatter"]
+           "non_negative_float", "unit_float", "resolve_device", "HelpFormatter"]
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -105,17 +104,6 @@ def resolve_device(choice: str | None) -> torch.device:
         raise ValueError("--device cuda: no CUDA GPU is available here (torch.cuda.is_available() is False); "
                          "use --device cpu")
     return torch.device(choice)
-
-
-def check_output_folder(path: str | Path, option: str = "--output") -> Path:
-    """``path`` as a folder to write into: a ``ValueError`` when it, or a folder above it, is an existing file."""
-    path = Path(path)
-    for part in (path, *path.parents):
-        if part.exists():
-            if not part.is_dir():
-                raise ValueError(f"{option} {str(path)!r}: {str(part)!r} is a file, not a folder; give a folder")
-            break
-    return path
 
 
 def add_command_parser(subparsers: argparse._SubParsersAction, name: str, *, help: str, description: str,

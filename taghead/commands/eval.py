@@ -76,11 +76,10 @@ def _run(args: argparse.Namespace) -> int:
     from ..engine.predict import load_model_with_source
     from ..engine.trainer import evaluate
     from ..utils.escape import terminal_text
-    from ..weights import atomic_write_json
-    from ._args import check_output_folder
+    from ..weights import atomic_write_json, check_output_folder
 
     if args.output is not None:
-        check_output_folder(args.output)
+        check_output_folder(args.output, "--output")
     ctx = init_distributed(args.device)
     try:
         loaded = load_model_with_source(args.model, device=ctx.device)
@@ -97,7 +96,8 @@ def _run(args: argparse.Namespace) -> int:
         if not ctx.is_main:
             return 0
         model_path = Path(args.model)
-        out = check_output_folder(args.output or (model_path / "eval" if model_path.is_dir() else Path("eval")))
+        out = check_output_folder(args.output or (model_path / "eval" if model_path.is_dir() else Path("eval")),
+                                  "--output")
         out.mkdir(parents=True, exist_ok=True)
         present = int((meter.confusion.sum(1) > 0).sum())
         trivial = " (trivial: 5 >= number of classes)" if n <= 5 else ""

@@ -193,9 +193,10 @@ def _run(args: argparse.Namespace) -> int:
     from ..explanation.methods import AUTO, resolve_method
     from ..explanation.render import METHOD_TITLES
     from ..utils.escape import terminal_text
-    from ._args import check_output_folder, resolve_device
+    from ..weights import check_output_folder
+    from ._args import resolve_device
 
-    output = check_output_folder(args.output)
+    output = check_output_folder(args.output, "--output")
     loaded = load_model_with_source(args.model, device=resolve_device(args.device))
     model = loaded.model
     print(terminal_text(loaded.line()))

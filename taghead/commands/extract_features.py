@@ -71,12 +71,12 @@ def _run(args: argparse.Namespace) -> int:
     from ..engine.distributed import cleanup_distributed, init_distributed
     from ..engine.trainer import seed_everything
     from ..features import extract_features
-    from ._args import check_output_folder
+    from ..weights import check_output_folder
 
     if args.head is not None or args.head_kwargs:
         raise ValueError("--head and --head-kwargs do not apply to extract-features: the head is chosen when training "
                          "on the cache (taghead train --features DIR --head ...)")
-    check_output_folder(args.output)
+    check_output_folder(args.output, "--output")
     source = builders.data_source(args)
     if source == "synthetic" and args.views > 1:
         raise ValueError("--views > 1 needs video files: the synthetic clips are rendered without augmentation, so every "

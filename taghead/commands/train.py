@@ -204,9 +204,9 @@ def _run(args: argparse.Namespace) -> int:
     from ..engine.distributed import cleanup_distributed, init_distributed
     from ..engine.recipes import resolve_recipe
     from ..engine.trainer import LAST_CHECKPOINT, TrainConfig, Trainer, check_output_dir, seed_everything
-    from ._args import check_output_folder
+    from ..weights import check_output_folder
 
-    check_output_folder(args.output)
+    check_output_folder(args.output, "--output")
     head_kwargs = parse_kwargs(args.head_kwargs, "--head-kwargs")
     backbone_kwargs = parse_kwargs(args.backbone_kwargs, "--backbone-kwargs")
     recipe = resolve_recipe(args, head_kwargs)

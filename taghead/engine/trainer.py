@@ -54,7 +54,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..weights import atomic_output
+from ..weights import atomic_output, check_output_folder
 from .checkpoint import (
     capture_rng_state,
     load_checkpoint,
@@ -106,7 +106,7 @@ def check_output_dir(folder: str | os.PathLike, *, resume: bool = False, overwri
     """Check that a run may write to ``folder``; returns the earlier run's files that ``overwrite`` will replace.
 
     Raises:
-        NotADirectoryError: ``folder`` is a file.
+        NotADirectoryError: ``folder``, or a folder above it, is a file.
         RunExistsError: ``folder`` holds an earlier run's files (:data:`RUN_OUTPUTS`) and neither
             ``resume`` nor ``overwrite`` is set. Nothing is changed.
         ValueError: ``resume`` and ``overwrite`` together.
@@ -114,8 +114,7 @@ def check_output_dir(folder: str | os.PathLike, *, resume: bool = False, overwri
     folder = Path(folder)
     if resume and overwrite:
         raise ValueError("--resume continues the run in the output folder and --overwrite replaces it; give one")
-    if folder.exists() and not folder.is_dir():
-        raise NotADirectoryError(f"the output folder {str(folder)!r} is a file; give a folder")
+    check_output_folder(folder)
     found = existing_run_outputs(folder)
     if found and not resume and not overwrite:
         raise RunExistsError(

@@ -100,12 +100,11 @@ def as_json(value: Any, what: str = "value") -> Any:
     """``value`` as JSON gives it back (tuples become lists): what a spec read from ``cache.json`` looks like.
 
     Raises:
-        TypeError: naming ``what`` when ``value`` is not JSON-serialisable.
+        TypeError: naming ``what`` when ``value`` is not JSON-serialisable (:func:`taghead.hub.json_ready`).
     """
-    try:
-        return json.loads(json.dumps(value))
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"{what} must be JSON-serialisable to be stored in a feature cache: {err}") from None
+    from ..hub import json_ready
+
+    return json_ready(value, what, "a feature cache")
 
 
 def split_folder(root: str | os.PathLike, split: str) -> Path:
