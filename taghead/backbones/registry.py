@@ -33,7 +33,8 @@ KwargsReader = Callable[[nn.Module], dict[str, Any]]
 class BackboneEntry:
     """A named backbone: its builder (random weights), default data config, a one-line description, and
     for recognition the class the builder makes (``"package.module:QualName"``) and a reader of the
-    builder arguments that change the module's shapes."""
+    builder arguments that change the module's shapes. ``records_defaults``: a spec records every argument
+    the reader returns, also those equal to the builder's defaults (a transformers config is recorded whole)."""
 
     name: str
     builder: Callable[..., nn.Module]
@@ -41,6 +42,7 @@ class BackboneEntry:
     description: str
     model_class: str | None = None
     kwargs_from_module: KwargsReader | None = None
+    records_defaults: bool = False
 
 
 _BACKBONES: dict[str, BackboneEntry] = {}
@@ -49,7 +51,7 @@ _TIMM_PREFIX = "timm/"
 
 def register_backbone(
     name: str, *, data_config: DataConfig | None = None, description: str = "", model_class: str | None = None,
-    kwargs_from_module: KwargsReader | None = None,
+    kwargs_from_module: KwargsReader | None = None, records_defaults: bool = False,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator: make ``builder(**kwargs) -> nn.Module`` buildable as ``create_backbone(name, **kwargs)``.
 
@@ -57,7 +59,9 @@ def register_backbone(
     when the model is given by name); ``None`` leaves it to the adapter. ``model_class``
     (``"package.module:QualName"`` of the class the builder returns) makes modules of that class
     candidates for :func:`taghead.recognize_backbone`; ``kwargs_from_module(module)`` returns the builder
-    arguments that shape such a module (say ``{"num_classes": module.fc.out_features}``).
+    arguments that shape such a module (say ``{"num_classes": module.fc.out_features}``). With
+    ``records_defaults`` a model's spec records all of them, also those equal to the builder's defaults (for
+    builders whose defaults live in another library and may change with its version).
     """
     if model_class is not None and (not isinstance(model_class, str) or ":" not in model_class):
         raise ValueError(f"model_class must be a 'package.module:QualName' string, got {model_class!r}")
@@ -67,7 +71,8 @@ def register_backbone(
             raise ValueError(f"names starting with {_TIMM_PREFIX!r} are reserved for timm models")
         if name in _BACKBONES and _BACKBONES[name].builder is not builder:
             raise ValueError(f"a backbone named {name!r} is already registered")
-        _BACKBONES[name] = BackboneEntry(name, builder, data_config, description, model_class, kwargs_from_module)
+        _BACKBONES[name] = BackboneEntry(name, builder, data_config, description, model_class, kwargs_from_module,
+                                         records_defaults)
         return builder
 
     return decorator

@@ -12,7 +12,7 @@ from torch import nn
 
 from ..adapters import adapt
 from ..backbones.recognize import recognize_backbone
-from ..backbones.registry import create_backbone, get_backbone_data_config
+from ..backbones.registry import create_backbone, get_backbone_data_config, get_backbone_entry
 from ..config import DataConfig
 from ..heads.registry import create_head, registered_head_name
 from ..hub import json_ready
@@ -30,6 +30,17 @@ def _build_head(head: str | Callable[..., nn.Module], shape: tuple[int, int, int
     except (TypeError, ValueError) as err:
         raise type(err)(f"cannot build head {head!r} for the feature map [B, {channels}, {t}, {h}, {w}] of "
                         f"{backbone_name}: {err}") from err
+
+
+def _recorded_kwargs(name: str, model: nn.Module, given: dict[str, Any]) -> dict[str, Any]:
+    """The builder arguments the spec records for a backbone built by name: those given, or for entries that
+    record their defaults too (``records_defaults``, e.g. a transformers config), all that shape the module."""
+    if name.startswith("timm/"):
+        return given
+    entry = get_backbone_entry(name)
+    if entry.records_defaults and entry.kwargs_from_module is not None:
+        return entry.kwargs_from_module(model)
+    return given
 
 
 def wrap_backbone(
@@ -80,6 +91,7 @@ def wrap_backbone(
         name: str | None = model_or_name
         model = create_backbone(model_or_name, **backbone_kwargs)
         base_config = get_backbone_data_config(model_or_name)
+        backbone_kwargs = _recorded_kwargs(model_or_name, model, backbone_kwargs)
     elif isinstance(model_or_name, nn.Module):
         if backbone_kwargs:
             raise ValueError("backbone_kwargs apply to a backbone given by name, not to a module")
