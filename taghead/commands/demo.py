@@ -216,9 +216,10 @@ def run_demo(heads: list[str], recipe: DemoRecipe, output: Path, *, seed: int = 
                                   title="synthetic fine-grained benchmark: same backbone, different heads")
     print(f"training curves: {curves}")
     by_head = {r["head"]: r for r in results}
-    if "tag" in by_head and "meanpool" in by_head:
-        gap = 100 * (by_head["tag"]["top1"] - by_head["meanpool"]["top1"])
-        print(f"TAG-Head vs mean pooling: {gap:+.1f} Top-1 points on the same backbone.")
+    for other, title in (("meanpool", "mean pooling"), ("attentive", "the attentive probe")):
+        if "tag" in by_head and other in by_head:
+            gap = 100 * (by_head["tag"]["top1"] - by_head[other]["top1"])
+            print(f"TAG-Head vs {title}: {gap:+.1f} Top-1 points on the same backbone.")
 
     first = heads[0] if "tag" not in models else "tag"
     _save_reload_predict(models[first], first, sets["val"], output)
