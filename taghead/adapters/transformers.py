@@ -131,8 +131,8 @@ class TransformersVideoFeatures(FeatureExtractor):
             raise ValueError(
                 f"{type(self).__name__}: this {type(self.model).__name__} is built for clips of {wanted} at "
                 f"{size[0]}x{size[1]} pixels (config {self.size_fields()}); got a clip {tuple(video.shape)}. Feed "
-                f"such clips (wrap_backbone(..., num_frames=..., crop_size=...) sets the data config), or build the "
-                f"backbone from a config for your clip (backbone_kwargs={{'config': {{...}}}})."
+                f"clips of that size (the wrapped model's data_config), or build the backbone from a config for "
+                f"your clip (backbone_kwargs={{'config': {{...}}}})."
             )
         return video
 

@@ -115,11 +115,7 @@ class AttentiveProbeHead(VideoHead):
 
     def _tokens(self, x: torch.Tensor) -> torch.Tensor:
         """Steps 1-2: the normalised tokens ``[B, N, D]`` that the queries attend to."""
-        grid = self._grid_for(x, fixed=not self.dynamic_size,
-                              remedy="or pass dynamic_size=True to resample the positional embedding")
-        tokens = self.proj(x.flatten(2).transpose(1, 2).contiguous())
-        if self.pos_embed is not None:
-            tokens = self.pos_embed(tokens, grid)
+        tokens, _ = self._positioned_tokens(x)
         if self.blocks is not None:
             tokens = self.blocks(tokens)
         return self.norm_tokens(tokens)
