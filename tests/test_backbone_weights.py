@@ -398,7 +398,7 @@ def test_backbone(monkeypatch):
     monkeypatch.setattr(backbone_registry, "_BACKBONES", dict(backbone_registry._BACKBONES))
 
     def register(url: str, filename: str) -> BackboneWeights:
-        weights = BackboneWeights("v1", filename, 10, DataConfig(8, 32, 36), url=url, license="mit", dataset="toy")
+        weights = BackboneWeights("v1", filename, 6, DataConfig(8, 32, 36), url=url, license="mit", dataset="toy")
         backbone_registry.register_backbone("test/tiny", weights=[weights], classifier="fc", num_classes_kwarg="num_classes")(
             lambda **kw: taghead.backbones.tiny_video_cnn(width=4, **kw))
         return get_backbone_weights("test/tiny")
@@ -477,7 +477,7 @@ def test_a_local_file_named_as_published_is_checked_and_recorded(tmp_path, torch
 
 def test_download_checks_the_hash_and_fills_the_torch_hub_cache(torch_home, test_backbone, file_server, capsys):
     root, base = file_server
-    state = taghead.backbones.tiny_video_cnn(width=4).state_dict()
+    state = taghead.backbones.tiny_video_cnn(width=4, num_classes=6).state_dict()  # the published width, 6
     data_path = root / "payload.pth"
     torch.save(state, data_path)
     digest = hashlib.sha256(data_path.read_bytes()).hexdigest()
@@ -496,9 +496,11 @@ def test_download_checks_the_hash_and_fills_the_torch_hub_cache(torch_home, test
     assert str(torch_home / good) in capsys.readouterr().out
     assert (torch_home / good).read_bytes() == (root / good).read_bytes()
     (root / good).unlink()  # from now on only the cache has it
-    _assert_loaded(taghead.create_backbone("test/tiny", pretrained=True), state)
+    published = taghead.create_backbone("test/tiny", pretrained=True)  # as published: a 6-class fc, loaded
+    assert published.fc.out_features == 6
+    _assert_loaded(published, state)
     assert main(["weights", "list", "test/*"]) == 0
-    assert re.search(r"test/tiny\.v1\s+toy\s+10\s+8x32\s+mit\s+yes", capsys.readouterr().out)
+    assert re.search(r"test/tiny\.v1\s+toy\s+6\s+8x32\s+mit\s+yes", capsys.readouterr().out)
 
 
 # -- BatchNorm ---------------------------------------------------------------------------------------------
