@@ -9,7 +9,7 @@ clip the weights were trained or evaluated with (a :class:`~taghead.DataConfig`)
 Files go through the ordinary caches:
 
 - URL weights: torch.hub's, ``$TORCH_HOME/hub/checkpoints/<file name>`` (:func:`torch.hub.get_dir`);
-  on download the SHA-256 of the file must start with the hex digits after the last ``-`` of its name
+  on download the SHA-256 of the file must start with the hex digits of its name
   (``r2plus1d_18-91a641e6.pth``), as ``torch.hub.load_state_dict_from_url(check_hash=True)`` checks;
   a download that stalls for :data:`DOWNLOAD_TIMEOUT` seconds fails.
 - Hub weights (timm's): the Hugging Face cache (``huggingface_hub.hf_hub_download``; ``HF_HUB_OFFLINE=1``
@@ -55,9 +55,9 @@ __all__ = [
 
 #: Seconds a download may wait for the server (connecting, or between two reads) before it fails.
 DOWNLOAD_TIMEOUT = 30.0
-#: torch.hub's rule (``torch.hub.HASH_REGEX``): the hex digits after the last ``-`` of a file name are the
-#: start of its SHA-256.
-HASH_REGEX = re.compile(r"-([a-f0-9]*)\.")
+#: torch.hub's rule (``torch.hub.HASH_REGEX`` itself): hex digits between a ``-`` and a ``.`` of the file name
+#: (``r2plus1d_18-91a641e6.pth``) are the start of the file's SHA-256.
+HASH_REGEX = torch.hub.HASH_REGEX
 #: ``source`` of the provenance of weights read from a local file of no known tag.
 LOCAL_FILE_SOURCE = "local file"
 _TAG = re.compile(r"^[A-Za-z0-9_\-]+$")
