@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 #: Command modules, in the order ``taghead --help`` lists them.
-COMMANDS = ("demo", "train", "eval", "predict", "explain", "convert", "info")
+COMMANDS = ("demo", "train", "eval", "predict", "explain", "convert", "weights", "info")
 
 
 def build_parser() -> argparse.ArgumentParser:

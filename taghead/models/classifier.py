@@ -22,7 +22,7 @@ from ..hub import (
     resolve_pretrained_folder,
 )
 from ..version import __version__
-from .spec import SPEC_KEYS, build_parts
+from .spec import OPTIONAL_SPEC_KEYS, SPEC_KEYS, build_parts
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -40,7 +40,8 @@ class VideoClassifier(nn.Module, HubMixin):
         head: a head (``TAGHead``, ``MeanPoolHead``, ...).
         data_config: the :class:`~taghead.DataConfig` the backbone expects.
         spec: the recipe that rebuilds this model (backbone name and arguments, adapter arguments,
-            head name and config; format in :mod:`taghead.models.wrap`); ``spec["backbone"]`` is
+            head name and config, the backbone's BatchNorm settings, and the provenance of its
+            pretrained weights; format in :mod:`taghead.models.spec`); ``spec["backbone"]`` is
             ``None`` for a user-supplied backbone module, which must then be passed again when
             loading saved weights.
         label_names: class names, when known.
@@ -164,7 +165,7 @@ class VideoClassifier(nn.Module, HubMixin):
     def _saved_spec(self) -> dict[str, Any]:
         """The spec, completed for a hand-assembled model; its head part always describes the live head (its
         registered name and config, which follow ``reset_classifier`` and ``model.head = ...``)."""
-        spec = {key: self.spec.get(key) for key in SPEC_KEYS}
+        spec = {key: self.spec.get(key) for key in (*SPEC_KEYS, *OPTIONAL_SPEC_KEYS)}
         for key in ("backbone_kwargs", "adapter_kwargs"):
             spec[key] = spec[key] or {}
         spec["freeze_backbone"] = bool(spec["freeze_backbone"])

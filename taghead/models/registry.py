@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
+from ..backbones.registry import Pretrained
 from ..config import DataConfig, PretrainedCfg
 from ..heads.io import apply_num_classes, set_saved_labels
 from ..hub import CONFIG_NAME, read_config, read_weights, resolve_pretrained_folder
@@ -158,6 +159,7 @@ def create_model(
     pretrained: bool = False,
     num_classes: int | None = None,
     pretrained_cfg_overlay: dict[str, Any] | None = None,
+    pretrained_backbone: Pretrained | None = None,
     **kwargs: Any,
 ) -> nn.Module:
     """Build a registered model by name (timm conventions).
@@ -174,18 +176,34 @@ def create_model(
             re-initialised and a warning says so.
         pretrained_cfg_overlay: fields replacing the pretrained config's, e.g. ``dict(file=path)``
             for local weights (a taghead folder, a ``.safetensors`` file or a reference ``.pth``).
-        **kwargs: passed to the model entrypoint (e.g. head options such as ``dropout``).
+        pretrained_backbone: start the backbone from published weights, the head from random ones:
+            ``True`` (the backbone's default tag; for the reference presets IG-65M, 32-frame clips, as
+            the reference does), a tag, or the path of a weights file (see
+            :func:`taghead.wrap_backbone`). Not with ``pretrained=True``, which loads the whole model.
+            The model keeps its registered data config (the reference presets: mean 0.45, std 0.225,
+            as the reference fine-tunes).
+        **kwargs: passed to the model entrypoint (e.g. head options such as ``dropout``, or
+            ``bn_momentum``, ``freeze_bn_stats``).
     """
     if not isinstance(model_name, str):
         raise TypeError(f"model_name must be a str, got {type(model_name).__name__}")
     _check_num_classes(num_classes)
     if model_name.startswith(_HUB_PREFIX):
+        if pretrained_backbone is not None:
+            raise ValueError(f"pretrained_backbone does not apply to {model_name!r}: a saved model rebuilds its backbone "
+                             "from its config (and pretrained=True loads its weights)")
         if pretrained_cfg_overlay:
             raise ValueError(f"pretrained_cfg_overlay does not apply to {model_name!r}: its weights are the repo's")
         load = from_pretrained if pretrained else from_pretrained_config
         return load(model_name[len(_HUB_PREFIX):], num_classes=num_classes, **kwargs)
     if model_name not in _MODELS:
         raise _unknown(model_name)
+    if pretrained_backbone is not None:
+        if pretrained:
+            raise ValueError(f"create_model({model_name!r}): pretrained=True loads the whole model's weights, backbone "
+                             "included; pretrained_backbone= is for a new model whose backbone starts from published "
+                             "weights. Pass one of them.")
+        kwargs["pretrained_backbone"] = pretrained_backbone
     cfg = _PRETRAINED_CFGS.get(model_name)
     if cfg is not None:
         cfg = cfg.with_overlay(pretrained_cfg_overlay)
