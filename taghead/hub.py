@@ -183,12 +183,16 @@ def _backbone_paragraph(spec: dict[str, Any]) -> list[str]:
     start, bn = spec.get("backbone_weights"), spec.get("batchnorm")
     lines: list[str] = []
     if start:
+        facts = [f for f in (start.get("dataset"), f"licence {start['license']}" if start.get("license") else None) if f]
+        at = f" at commit `{start['revision']}`" if start.get("revision") else ""
         if start.get("tag"):
-            facts = [f for f in (start.get("dataset"), f"licence {start['license']}" if start.get("license") else None)
-                     if f]
             lines.append(f"The backbone was initialised from the published weights "
                          f"`{spec.get('backbone')}.{start['tag']}`" + (f" ({'; '.join(facts)})" if facts else "")
-                         + f": `{start.get('filename')}` from {start.get('source')}.")
+                         + f": `{start.get('filename')}` from {start.get('source')}{at}.")
+        elif str(start.get("source") or "").startswith("hf-hub:"):
+            lines.append(f"The backbone was initialised from the Hugging Face Hub repository "
+                         f"`{str(start['source'])[len('hf-hub:'):]}`{at}" + (f" ({'; '.join(facts)})" if facts else "")
+                         + f": `{start.get('filename')}`.")
         else:
             lines.append(f"The backbone was initialised from the weights file `{start.get('filename')}` (a local "
                          "file of no published tag).")

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Protocol
 
 from torch import nn
 
@@ -39,8 +39,9 @@ from .weights import (
 )
 
 __all__ = ["register_backbone", "create_backbone", "list_backbones", "get_backbone_data_config", "get_backbone_entry",
-           "get_backbone_weights", "split_backbone_name", "build_backbone", "download_backbone_weights",
-           "backbone_weights_table", "BackboneEntry", "KwargsReader", "import_extra"]
+           "get_backbone_weights", "split_backbone_name", "build_backbone", "BuiltBackbone", "download_backbone_weights",
+           "backbone_weights_table", "BackboneEntry", "KwargsReader", "RepoLoader", "NamePrefixHandler",
+           "register_name_prefix", "import_extra"]
 
 
 #: Reads the builder arguments that shape a module (e.g. ``{"num_classes": 10}``) back from a built module.
@@ -62,7 +63,8 @@ class BackboneEntry:
     (their ``backbone`` set to ``name``), ``default_tag`` the one ``pretrained=True`` loads; ``classifier``
     the paths of the classifier submodules (``"fc"``, ``"blocks.-1.proj"``), whose weights are dropped when
     their width is not the model's; and ``num_classes_kwarg`` the builder argument that sets the classifier
-    width.
+    width. ``repo_loader`` builds the backbone from a whole model repository (config, weights and
+    preprocessing, as 🤗 Transformers models are published) where one weights file is not enough.
     """
 
     name: str
@@ -76,6 +78,7 @@ class BackboneEntry:
     default_tag: str | None = None
     classifier: tuple[str, ...] = ()
     num_classes_kwarg: str | None = None
+    repo_loader: RepoLoader | None = None
 
     @property
     def tags(self) -> list[str]:
@@ -83,15 +86,63 @@ class BackboneEntry:
         return sorted((w.tag for w in self.weights), key=lambda t: (t != self.default_tag, t))
 
 
+@dataclass(frozen=True)
+class BuiltBackbone:
+    """What :func:`build_backbone` returns: the ``module``; the registered ``name`` (no tag) a spec records; the
+    clip its weights were trained with (``data_config``: of the tag or the repository, ``None`` for random weights
+    or a local file: the backbone's default); the ``provenance`` a spec records (``None`` for random weights)."""
+
+    module: nn.Module
+    name: str
+    data_config: DataConfig | None
+    provenance: dict[str, Any] | None
+
+
+class RepoLoader(Protocol):
+    """Builds an entry's backbone from a whole model repository (:mod:`taghead.backbones.transformers_hub`)."""
+
+    def build(self, entry: BackboneEntry, source: BackboneWeights | str | Path, kwargs: dict[str, Any], *,
+              load_weights: bool, progress: bool) -> BuiltBackbone:
+        """``source``: a registered tag's weights, a ``"hf-hub:<repo>"`` id or a local path; ``load_weights=False``:
+        the source's architecture with random weights."""
+
+    def download(self, source: BackboneWeights | str, *, progress: bool) -> Path:
+        """Put the repository's files into the local cache; returns the folder holding them."""
+
+
+class NamePrefixHandler(Protocol):
+    """Backbone names with a prefix (``"hf-hub:<repo>"``) that name a repository rather than a registered entry."""
+
+    def build(self, name: str, kwargs: dict[str, Any], *, load_weights: bool, progress: bool) -> BuiltBackbone:
+        """The backbone ``name`` names (``load_weights=False``: its architecture with random weights)."""
+
+    def download(self, name: str, *, progress: bool) -> Path:
+        """Put the files of ``name`` into the local cache; returns the folder holding them."""
+
+
 _BACKBONES: dict[str, BackboneEntry] = {}
 _TIMM_PREFIX = "timm/"
+_NAME_PREFIXES: dict[str, NamePrefixHandler] = {}
+
+
+def register_name_prefix(prefix: str, handler: NamePrefixHandler) -> None:
+    """Make names that start with ``prefix`` (``"hf-hub:"``) buildable by ``handler`` wherever a backbone is named
+    (:func:`create_backbone`, :func:`taghead.wrap_backbone`, ``--backbone``); such names are never split at a
+    ``.`` into a tag."""
+    if not prefix.endswith(":") or prefix in _NAME_PREFIXES and _NAME_PREFIXES[prefix] is not handler:
+        raise ValueError(f"a name prefix ends with ':' and is registered once, got {prefix!r}")
+    _NAME_PREFIXES[prefix] = handler
+
+
+def _name_prefix(name: str) -> str | None:
+    return next((p for p in _NAME_PREFIXES if name.startswith(p)), None)
 
 
 def register_backbone(
     name: str, *, data_config: DataConfig | None = None, description: str = "", model_class: str | None = None,
     kwargs_from_module: KwargsReader | None = None, records_defaults: bool = False,
     weights: Sequence[BackboneWeights] = (), default_tag: str | None = None, classifier: str | Sequence[str] = (),
-    num_classes_kwarg: str | None = None,
+    num_classes_kwarg: str | None = None, repo_loader: RepoLoader | None = None,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator: make ``builder(**kwargs) -> nn.Module`` buildable as ``create_backbone(name, **kwargs)``.
 
@@ -113,6 +164,8 @@ def register_backbone(
             classifier is loaded only when its width is the module's, and dropped otherwise.
         num_classes_kwarg: the builder argument that sets the classifier width; ``create_backbone(name,
             pretrained=...)`` sets it to the weights' width unless given.
+        repo_loader: builds the backbone from a whole model repository (a tag's, a ``"hf-hub:<repo>"`` id or a
+            local folder) instead of loading one file into ``builder(**kwargs)``.
     """
     if model_class is not None and (not isinstance(model_class, str) or ":" not in model_class):
         raise ValueError(f"model_class must be a 'package.module:QualName' string, got {model_class!r}")
@@ -137,7 +190,8 @@ def register_backbone(
         if name in _BACKBONES and _BACKBONES[name].builder is not builder:
             raise ValueError(f"a backbone named {name!r} is already registered")
         _BACKBONES[name] = BackboneEntry(name, builder, data_config, description, model_class, kwargs_from_module,
-                                         records_defaults, named, default_tag, classifier, num_classes_kwarg)
+                                         records_defaults, named, default_tag, classifier, num_classes_kwarg,
+                                         repo_loader)
         return builder
 
     return decorator
@@ -184,7 +238,7 @@ def split_backbone_name(name: str) -> tuple[str, str | None]:
     """``"name.tag"`` -> ``("name", "tag")``; a name without tag -> ``(name, None)``."""
     if not isinstance(name, str):
         raise TypeError(f"backbone name must be a string, got {type(name).__name__}")
-    if name in _BACKBONES:
+    if name in _BACKBONES or _name_prefix(name) is not None:
         return name, None
     base, dot, tag = name.rpartition(".")
     return (base, tag) if dot and "/" not in tag else (name, None)
@@ -221,6 +275,9 @@ def get_backbone_weights(name: str, tag: str | None = None) -> BackboneWeights:
     tag = tag or named
     if base.startswith(_TIMM_PREFIX):
         return timm_backbone_weights(_timm_model(base), tag)
+    if _name_prefix(base) is not None:
+        raise ValueError(f"{base!r} is a repository, not a registered backbone with tags: build it with "
+                         "pretrained=True for its weights (or fetch them with download_backbone_weights)")
     entry = get_backbone_entry(base)
     if not entry.weights:
         raise ValueError(f"backbone {base!r} has no published weights; start from a file of its weights instead "
@@ -276,6 +333,9 @@ def _resolve_start(base: str, tag: str | None, pretrained: Pretrained) -> _Start
     if pretrained is True:
         return _Start(get_backbone_weights(base, tag), None)
     if isinstance(pretrained, str):
+        if _name_prefix(pretrained) is not None:
+            raise ValueError(f"pretrained={pretrained!r} names a model repository, which only repository backbones "
+                             f"(the 'transformers/...' ones) load; {base!r} takes True, a tag or a weights file")
         if _is_tag(base, pretrained):  # with a tag in the name too, both must agree
             return _Start(get_backbone_weights(f"{base}.{tag}" if tag else base, pretrained), None)
         path = Path(pretrained).expanduser()
@@ -352,9 +412,8 @@ def _check_random_init(name: str, kwargs: dict[str, Any]) -> None:
 
 
 def build_backbone(name: str, pretrained: Pretrained = False, kwargs: dict[str, Any] | None = None, *,
-                   published_width: bool = True, progress: bool = True) -> tuple[nn.Module, BackboneWeights | None,
-                                                                                  dict[str, Any] | None]:
-    """:func:`create_backbone`, also returning the weights' tag and the provenance of the start.
+                   published_width: bool = True, progress: bool = True) -> BuiltBackbone:
+    """:func:`create_backbone`, also returning the registered name, the clip of the weights and the provenance.
 
     Args:
         name, pretrained, kwargs: as for :func:`create_backbone`.
@@ -362,30 +421,35 @@ def build_backbone(name: str, pretrained: Pretrained = False, kwargs: dict[str, 
             it is loaded too; ``False`` keeps the builder's width (the file's classifier is then dropped
             unless it fits).
         progress: a progress bar while downloading.
-
-    Returns:
-        ``(module, weights, provenance)``: the published weights used (``None`` for random weights or a
-        local file of no known tag) and what ``spec["backbone_weights"]`` records (``None`` when random).
     """
     kwargs = dict(kwargs or {})
     _check_random_init(name, kwargs)
     kwargs.pop("weights", None)
     base, tag = split_backbone_name(name)
+    prefix = _name_prefix(base)
+    if prefix is not None:
+        if not isinstance(pretrained, bool):
+            raise ValueError(f"{base!r} names a repository and its weights: pretrained must be True (its weights) or "
+                             f"False (its architecture, random weights), got {pretrained!r}")
+        return _NAME_PREFIXES[prefix].build(base, kwargs, load_weights=pretrained, progress=progress)
     if base.startswith(_TIMM_PREFIX):
         import timm
 
         model_name = _timm_model(base)
-        if tag is not None:
-            get_backbone_weights(base, tag)  # an unknown tag is an error, with the list of tags
+        tagged = get_backbone_weights(base, tag) if tag is not None else None  # an unknown tag: an error with the tags
         if pretrained is False:
-            return timm.create_model(f"{model_name}.{tag}" if tag else model_name, pretrained=False, **kwargs), None, None
+            module = timm.create_model(f"{model_name}.{tag}" if tag else model_name, pretrained=False, **kwargs)
+            return BuiltBackbone(module, base, tagged.get_data_config() if tagged else None, None)
         start = _resolve_start(base, tag, pretrained)
-        return _timm_pretrained(model_name, tag, start, kwargs, progress), start.weights, start.provenance()
+        return BuiltBackbone(_timm_pretrained(model_name, tag, start, kwargs, progress), base, _start_clip(start),
+                             start.provenance())
     entry = get_backbone_entry(base)
-    if tag is not None:
-        get_backbone_weights(base, tag)
+    tagged = get_backbone_weights(base, tag) if tag is not None else None
     if pretrained is False:
-        return entry.builder(**kwargs), None, None
+        return BuiltBackbone(entry.builder(**kwargs), base, tagged.get_data_config() if tagged else None, None)
+    if entry.repo_loader is not None:
+        source = _repo_source(base, tag, pretrained)
+        return entry.repo_loader.build(entry, source, kwargs, load_weights=True, progress=progress)
     start = _resolve_start(base, tag, pretrained)
     path = _start_file(start, progress)  # before building: a missing file fails fast
     width = entry.num_classes_kwarg
@@ -393,7 +457,29 @@ def build_backbone(name: str, pretrained: Pretrained = False, kwargs: dict[str, 
         kwargs[width] = start.weights.num_classes
     module = entry.builder(**kwargs)
     _load_start(module, entry, start, path)
-    return module, start.weights, start.provenance()
+    return BuiltBackbone(module, base, _start_clip(start), start.provenance())
+
+
+def _start_clip(start: _Start) -> DataConfig | None:
+    return start.weights.get_data_config() if start.weights is not None else None
+
+
+def _repo_source(base: str, tag: str | None, pretrained: Pretrained) -> BackboneWeights | str | Path:
+    """What a repository backbone starts from: a tag's weights, a ``"hf-hub:"`` id, or a local folder or file."""
+    if pretrained is True:
+        return get_backbone_weights(base, tag)
+    if isinstance(pretrained, str) and _name_prefix(pretrained) is not None:
+        return pretrained
+    if isinstance(pretrained, str) and _is_tag(base, pretrained):
+        return get_backbone_weights(f"{base}.{tag}" if tag else base, pretrained)
+    if not isinstance(pretrained, (str, os.PathLike)):
+        raise TypeError(f"pretrained must be True, False, a weights tag, a 'hf-hub:<repo>' id or a local path, got "
+                        f"{pretrained!r} ({type(pretrained).__name__})")
+    path = Path(pretrained).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"pretrained={str(pretrained)!r} is neither a weights tag of {base!r} (its tags: "
+                                f"{_tags_of(base) or 'none'}), nor a 'hf-hub:<repo>' id, nor an existing folder or file")
+    return path
 
 
 def create_backbone(name: str, pretrained: Pretrained = False, **kwargs: Any) -> nn.Module:
@@ -401,13 +487,18 @@ def create_backbone(name: str, pretrained: Pretrained = False, **kwargs: Any) ->
 
     Args:
         name: a registered name (:func:`list_backbones`), optionally with a weights tag:
-            ``"torchvision/r2plus1d_18.kinetics400_v1"`` (:func:`list_backbones` with ``pretrained=True``).
+            ``"torchvision/r2plus1d_18.kinetics400_v1"`` (:func:`list_backbones` with ``pretrained=True``);
+            or a Hugging Face Hub repository of a 🤗 Transformers video model, ``"hf-hub:<owner>/<repo>"``
+            (optionally ``@<revision>``), built as the ``transformers/...`` backbone its config names
+            (:mod:`taghead.backbones.transformers_hub`).
         pretrained: ``False``: random weights. ``True``: the name's tag, else the backbone's default
-            tag. A tag (``"kinetics400_v1"``). Or the path of a local weights file (``.pth``, ``.pt``,
-            ``.pyth`` read with ``torch.load(weights_only=True)``, or ``.safetensors``) in the backbone's
-            key layout; a file named as a published one (or given with ``name.tag``) is checked against
-            the published hash and recorded as that tag. Published files are downloaded once into the
-            ordinary caches (see :mod:`taghead.backbones.weights`).
+            tag (for a ``"hf-hub:"`` name: the repository's weights). A tag (``"kinetics400_v1"``). Or the path
+            of a local weights file (``.pth``, ``.pt``, ``.pyth`` read with ``torch.load(weights_only=True)``,
+            or ``.safetensors``) in the backbone's key layout; a file named as a published one (or given with
+            ``name.tag``) is checked against the published hash and recorded as that tag. For the
+            ``transformers/...`` backbones also a ``"hf-hub:<repo>"`` id or a local folder of a repository's
+            files. Published files are downloaded once into the ordinary caches (see
+            :mod:`taghead.backbones.weights`).
         **kwargs: builder arguments. With published weights the classifier is built as wide as theirs
             (and loaded) unless the width is given; a different width leaves a fresh classifier.
 
@@ -417,13 +508,23 @@ def create_backbone(name: str, pretrained: Pretrained = False, **kwargs: Any) ->
         WeightsUnavailableError: not cached and not downloadable; the message says where the file
             belongs and how to pass a local copy.
     """
-    return build_backbone(name, pretrained, kwargs)[0]
+    return build_backbone(name, pretrained, kwargs).module
 
 
 def download_backbone_weights(name: str, *, progress: bool = True) -> Path:
     """Put the file of the published weights ``"name.tag"`` (``name``: the default tag) into the local cache
-    (torch.hub's or the Hugging Face cache) and return its path; nothing is downloaded when it is there."""
-    return fetch_weights_file(get_backbone_weights(name), progress=progress)
+    (torch.hub's or the Hugging Face cache) and return its path; nothing is downloaded when it is there. For a
+    repository (a ``transformers/...`` tag, or a ``"hf-hub:<repo>"`` name) every file a load reads is fetched and
+    the snapshot folder holding them is returned."""
+    base, _ = split_backbone_name(name)
+    prefix = _name_prefix(base)
+    if prefix is not None:
+        return _NAME_PREFIXES[prefix].download(base, progress=progress)
+    weights = get_backbone_weights(name)
+    loader = None if base.startswith(_TIMM_PREFIX) else get_backbone_entry(base).repo_loader
+    if loader is not None:
+        return loader.download(weights, progress=progress)
+    return fetch_weights_file(weights, progress=progress)
 
 
 # -- built-in backbones ---------------------------------------------------------------------------------

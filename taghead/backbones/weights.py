@@ -49,7 +49,8 @@ from ..weights import (
 
 __all__ = [
     "BackboneWeights", "WeightsUnavailableError", "DOWNLOAD_TIMEOUT", "HASH_REGEX", "LOCAL_FILE_SOURCE",
-    "torch_hub_cache_path", "cached_weights_file", "fetch_weights_file", "download_url", "sha256_file",
+    "torch_hub_cache_path", "hub_cache_location", "hub_offline", "hub_file", "cached_weights_file",
+    "fetch_weights_file", "download_url", "sha256_file",
     "read_weights_file", "classifier_keys", "load_backbone_state_dict", "timm_backbone_weights", "weights_table",
 ]
 
@@ -164,10 +165,11 @@ def _hub_filenames(weights: BackboneWeights) -> list[str]:
     return names
 
 
-def _hub_cache_location(weights: BackboneWeights) -> str:
+def hub_cache_location(repo_id: str) -> str:
+    """Where the Hugging Face cache keeps the files of the Hub repository ``repo_id`` (``HF_HUB_CACHE``)."""
     from huggingface_hub import constants
 
-    return os.path.join(constants.HF_HUB_CACHE, "models--" + str(weights.hf_hub_id).replace("/", "--"))
+    return os.path.join(constants.HF_HUB_CACHE, "models--" + str(repo_id).replace("/", "--"))
 
 
 def cached_weights_file(weights: BackboneWeights) -> Path | None:
@@ -184,7 +186,8 @@ def cached_weights_file(weights: BackboneWeights) -> Path | None:
     return None
 
 
-def _hub_offline() -> bool:
+def hub_offline() -> bool:
+    """Whether the Hugging Face Hub is to be read from the cache only (``HF_HUB_OFFLINE``)."""
     from huggingface_hub import constants
 
     return bool(constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES",
@@ -225,25 +228,47 @@ def fetch_weights_file(weights: BackboneWeights, *, progress: bool = True,
 
 
 def _fetch_from_hub(weights: BackboneWeights) -> Path:
+    path, failure = hub_file(str(weights.hf_hub_id), _hub_filenames(weights))
+    if path is None:
+        raise _unavailable(weights, f"{hub_cache_location(str(weights.hf_hub_id))} (the Hugging Face cache, "
+                                    "HF_HUB_CACHE)", failure)
+    return path
+
+
+def hub_file(repo_id: str, filenames: Sequence[str], *, revision: str | None = None) -> tuple[Path | None, str]:
+    """The first of ``filenames`` that the Hub repository ``repo_id`` has: from the Hugging Face cache, else
+    downloaded into it (``HF_HUB_OFFLINE=1``: the cache only).
+
+    Returns:
+        ``(path, "")``, or ``(None, why)`` when none of the files is available (why: offline, the Hub
+        unreachable, no such file, no such repository or revision).
+    """
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     from ..version import __version__
 
-    offline = _hub_offline()
+    offline = hub_offline()
     failure = ""
-    for name in _hub_filenames(weights):
+    for name in filenames:
         try:
-            return Path(hf_hub_download(weights.hf_hub_id, name, local_files_only=offline, library_name="taghead",
-                                        library_version=__version__))
+            return Path(hf_hub_download(repo_id, name, revision=revision, local_files_only=offline,
+                                        library_name="taghead", library_version=__version__)), ""
         except LocalEntryNotFoundError as err:  # (a subclass of EntryNotFoundError: it comes first)
             failure = failure or ("HF_HUB_OFFLINE=1 is set, so nothing is downloaded" if offline else
                                   f"the Hub could not be reached ({err})")
         except EntryNotFoundError:
             failure = failure or f"the repository has no {name}"
+        except RevisionNotFoundError:
+            failure = failure or f"the repository has no revision {revision!r}"
         except RepositoryNotFoundError:
             failure = failure or "no such Hub repository (or it is private or gated: log in with `hf auth login`)"
-    raise _unavailable(weights, f"{_hub_cache_location(weights)} (the Hugging Face cache, HF_HUB_CACHE)", failure)
+    return None, failure
 
 
 def download_url(url: str, dest: str | os.PathLike, *, hash_prefix: str | None = None,

@@ -8,7 +8,7 @@ __all__ = ["register", "run_list", "run_download"]
 
 DESCRIPTION = """\
 Published backbone weights, by tag (NAME.TAG, as create_backbone, wrap_backbone(pretrained_backbone=...) and
---pretrained-backbone take them). `list` shows them with their dataset, classes, clip, licence and whether the
+--pretrained-backbone take them), and Hugging Face Hub repositories of 🤗 Transformers video models (hf-hub:REPO). `list` shows them with their dataset, classes, clip, licence and whether the
 file is in the local cache; `download` puts files into the ordinary caches (torch.hub's $TORCH_HOME/hub/checkpoints
 for URL weights, the Hugging Face cache for Hub weights), for example on a login node, so that compute nodes
 without network find them.
@@ -20,6 +20,8 @@ EPILOG = """examples:
   taghead weights list 'timm/resnet18*'                 (timm's tags are listed for timm/ patterns)
   taghead weights download taghead/r2plus1d_34          (the default tag: IG-65M, 32-frame clips)
   taghead weights download torchvision/r2plus1d_18.kinetics400_v1 pytorchvideo/slowfast_r50.kinetics400
+  taghead weights download transformers/videomae.base hf-hub:MCG-NJU/videomae-base-finetuned-kinetics
+                                                        (a repository: config, weights, preprocessor config)
 """
 
 
@@ -34,7 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     listing.add_argument("--markdown", action="store_true", help="print the Markdown table of the documentation")
     listing.set_defaults(func=run_list)
     download = sub.add_parser("download", help="download weights into the local caches (NAME: its default tag)")
-    download.add_argument("names", nargs="+", metavar="NAME[.TAG]", help="backbone weights, e.g. taghead/r2plus1d_34")
+    download.add_argument("names", nargs="+", metavar="NAME[.TAG]",
+                          help="backbone weights, e.g. taghead/r2plus1d_34, or a Hub repository hf-hub:OWNER/REPO")
     download.add_argument("--no-progress", action="store_true", help="no progress bars")
     download.set_defaults(func=run_download)
     parser.set_defaults(func=lambda args: _usage(parser))
@@ -84,11 +87,16 @@ def run_download(args: argparse.Namespace) -> int:
 
 def _download(args: argparse.Namespace) -> int:
     from ..backbones.registry import download_backbone_weights, get_backbone_weights
+    from ..backbones.transformers_hub import HUB_PREFIX, parse_hub_id
 
-    for name in args.names:
-        get_backbone_weights(name)  # every name is checked before anything is downloaded
-    for name in args.names:
-        weights = get_backbone_weights(name)
+    labels = []
+    for name in args.names:  # every name is checked before anything is downloaded
+        if name.startswith(HUB_PREFIX):
+            parse_hub_id(name)
+            labels.append(name)
+        else:
+            labels.append(get_backbone_weights(name).name)
+    for name, label in zip(args.names, labels):
         path = download_backbone_weights(name, progress=not args.no_progress)
-        print(f"{weights.name}: {path}")
+        print(f"{label}: {path}")
     return 0

@@ -86,11 +86,13 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--num-frames", type=int, default=None, help="frames per clip (default: the backbone's)")
     g.add_argument("--crop-size", type=int, default=None, help="crop side in pixels (default: the backbone's)")
     g.add_argument("--freeze-backbone", action="store_true", help="train the head only (backbone BN statistics fixed)")
-    g.add_argument("--pretrained-backbone", nargs="?", const=True, default=None, metavar="TAG|FILE",
+    g.add_argument("--pretrained-backbone", nargs="?", const=True, default=None, metavar="TAG|FILE|hf-hub:REPO",
                    help="start the backbone of --backbone or --model from published weights (without a value: the "
-                        "backbone's default tag, e.g. IG-65M for the reference presets; or a tag, see `taghead "
-                        "weights list`) or from a local weights file (.pth, .pt, .pyth, .safetensors); the head "
-                        "starts fresh. Downloads go to the torch.hub / Hugging Face caches")
+                        "backbone's default tag, e.g. IG-65M for the reference presets, or the repository of "
+                        "--backbone hf-hub:REPO; or a tag, see `taghead weights list`) or from a local weights file "
+                        "(.pth, .pt, .pyth, .safetensors); for the transformers/... backbones also a Hugging Face "
+                        "Hub repository hf-hub:OWNER/REPO or a local folder of its files. The head starts fresh. "
+                        "Downloads go to the torch.hub / Hugging Face caches")
     b = parser.add_argument_group("backbone BatchNorm (default: as the architecture and its weights set it)")
     b.add_argument("--bn-momentum", type=float, default=None, metavar="M",
                    help="momentum of every backbone BatchNorm layer, in PyTorch's sense (weight of the current "
@@ -121,7 +123,8 @@ def build_model(
     """A :class:`~taghead.VideoClassifier` from a registered model name, a backbone name + a head name, or
     (``init``) a saved model folder or Hub repo whose weights it loads.
 
-    ``pretrained_backbone`` (``--pretrained-backbone``: ``True``, a tag or a file) starts the backbone of
+    ``pretrained_backbone`` (``--pretrained-backbone``: ``True``, a tag, a file, a ``hf-hub:`` repository or
+    a folder) starts the backbone of
     ``model`` or ``backbone`` from pretrained weights; ``bn_momentum``, ``bn_eps`` and ``freeze_bn_stats``
     set the backbone's BatchNorm layers (:func:`taghead.wrap_backbone`).
     """

@@ -10,7 +10,9 @@
      "head_config": {...} | None,                    # head.get_config(): rebuilds the head
      "freeze_backbone": false,
      # optional (absent in older configs):
-     "backbone_weights": {"tag": ..., "source": ..., "filename": ..., "license": ..., "dataset": ...} | None,
+     "backbone_weights": {"tag": ..., "source": ..., "filename": ..., "license": ..., "dataset": ...,
+                          "revision": ...  # Hub repositories only: the commit the files came from
+                          } | None,
      "batchnorm": {"momentum": 0.1 | None, "eps": 1e-5 | None, "freeze_stats": false} | None}
 
 ``backbone_weights`` is provenance only: the published weights (or the base name of the local file) the
@@ -41,6 +43,8 @@ SPEC_KEYS = ("backbone", "backbone_kwargs", "adapter", "adapter_kwargs", "head",
 #: Keys a spec may lack (configs saved before they existed); ``None`` when absent.
 OPTIONAL_SPEC_KEYS = ("backbone_weights", "batchnorm")
 _PROVENANCE_KEYS = ("tag", "source", "filename", "license", "dataset")
+#: Provenance keys only some starts have (``revision``: the commit of a Hub repository's files).
+_OPTIONAL_PROVENANCE_KEYS = ("revision",)
 
 
 def batchnorm_spec(momentum: float | None = None, eps: float | None = None,
@@ -65,12 +69,12 @@ def apply_batchnorm_spec(extractor: FeatureExtractor, settings: dict[str, Any] |
 
 
 def check_backbone_weights(provenance: Any) -> dict[str, Any] | None:
-    """The spec's ``backbone_weights`` entry checked: ``None`` or a dict of the provenance keys (str or None),
-    whose ``filename`` is a base name (never a path)."""
+    """The spec's ``backbone_weights`` entry checked: ``None`` or a dict of the provenance keys (str or None; a
+    Hub repository's also ``revision``), whose ``filename`` is a base name (never a path)."""
     if provenance is None:
         return None
-    ok = isinstance(provenance, dict) and set(provenance) == set(_PROVENANCE_KEYS) and all(
-        v is None or isinstance(v, str) for v in provenance.values())
+    ok = isinstance(provenance, dict) and set(_PROVENANCE_KEYS) <= set(provenance) <= {
+        *_PROVENANCE_KEYS, *_OPTIONAL_PROVENANCE_KEYS} and all(v is None or isinstance(v, str) for v in provenance.values())
     if not ok or "/" in str(provenance.get("filename") or "") or "\\" in str(provenance.get("filename") or ""):
         raise ValueError(f"spec['backbone_weights'] must be None or a dict of {list(_PROVENANCE_KEYS)} (strings or "
                          f"null; filename a base name), got {provenance!r}")

@@ -12,14 +12,7 @@ from torch import nn
 
 from ..adapters import adapt
 from ..backbones.recognize import recognize_backbone
-from ..backbones.registry import (
-    Pretrained,
-    build_backbone,
-    get_backbone_data_config,
-    get_backbone_entry,
-    get_backbone_weights,
-    split_backbone_name,
-)
+from ..backbones.registry import Pretrained, build_backbone, get_backbone_data_config, get_backbone_entry
 from ..config import DataConfig
 from ..heads.registry import create_head, registered_head_name
 from ..hub import json_ready
@@ -74,8 +67,9 @@ def wrap_backbone(
     Args:
         model_or_name: a backbone module (modified in place: its pooling and classifier are removed;
             pass ``copy.deepcopy(model)`` to keep the original), or a registered name
-            (:func:`taghead.list_backbones`, or ``"timm/<model>"``, optionally ``"name.tag"``), built
-            with random weights unless ``pretrained_backbone`` says otherwise.
+            (:func:`taghead.list_backbones`, or ``"timm/<model>"``, optionally ``"name.tag"``; or a 🤗
+            Transformers repository ``"hf-hub:<owner>/<repo>"``), built with random weights unless
+            ``pretrained_backbone`` says otherwise.
             A module of a registered architecture (:func:`taghead.recognize_backbone`: same classes,
             parameters, buffers and settings as the registered builder makes) is recorded by name in
             the spec, so that ``taghead.from_pretrained`` rebuilds it without the module.
@@ -93,8 +87,9 @@ def wrap_backbone(
         adapter_kwargs: adapter arguments (e.g. ``{"alpha": 4}`` for SlowFast).
         label_names: class names, stored on the model.
         pretrained_backbone: for a backbone given by name: ``True`` (the name's tag, else the
-            backbone's default tag), a tag (``"kinetics400_v1"``) or the path of a weights file (see
-            :func:`taghead.create_backbone`). The weights are loaded into the whole backbone before the
+            backbone's default tag; a ``"hf-hub:"`` name's repository), a tag (``"kinetics400_v1"``), the path
+            of a weights file, or for the ``transformers/...`` backbones a ``"hf-hub:<repo>"`` id or a local
+            folder (see :func:`taghead.create_backbone`). The weights are loaded into the whole backbone before the
             adapter removes its classifier (never into the new head); the model's data config is then
             the weights' (frames and crop as given). ``None``: random weights.
         bn_momentum, bn_eps: set on every BatchNorm layer of the backbone (``None``: the
@@ -111,12 +106,10 @@ def wrap_backbone(
     batchnorm = batchnorm_spec(bn_momentum, bn_eps, freeze_bn_stats)
     provenance = None
     if isinstance(model_or_name, str):
-        name, tag = split_backbone_name(model_or_name)
-        model, weights, provenance = build_backbone(model_or_name, False if pretrained_backbone is None else
-                                                    pretrained_backbone, backbone_kwargs, published_width=False)
-        if weights is None and tag is not None:  # a tag in the name, random weights: the tag's clip
-            weights = get_backbone_weights(model_or_name)
-        base_config = weights.get_data_config() if weights is not None else get_backbone_data_config(name)
+        built = build_backbone(model_or_name, False if pretrained_backbone is None else pretrained_backbone,
+                               backbone_kwargs, published_width=False)
+        name, model, provenance = built.name, built.module, built.provenance
+        base_config = built.data_config or get_backbone_data_config(name)  # the weights' clip, else the default
         backbone_kwargs = _recorded_kwargs(name, model, backbone_kwargs)
     elif isinstance(model_or_name, nn.Module):
         if backbone_kwargs:
