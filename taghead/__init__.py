@@ -9,6 +9,7 @@ from .explanation import Explanation, explain
 from .heads import (
     TAG_PRESETS,
     ARTHead,
+    AttentiveProbeHead,
     MeanPoolHead,
     TAGHead,
     VideoHead,
@@ -32,6 +33,7 @@ __all__ = [
     "TAG_PRESETS",
     "MeanPoolHead",
     "ARTHead",
+    "AttentiveProbeHead",
     "build_text_bank",
     "HashingTextEncoder",
     "VideoHead",

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 #: Command modules, in the order ``taghead --help`` lists them.
-COMMANDS = ("demo", "train", "extract-features", "eval", "predict", "explain", "convert", "info")
+COMMANDS = ("demo", "train", "extract-features", "eval", "predict", "explain", "convert", "weights", "info")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,7 +7,8 @@ A saved folder (and a Hub repository) holds:
   ``spec`` (backbone name and arguments, adapter and its arguments, head name and ``head_config``),
   ``data_config``, ``label_names``, ``num_classes``, ``taghead_version`` and, when known,
   ``architecture`` (the registered model name) and ``pretrained_cfg`` (licence, citation, dataset,
-  reported metrics, source of the weights);
+  reported metrics, source of the weights); the spec's ``backbone_weights`` names the published weights
+  the backbone started from (provenance only: loading a folder never downloads them);
 - ``README.md``: a model card with YAML metadata (``library_name: taghead``, tags, licence,
   datasets, metrics) and a usage snippet.
 
@@ -258,7 +259,10 @@ def _card_yaml(config: dict[str, Any]) -> str:
     if spec.get("backbone"):
         tags.append(str(spec["backbone"]).replace("/", "-"))
     metrics = pcfg.get("metrics") or {}
+    start = spec.get("backbone_weights") or {}
+    hub_source = str(start.get("source") or "")
     data = ModelCardData(
+        base_model=hub_source[len("hf-hub:"):] if hub_source.startswith("hf-hub:") else None,
         library_name="taghead",
         pipeline_tag="video-classification",
         tags=tags,
@@ -286,6 +290,32 @@ def _input_paragraph(dc: dict[str, Any]) -> list[str]:
 def _is_reference(pcfg: dict[str, Any]) -> bool:
     """Whether the weights are the TAG-Head authors' (a reference preset, or converted from their files)."""
     return bool(pcfg.get("preset") or pcfg.get("source_file"))
+
+
+def _backbone_paragraph(spec: dict[str, Any]) -> list[str]:
+    """Where the backbone's training started (``spec["backbone_weights"]``) and its BatchNorm settings."""
+    start, bn = spec.get("backbone_weights"), spec.get("batchnorm")
+    lines: list[str] = []
+    if start:
+        facts = [f for f in (start.get("dataset"), f"licence {start['license']}" if start.get("license") else None) if f]
+        at = f" at commit `{start['revision']}`" if start.get("revision") else ""
+        if start.get("tag"):
+            lines.append(f"The backbone was initialised from the published weights "
+                         f"`{spec.get('backbone')}.{start['tag']}`" + (f" ({'; '.join(facts)})" if facts else "")
+                         + f": `{start.get('filename')}` from {start.get('source')}{at}.")
+        elif str(start.get("source") or "").startswith("hf-hub:"):
+            lines.append(f"The backbone was initialised from the Hugging Face Hub repository "
+                         f"`{str(start['source'])[len('hf-hub:'):]}`{at}" + (f" ({'; '.join(facts)})" if facts else "")
+                         + f": `{start.get('filename')}`.")
+        else:
+            lines.append(f"The backbone was initialised from the weights file `{start.get('filename')}` (a local "
+                         "file of no published tag).")
+    if bn:
+        parts = [f"momentum {bn['momentum']}" if bn.get("momentum") is not None else None,
+                 f"eps {bn['eps']}" if bn.get("eps") is not None else None,
+                 "running statistics kept fixed during training" if bn.get("freeze_stats") else None]
+        lines.append("Backbone BatchNorm: " + ", ".join(p for p in parts if p) + ".")
+    return [" ".join(lines), ""] if lines else []
 
 
 def model_card(config: dict[str, Any], *, repo_id: str | None = None) -> str:
@@ -370,6 +400,7 @@ def model_card(config: dict[str, Any], *, repo_id: str | None = None) -> str:
     if pcfg.get("license"):
         licence = "MIT" if pcfg["license"] == "mit" else markdown_text(pcfg["license"])
         lines += [f"Licence: {licence}.", ""]
+    lines += _backbone_paragraph(spec)
     if pcfg.get("metrics"):
         split = f"the {markdown_text(pcfg['split'])} split of " if pcfg.get("split") else ""
         if _is_reference(pcfg):

@@ -485,8 +485,9 @@ def load_torch_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 def unwrap_state_dict(obj: Mapping[str, Any], source: str = "the checkpoint") -> dict[str, Any]:
     """The state dict inside a loaded checkpoint ``obj``: the ``model`` entry of a taghead training checkpoint
-    (it has ``format`` and ``version``), the dict under ``model_state_dict`` or ``state_dict``, or ``obj``
-    itself; a ``module.`` prefix that every key shares (saved from ``nn.DataParallel`` or DDP) is removed."""
+    (it has ``format`` and ``version``), the dict under ``model_state_dict``, ``state_dict`` or ``model_state``
+    (pytorchvideo's and PySlowFast's files), or ``obj`` itself; a ``module.`` prefix that every key shares
+    (saved from ``nn.DataParallel`` or DDP) is removed."""
     if obj.get("format") == TRAIN_CHECKPOINT_FORMAT and "version" in obj:
         inner = obj.get("model")
         if not isinstance(inner, Mapping):
@@ -494,7 +495,8 @@ def unwrap_state_dict(obj: Mapping[str, Any], source: str = "the checkpoint") ->
                                   f"{type(inner).__name__}, expected the model's state dict")
         obj = inner
     else:
-        obj = next((obj[k] for k in ("model_state_dict", "state_dict") if isinstance(obj.get(k), Mapping)), obj)
+        obj = next((obj[k] for k in ("model_state_dict", "state_dict", "model_state") if isinstance(obj.get(k), Mapping)),
+                   obj)
     if obj and all(isinstance(k, str) and k.startswith(_PARALLEL_PREFIX) for k in obj):
         return {k[len(_PARALLEL_PREFIX):]: v for k, v in obj.items()}
     return dict(obj)

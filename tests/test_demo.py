@@ -44,3 +44,18 @@ def test_quick_demo_with_art_rows_with_and_without_text_bank(tmp_path: Path, cap
 def test_demo_rejects_repeated_heads(tmp_path: Path, capsys) -> None:
     assert main(["demo", "--quick", "--heads", "tag,tag", "--output", str(tmp_path)]) == 2
     assert "names a head twice" in capsys.readouterr().err
+
+
+def test_quick_demo_with_the_attentive_probe(tmp_path: Path, capsys) -> None:
+    import taghead
+
+    assert main(["demo", "--quick", "--heads", "tag,attentive", "--output", str(tmp_path), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    table = [line for line in out.splitlines() if line.startswith("| ")]
+    assert [row.split("|")[1].strip() for row in table[2:]] == ["tag", "attentive"]
+    assert "TAG-Head vs the attentive probe:" in out and "TAG-Head vs mean pooling" not in out
+    assert (tmp_path / "runs/attentive/metrics.csv").is_file()
+    probe = taghead.wrap_backbone("taghead/tiny_video_cnn", 8, head="attentive", num_frames=8, crop_size=32,
+                                  backbone_kwargs={"width": 4}, embed_dim=16, num_heads=2, depth=1, mlp_ratio=2.0)
+    params = sum(p.numel() for p in probe.parameters())
+    assert "| attentive |" in out and f"{params / 1e3:.1f} k" in out  # the recipe's probe was trained

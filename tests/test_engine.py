@@ -223,10 +223,12 @@ def test_channels_last_gives_the_same_training() -> None:
 HEAD_OPTIONS = {
     "tag": dict(embed_dim=16, depth=1, num_heads=2, mlp_dim=32),
     "art": dict(embed_dim=16, num_heads=2, se_depth=1, rssa_depth=1, mlp_dim=32),
+    "attentive": dict(embed_dim=16, num_heads=2, depth=1),
 }
 NAMES = ["split jump", "switch leap", "ring leap"]
 #: What each built-in head must exempt beyond its 1-D parameters.
-EXEMPT = {"meanpool": set(), "tag": {"pos_embed.weight"}, "art": {"pos_embed.weight", "query_prompts", "text_agent"}}
+EXEMPT = {"meanpool": set(), "tag": {"pos_embed.weight"}, "art": {"pos_embed.weight", "query_prompts", "text_agent"},
+          "attentive": {"pos_embed.weight", "query"}}
 
 
 @pytest.mark.parametrize("head_name", taghead.list_heads())

@@ -34,7 +34,7 @@ def tiny_model(head: str = "tag", num_classes: int = 5, **head_kwargs) -> VideoC
     torch.manual_seed(0)
     defaults = {"tag": dict(embed_dim=16, depth=1, num_heads=2, mlp_dim=32, dropout=0.0),
                 "art": dict(embed_dim=16, num_heads=2, se_depth=1, rssa_depth=1, mlp_dim=32, num_queries=3),
-                "meanpool": {}}[head]
+                "meanpool": {}, "attentive": dict(embed_dim=16, num_heads=2, depth=1)}[head]
     if head == "art" and "text_bank" not in head_kwargs:
         defaults["text_bank"] = taghead.build_text_bank(NAMES[:num_classes], encoder=taghead.HashingTextEncoder(16),
                                                         progress=False)
@@ -252,7 +252,7 @@ def test_art_regions_are_the_decoder_cross_attention() -> None:
 
 
 # ----------------------------------------------------------------------------------------- nothing changes
-@pytest.mark.parametrize("head", ["tag", "art", "meanpool"])
+@pytest.mark.parametrize("head", ["tag", "art", "meanpool", "attentive"])
 @pytest.mark.parametrize("method", ["gradcam", "hirescam", "occlusion"])
 def test_the_model_does_not_change(head: str, method: str) -> None:
     model = tiny_model(head)

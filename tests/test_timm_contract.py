@@ -382,7 +382,7 @@ def test_create_model_sets_batchnorm_device_and_dtype():
     (dict(features_only=True), ValueError, r"features_only=True is not supported.*create_feature_extractor"),
     (dict(dtype="float16"), TypeError, r"dtype must be a floating-point torch\.dtype"),
     (dict(dtype=torch.int64), TypeError, r"dtype must be a floating-point torch\.dtype"),
-    (dict(bn_eps=-1.0), ValueError, r"eps must be a number in \(0\.0, inf\]"),
+    (dict(bn_eps=-1.0), ValueError, r"BatchNorm eps must be None \(keep the layer's\) or a number > 0, got -1\.0"),
     (dict(pretrained_cfg="kinetics400"), ValueError, r"taghead models have no pretrained tags"),
     (dict(pretrained_cfg=42), TypeError, r"pretrained_cfg must be a PretrainedCfg"),
 ])
@@ -402,7 +402,8 @@ def test_batchnorm_settings_need_batchnorm_layers(monkeypatch):
     with pytest.raises(ValueError, match=r"bn_momentum=0\.1 given, but the model has no BatchNorm layer"):
         create_model("test_no_batchnorm", num_classes=2, bn_momentum=0.1)
     assert configure_batchnorm(nn.Linear(2, 2), momentum=0.5) == 0
-    for bad in (dict(momentum=0.0), dict(momentum=1.5), dict(eps=0.0), dict(momentum=float("nan")), dict(eps=True)):
+    assert configure_batchnorm(nn.BatchNorm1d(2), momentum=0.0) == 1  # PyTorch's momentum 0: statistics never move
+    for bad in (dict(momentum=-0.1), dict(momentum=1.5), dict(eps=0.0), dict(momentum=float("nan")), dict(eps=True)):
         with pytest.raises(ValueError):
             configure_batchnorm(nn.BatchNorm1d(2), **bad)
 

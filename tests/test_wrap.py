@@ -14,6 +14,7 @@ from taghead.adapters import FeatureExtractor, adapt, find_adapter, register_ada
 from taghead.adapters import registry as adapter_registry
 from taghead.backbones import registry as backbone_registry
 from taghead.heads import MeanPoolHead, TAGHead
+from taghead.models.spec import OPTIONAL_SPEC_KEYS
 from taghead.models.wrap import SPEC_KEYS, build_from_spec
 
 TINY = "taghead/tiny_video_cnn"
@@ -109,8 +110,8 @@ def test_bad_arguments() -> None:
         taghead.wrap_backbone(42, 3)
     with pytest.raises(ValueError, match="Did you mean 'taghead/tiny_video_cnn'"):
         taghead.wrap_backbone("taghead/tiny_videocnn", 3)
-    with pytest.raises(ValueError, match="random weights only"):
-        taghead.create_backbone("torchvision/r3d_18", pretrained=True)
+    with pytest.raises(ValueError, match="takes no weights=; published weights are tags"):
+        taghead.create_backbone("torchvision/r3d_18", weights="KINETICS400_V1")
     with pytest.raises(ValueError, match="backbone_kwargs apply to a backbone given by name"):
         taghead.wrap_backbone(taghead.backbones.tiny_video_cnn(), 3, backbone_kwargs={"width": 8})
     with pytest.raises(ValueError, match=r"DataConfig\.num_frames must be an int >= 1, got 0 \(int\)"):
@@ -232,7 +233,8 @@ def test_spec_round_trips_through_json() -> None:
     torch.manual_seed(0)
     model = taghead.wrap_backbone(TINY, 5, backbone_kwargs={"width": 8}, mlp_dim=32, **SMALL).eval()
     spec = json.loads(json.dumps(model.spec))
-    assert set(spec) == set(SPEC_KEYS) and spec["backbone_kwargs"] == {"width": 8}
+    assert set(spec) == set(SPEC_KEYS) | set(OPTIONAL_SPEC_KEYS) and spec["backbone_kwargs"] == {"width": 8}
+    assert spec["backbone_weights"] is None and spec["batchnorm"] is None  # random start, BatchNorm as built
     rebuilt = build_from_spec(spec, json.loads(json.dumps(model.data_config.to_dict())), label_names=list("abcde"))
     assert rebuilt.spec == model.spec and rebuilt.label_names == list("abcde")
     assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {k: v.shape for k, v in model.state_dict().items()}

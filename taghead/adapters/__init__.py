@@ -2,11 +2,11 @@
 
 An adapter is a :class:`FeatureExtractor` subclass registered for model classes with
 :func:`register_adapter`; :func:`adapt` finds the one for a model (most specific class first).
-The built-in adapters import nothing from torchvision, pytorchvideo or timm until a model of theirs
-arrives.
+The built-in adapters import nothing from torchvision, pytorchvideo, timm or transformers until a model
+of theirs arrives.
 """
 
-from . import generic, pytorchvideo, taghead, timm, torchvision  # noqa: F401  (register the built-ins)
+from . import generic, pytorchvideo, taghead, timm, torchvision, transformers  # noqa: F401  (register the built-ins)
 from .base import FeatureExtractor, FeatureMapError, check_feature_output, check_video
 from .generic import LayerFeatures
 from .pytorchvideo import AlignPathways, PTVMViTFeatures, PTVResNetFeatures, SlowFastFeatures, X3DFeatures
@@ -15,6 +15,14 @@ from .taghead import TinyVideoCNNFeatures
 from .timm import TimmFrameFeatures
 from .tokens import resample_separable_pos_embed, tokens_to_map
 from .torchvision import MViTFeatures, S3DFeatures, SwinTransformer3dFeatures, VideoResNetFeatures
+from .transformers import (
+    TimesformerFeatures,
+    TransformersVideoFeatures,
+    VideoMAEFeatures,
+    VivitFeatures,
+    VJEPA2Features,
+    XCLIPVisionFeatures,
+)
 
 __all__ = [
     "FeatureExtractor", "FeatureMapError", "check_video", "check_feature_output",
@@ -22,5 +30,7 @@ __all__ = [
     "LayerFeatures", "TimmFrameFeatures", "TinyVideoCNNFeatures",
     "VideoResNetFeatures", "S3DFeatures", "MViTFeatures", "SwinTransformer3dFeatures",
     "PTVResNetFeatures", "X3DFeatures", "SlowFastFeatures", "PTVMViTFeatures", "AlignPathways",
+    "TransformersVideoFeatures", "VideoMAEFeatures", "TimesformerFeatures", "VivitFeatures", "VJEPA2Features",
+    "XCLIPVisionFeatures",
     "tokens_to_map", "resample_separable_pos_embed",
 ]

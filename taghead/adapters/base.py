@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ..config import DataConfig
+from ..layers.batchnorm import set_batchnorm_eval
 from ..limits import MAX_REAL_PROBE_BYTES
 from ..utils.meta import shape_call
 from ..utils.tracing import is_tracing
@@ -116,6 +117,7 @@ class FeatureExtractor(nn.Module):
             raise TypeError(f"{type(self).__name__} wraps an nn.Module, got {type(model).__name__}")
         self.model = model
         self.frozen = False
+        self.bn_stats_frozen = False
         #: ``(num_frames, crop_size)`` of the clip the model is used with (set by ``wrap_backbone``);
         #: ``out_channels`` and the strides are measured on it, else on the default data config.
         self.clip: tuple[int, int] | None = None
@@ -198,10 +200,22 @@ class FeatureExtractor(nn.Module):
             p.requires_grad_(not self.frozen)
         return self.train(self.training)
 
+    def freeze_bn_stats(self, frozen: bool = True) -> FeatureExtractor:
+        """Keep (or stop keeping) the backbone's BatchNorm running statistics fixed while the rest trains.
+
+        Every BatchNorm layer of the backbone stays in eval mode when the model is switched to training:
+        it normalises with the statistics it has (the pretrained ones) and does not update them; its
+        affine weight and bias, and every other parameter, still train.
+        """
+        self.bn_stats_frozen = bool(frozen)
+        return self.train(self.training)
+
     def train(self, mode: bool = True) -> FeatureExtractor:
         super().train(mode)
         if self.frozen:
             self.model.eval()
+        elif self.bn_stats_frozen:
+            set_batchnorm_eval(self.model)
         return self
 
     # -- shapes ------------------------------------------------------------------------------------

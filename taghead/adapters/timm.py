@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -9,7 +12,7 @@ from ..config import DataConfig
 from .base import FeatureExtractor, GroupMatcher, children_group_matcher
 from .registry import register_adapter
 
-__all__ = ["TimmFrameFeatures"]
+__all__ = ["TimmFrameFeatures", "timm_data_config"]
 
 
 @register_adapter("timm_frames", nn.Module, family="timm image models, frame by frame (any timm.create_model model)")
@@ -80,13 +83,22 @@ class TimmFrameFeatures(FeatureExtractor):
 
     def default_data_config(self) -> DataConfig:
         """The model's pretrained config (crop, ``crop / crop_pct`` resize, mean, std; the crop a ViT-like
-        model was built for), 8 frames."""
-        cfg = dict(getattr(self.model, "pretrained_cfg", None) or {})
-        crop = int(cfg.get("input_size", (3, 224, 224))[-1])
+        model was built for), 8 frames (:func:`timm_data_config`)."""
         built_for = getattr(getattr(self.model, "patch_embed", None), "img_size", None)
-        if built_for is not None:  # ViT-like models built for another size (img_size=...)
-            crop = int(built_for[-1])
-        crop_pct = float(cfg.get("crop_pct", 0.875) or 0.875)
-        return DataConfig(num_frames=8, crop_size=crop, resize_size=int(crop / crop_pct),
-                          mean=tuple(cfg.get("mean", (0.485, 0.456, 0.406))),
-                          std=tuple(cfg.get("std", (0.229, 0.224, 0.225))))
+        crop = int(built_for[-1]) if built_for is not None else None  # ViT-like models built for another size
+        return timm_data_config(getattr(self.model, "pretrained_cfg", None) or {}, crop_size=crop)
+
+
+def timm_data_config(cfg: Mapping[str, Any], crop_size: int | None = None, num_frames: int = 8) -> DataConfig:
+    """The :class:`DataConfig` of a timm pretrained config (``model.pretrained_cfg`` or
+    ``timm.models.get_pretrained_cfg(name).to_dict()``), used frame by frame.
+
+    Crop: ``input_size[-1]`` (or ``crop_size``); resize: ``int(crop / crop_pct)`` (timm's eval transform
+    resizes the shorter side to it); mean and std as given; ``num_frames`` frames (timm models have no
+    clip length: 8 by default).
+    """
+    crop = int(crop_size if crop_size is not None else (cfg.get("input_size") or (3, 224, 224))[-1])
+    crop_pct = float(cfg.get("crop_pct", 0.875) or 0.875)
+    return DataConfig(num_frames=num_frames, crop_size=crop, resize_size=int(crop / crop_pct),
+                      mean=tuple(cfg.get("mean") or (0.485, 0.456, 0.406)),
+                      std=tuple(cfg.get("std") or (0.229, 0.224, 0.225)))

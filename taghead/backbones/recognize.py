@@ -14,7 +14,9 @@ backbones whose ``model_class`` is the module's class, built with the arguments 
 ``kwargs_from_module`` reads back from it (``num_classes`` from the classifier's width, ...), and for
 a timm model ``"timm/<architecture>"`` from the model's own ``pretrained_cfg``, with ``num_classes``,
 ``in_chans``, ``img_size``, ``global_pool``, ``dynamic_img_size``, ``drop_rate`` and
-``drop_path_rate`` read back from it. A module that was changed (a replaced layer, other widths,
+``drop_path_rate`` read back from it. The arguments that equal the builder's defaults are left out of the
+result, except for entries registered with ``records_defaults`` (🤗 Transformers models: the whole config is
+kept). A module that was changed (a replaced layer, other widths,
 another stride) matches no candidate and is not recognised; nor is one converted to another dtype.
 """
 
@@ -150,6 +152,11 @@ def _timm_kwargs(model: nn.Module) -> dict[str, Any]:
     return kwargs
 
 
+def _records_defaults(name: str) -> bool:
+    """Whether the spec of ``name`` records all builder arguments read back, also the default ones."""
+    return not name.startswith("timm/") and get_backbone_entry(name).records_defaults
+
+
 def _candidates(module: nn.Module) -> list[tuple[str, KwargsReader | None]]:
     cls = type(module)
     key = f"{cls.__module__}:{cls.__qualname__}"
@@ -192,12 +199,15 @@ def recognize_backbone(module: nn.Module) -> Recognition:
         try:
             default, defaults = _build(name, {}, reader)
             kwargs: dict[str, Any] = {}
-            if _module_names(default) != _module_names(found):  # other submodules: the arguments we read cannot fix it
+            full = _records_defaults(name)  # the arguments (a whole config) may also change the submodules
+            if _module_names(default) != _module_names(found) and not full:  # the arguments cannot fix it
                 built = default
             else:
                 wanted = reader(module) if reader is not None else {}
                 kwargs = {k: v for k, v in wanted.items() if k not in defaults or defaults[k] != v}
                 built = _build(name, kwargs, reader)[0] if kwargs else default
+                if full:
+                    kwargs = dict(wanted)
         except Exception as err:  # the module lacks what the reader reads, or the builder refuses the arguments
             closest = closest or (10**9, f"{name}: not comparable ({type(err).__name__}: {err})")
             continue

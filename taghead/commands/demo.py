@@ -51,6 +51,9 @@ class DemoRecipe:
         "meanpool": {},
         # no classifier dropout, like the TAG rows: the paper's 0.5 (ART's default) slows 10-epoch runs
         "art": dict(embed_dim=64, num_heads=4, se_depth=1, rssa_depth=1, mlp_dim=128, dropout=0.0, drop_rate=0.0),
+        # V-JEPA 2's design with one self-attention layer over the tokens, like the TAG-Head row (64-d, 4 heads,
+        # feed-forward 128), so that the two differ in the graph and the query pooling only
+        "attentive": dict(embed_dim=64, num_heads=4, depth=1, mlp_ratio=2.0),
     })
 
     @property
@@ -104,7 +107,8 @@ DEMO_RECIPE = DemoRecipe()
 QUICK_RECIPE = DemoRecipe(train_samples=16, val_samples=8, num_frames=8, size=32, width=4, epochs=1, batch_size=8,
                           warmup_epochs=0.0,
                           head_kwargs={"tag": dict(embed_dim=16, depth=1, num_heads=2, mlp_dim=32, dropout=0.0),
-                                       "art": dict(embed_dim=16, num_heads=2, se_depth=1, rssa_depth=1, mlp_dim=32)})
+                                       "art": dict(embed_dim=16, num_heads=2, se_depth=1, rssa_depth=1, mlp_dim=32),
+                                       "attentive": dict(embed_dim=16, num_heads=2, depth=1, mlp_ratio=2.0)})
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -117,8 +121,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--output", type=Path, default=Path("taghead-demo"),
                         help="folder for the plots, runs and the saved model (default: ./taghead-demo)")
     parser.add_argument("--heads", default="tag,meanpool",
-                        help="comma-separated registered heads to compare (default: tag,meanpool); ART gets a "
-                             "text bank of the class names, 'art-notext' is ART without it")
+                        help="comma-separated registered heads to compare (default: tag,meanpool; also art, "
+                             "attentive): ART gets a text bank of the class names, 'art-notext' is ART without it; "
+                             "'attentive' is the attentive probe of V-JEPA")
     parser.add_argument("--quick", action="store_true", help="a few seconds: tiny data, one epoch (smoke test)")
     parser.add_argument("--epochs", type=int, default=None,
                         help=f"training epochs (default: {DEMO_RECIPE.epochs}; --quick: {QUICK_RECIPE.epochs})")
@@ -233,9 +238,10 @@ def run_demo(heads: list[str], recipe: DemoRecipe, output: Path, *, seed: int = 
                                   title="synthetic fine-grained benchmark: same backbone, different heads")
     print(f"training curves: {curves}")
     by_head = {r["head"]: r for r in results}
-    if "tag" in by_head and "meanpool" in by_head:
-        gap = 100 * (by_head["tag"]["top1"] - by_head["meanpool"]["top1"])
-        print(f"TAG-Head vs mean pooling: {gap:+.1f} Top-1 points on the same backbone.")
+    for other, title in (("meanpool", "mean pooling"), ("attentive", "the attentive probe")):
+        if "tag" in by_head and other in by_head:
+            gap = 100 * (by_head["tag"]["top1"] - by_head[other]["top1"])
+            print(f"TAG-Head vs {title}: {gap:+.1f} Top-1 points on the same backbone.")
 
     first = heads[0] if "tag" not in models else "tag"
     _save_reload_predict(models[first], first, sets["val"], output)

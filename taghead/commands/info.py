@@ -1,4 +1,5 @@
-"""``taghead info``: versions, the compute device, and the registered adapters, heads, backbones and models."""
+"""``taghead info``: versions, the compute device, and the registered adapters, heads, backbones (with their
+published weights) and models."""
 
 from __future__ import annotations
 
@@ -29,13 +30,13 @@ def _version(name: str) -> str | None:
         return None
 
 
-def _registered(module: str, function: str) -> list[str] | None:
-    """``taghead.<module>.<function>()`` if that part of taghead is present."""
+def _registered(module: str, function: str, **kwargs: object) -> list[str] | None:
+    """``taghead.<module>.<function>(**kwargs)`` if that part of taghead is present."""
     try:
         fn = getattr(importlib.import_module(module), function)
     except (ImportError, AttributeError):
         return None
-    return list(fn())
+    return list(fn(**kwargs))
 
 
 def collect_info() -> dict:
@@ -51,11 +52,13 @@ def collect_info() -> dict:
         "cuda_devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
         "cpu_threads": torch.get_num_threads(),
     }
-    for key, module, function in (("adapters", "taghead.adapters", "list_adapters"),
-                                  ("heads", "taghead.heads", "list_heads"),
-                                  ("backbones", "taghead.backbones", "list_backbones"),
-                                  ("models", "taghead.models.registry", "list_models")):
-        names = _registered(module, function)
+    for key, module, function, kwargs in (("adapters", "taghead.adapters", "list_adapters", {}),
+                                          ("heads", "taghead.heads", "list_heads", {}),
+                                          ("backbones", "taghead.backbones", "list_backbones", {}),
+                                          ("backbone_weights", "taghead.backbones", "list_backbones",
+                                           {"pretrained": True}),
+                                          ("models", "taghead.models.registry", "list_models", {})):
+        names = _registered(module, function, **kwargs)
         if names is not None:
             info[key] = names
     return info
@@ -76,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
     dev = info["devices"]
     gpus = ", ".join(dev["cuda_devices"]) if dev["cuda"] else "none"
     print(f"devices: CUDA {gpus}; {dev['cpu_threads']} CPU threads")
-    for key in ("adapters", "heads", "backbones", "models"):
+    for key in ("adapters", "heads", "backbones", "backbone_weights", "models"):
         if key in info:
-            print(f"{key} ({len(info[key])}): " + ", ".join(info[key]))
+            print(f"{key.replace('_', ' ')} ({len(info[key])}): " + ", ".join(info[key]))
+    print("backbone weights by tag: `taghead weights list`; timm's: `taghead weights list 'timm/<pattern>'`")
     return 0

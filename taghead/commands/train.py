@@ -28,8 +28,10 @@ maps, and the result is still a full model: the cache's backbone with its weight
 EPILOG = """examples:
   taghead train --data synthetic --backbone taghead/tiny_video_cnn --head tag \\
       --head-kwargs embed_dim=64 --head-kwargs num_heads=4 --epochs 12 --batch-size 32 --output runs/tiny
-  taghead train --model tag_r2plus1d_34_gym99 --train-csv gym99_train.csv --val-csv gym99_val.csv \\
-      --video-dir videos/ --epochs 60 --batch-size 8 --lr 1e-5 --amp bf16 --output runs/gym99
+  taghead train --model tag_r2plus1d_34_gym99 --pretrained-backbone --train-csv gym99_train.csv \\
+      --val-csv gym99_val.csv --video-dir videos/ --epochs 60 --batch-size 8 --lr 1e-5 --amp bf16 \\
+      --output runs/gym99                                 (the reference recipe: IG-65M backbone, new head)
+  taghead train --data synthetic --backbone taghead/tiny_video_cnn --pretrained-backbone my_backbone.safetensors ...
   taghead train --data synthetic --head art --text-bank hashing:64 --head-kwargs embed_dim=64 --output runs/art
   torchrun --nproc_per_node 4 -m taghead.cli train ...     (DistributedDataParallel, one process per GPU)
   taghead train ... --output runs/gym99 --resume           (continue from runs/gym99/checkpoint_last.pt)
@@ -263,7 +265,9 @@ def _run(args: argparse.Namespace) -> int:
             model = build_model(num_classes=len(class_names), model=args.model, backbone=args.backbone, head=args.head,
                                 head_kwargs=head_kwargs, backbone_kwargs=backbone_kwargs, num_frames=num_frames,
                                 crop_size=crop_size, freeze_backbone=args.freeze_backbone or cache is not None,
-                                label_names=class_names, init=args.init)
+                                label_names=class_names, init=args.init,
+                                pretrained_backbone=args.pretrained_backbone, bn_momentum=args.bn_momentum,
+                                bn_eps=args.bn_eps, freeze_bn_stats=args.freeze_bn_stats)
             if cache is not None:  # a backbone with weights of its own (--init, --pretrained-backbone) must have the cache's
                 claims = args.init is not None or getattr(args, "pretrained_backbone", None) is not None
                 _adopt_cached_backbone(model, cache.train, claims_weights=claims)

@@ -89,6 +89,20 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--num-frames", type=positive_int, default=None, help="frames per clip (default: the backbone's)")
     g.add_argument("--crop-size", type=positive_int, default=None, help="crop side in pixels (default: the backbone's)")
     g.add_argument("--freeze-backbone", action="store_true", help="train the head only (backbone BN statistics fixed)")
+    g.add_argument("--pretrained-backbone", nargs="?", const=True, default=None, metavar="TAG|FILE|hf-hub:REPO",
+                   help="start the backbone of --backbone or --model from published weights (without a value: the "
+                        "backbone's default tag, e.g. IG-65M for the reference presets, or the repository of "
+                        "--backbone hf-hub:REPO; or a tag, see `taghead weights list`) or from a local weights file "
+                        "(.pth, .pt, .pyth, .safetensors); for the transformers/... backbones also a Hugging Face "
+                        "Hub repository hf-hub:OWNER/REPO or a local folder of its files. The head starts fresh. "
+                        "Downloads go to the torch.hub / Hugging Face caches")
+    b = parser.add_argument_group("backbone BatchNorm (default: as the architecture and its weights set it)")
+    b.add_argument("--bn-momentum", type=float, default=None, metavar="M",
+                   help="momentum of every backbone BatchNorm layer, in PyTorch's sense (weight of the current "
+                        "batch); e.g. 0.1, where the IG-65M R(2+1)D-34 has 0.9 (the reference keeps 0.9)")
+    b.add_argument("--bn-eps", type=float, default=None, metavar="EPS", help="eps of every backbone BatchNorm layer")
+    b.add_argument("--freeze-bn-stats", action="store_true",
+                   help="keep the backbone's BatchNorm running statistics fixed while training (for small batches)")
 
 
 def _weights_name(weights: Any) -> str:
@@ -150,14 +164,28 @@ def build_model(
     freeze_backbone: bool = False,
     label_names: list[str] | None = None,
     init: str | None = None,
+    pretrained_backbone: bool | str | None = None,
+    bn_momentum: float | None = None,
+    bn_eps: float | None = None,
+    freeze_bn_stats: bool = False,
 ) -> nn.Module:
     """A :class:`~taghead.VideoClassifier` from a registered model name, a backbone name + a head name, or
-    (``init``) a saved model folder or Hub repo whose weights it loads."""
+    (``init``) a saved model folder or Hub repo whose weights it loads.
+
+    ``pretrained_backbone`` (``--pretrained-backbone``: ``True``, a tag, a file, a ``hf-hub:`` repository or
+    a folder) starts the backbone of
+    ``model`` or ``backbone`` from pretrained weights; ``bn_momentum``, ``bn_eps`` and ``freeze_bn_stats``
+    set the backbone's BatchNorm layers (:func:`taghead.wrap_backbone`).
+    """
     head_kwargs = dict(head_kwargs or {})
+    batchnorm = dict(bn_momentum=bn_momentum, bn_eps=bn_eps, freeze_bn_stats=freeze_bn_stats)
     if init is not None:
+        if pretrained_backbone is not None:
+            raise ValueError(f"--init {init} starts from a saved model, backbone weights included; "
+                             "--pretrained-backbone is for a new model (--model or --backbone): drop one of them")
         return _from_saved(init, num_classes, head_kwargs=head_kwargs, backbone_kwargs=backbone_kwargs,
                            num_frames=num_frames, crop_size=crop_size, freeze_backbone=freeze_backbone,
-                           label_names=label_names)
+                           label_names=label_names, **batchnorm)
     if model is not None:
         from ..models.registry import create_model
 
@@ -170,7 +198,8 @@ def build_model(
             extra["crop_size"] = crop_size
         if freeze_backbone:
             extra["freeze_backbone"] = True
-        net = create_model(model, num_classes=num_classes, **extra)
+        extra.update({k: v for k, v in batchnorm.items() if v not in (None, False)})
+        net = create_model(model, num_classes=num_classes, pretrained_backbone=pretrained_backbone, **extra)
         if label_names is not None:
             net.label_names = list(label_names)
         return net
@@ -178,12 +207,14 @@ def build_model(
 
     return wrap_backbone(backbone or "taghead/tiny_video_cnn", num_classes, head=head, num_frames=num_frames,
                          crop_size=crop_size, freeze_backbone=freeze_backbone,
-                         backbone_kwargs=backbone_kwargs or None, label_names=label_names, **head_kwargs)
+                         backbone_kwargs=backbone_kwargs or None, label_names=label_names,
+                         pretrained_backbone=pretrained_backbone, **batchnorm, **head_kwargs)
 
 
 def _from_saved(init: str, num_classes: int, *, head_kwargs: dict[str, Any], backbone_kwargs: dict[str, Any] | None,
                 num_frames: int | None, crop_size: int | None, freeze_backbone: bool,
-                label_names: list[str] | None) -> nn.Module:
+                label_names: list[str] | None, bn_momentum: float | None, bn_eps: float | None,
+                freeze_bn_stats: bool) -> nn.Module:
     """``--init``: the saved model, with ``num_classes`` outputs; architecture options are not accepted."""
     given = [flag for flag, value in (("--head-kwargs", head_kwargs), ("--backbone-kwargs", backbone_kwargs),
                                       ("--num-frames", num_frames), ("--crop-size", crop_size)) if value]
@@ -197,12 +228,26 @@ def _from_saved(init: str, num_classes: int, *, head_kwargs: dict[str, Any], bac
     if not isinstance(net, VideoClassifier):
         raise ValueError(f"--init {init}: expected a full model (backbone + head) saved with save_pretrained, "
                          f"got a {type(net).__name__} checkpoint")
+    _override_batchnorm(net, bn_momentum, bn_eps, freeze_bn_stats)
     if freeze_backbone:
         net.backbone.freeze()
         net.spec["freeze_backbone"] = True
     if label_names is not None:
         net.label_names = list(label_names)
     return net.train()
+
+
+def _override_batchnorm(net: nn.Module, momentum: float | None, eps: float | None, freeze_stats: bool) -> None:
+    """``--bn-*`` with ``--init``: change the saved model's backbone BatchNorm settings and record them in its spec."""
+    from ..models.spec import apply_batchnorm_spec, batchnorm_spec
+
+    change = batchnorm_spec(momentum, eps, freeze_stats)
+    if change is None:
+        return
+    saved = net.spec.get("batchnorm") or {"momentum": None, "eps": None, "freeze_stats": False}
+    merged = {key: saved[key] if change[key] in (None, False) else change[key] for key in saved}
+    apply_batchnorm_spec(net.backbone, merged)
+    net.spec["batchnorm"] = merged
 
 
 def add_data_arguments(parser: argparse.ArgumentParser, *, train: bool = True) -> None:

@@ -143,6 +143,18 @@ class VideoHead(nn.Module, HeadHubMixin):
             )
         return grid
 
+    def _positioned_tokens(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
+        """Tokens ``[B, N, D]`` (t-major) of a map ``x``, through ``self.proj`` and, when the head has one,
+        ``self.pos_embed``; and the grid. For heads with those and ``dynamic_size`` (TAG-Head, the attentive
+        probe): another grid than the head's is an error unless ``dynamic_size``."""
+        grid = self._grid_for(x, fixed=not self.dynamic_size,
+                              remedy="or pass dynamic_size=True to resample the positional embedding")
+        # Row-major tokens: the linear layers and LayerNorms after this would copy them anyway, per layer.
+        tokens = self.proj(x.flatten(2).transpose(1, 2).contiguous())
+        if self.pos_embed is not None:
+            tokens = self.pos_embed(tokens, grid)
+        return tokens, grid
+
     def _make_classifier(self, num_classes: int) -> nn.Module:
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
             raise ValueError(f"num_classes must be a non-negative int (0 = no classifier), got {num_classes!r}")

@@ -157,12 +157,7 @@ class TAGHead(VideoHead):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Refined tokens ``[B, N, embed_dim]`` (after the Transformer and the graph propagation)."""
-        grid = self._grid_for(x, fixed=not self.dynamic_size,
-                              remedy="or pass dynamic_size=True to resample the positional embedding")
-        # Row-major tokens: the Transformer's linear layers and LayerNorms would copy them anyway, per layer.
-        tokens = self.proj(x.flatten(2).transpose(1, 2).contiguous())
-        if self.pos_embed is not None:
-            tokens = self.pos_embed(tokens, grid)
+        tokens, grid = self._positioned_tokens(x)
         if self.transformer is not None:
             tokens = self._encode(tokens)
         if self.use_graph:

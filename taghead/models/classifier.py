@@ -31,7 +31,7 @@ from ..hub import (
 from ..limits import without_local_paths
 from ..version import __version__
 from .grouping import Ordinal, compile_matcher
-from .spec import SPEC_KEYS, build_parts
+from .spec import OPTIONAL_SPEC_KEYS, SPEC_KEYS, build_parts
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -49,7 +49,8 @@ class VideoClassifier(nn.Module, HubMixin):
         head: a head (``TAGHead``, ``MeanPoolHead``, ...).
         data_config: the :class:`~taghead.DataConfig` the backbone expects.
         spec: the recipe that rebuilds this model (backbone name and arguments, adapter arguments,
-            head name and config; format in :mod:`taghead.models.wrap`); ``spec["backbone"]`` is
+            head name and config, the backbone's BatchNorm settings, and the provenance of its
+            pretrained weights; format in :mod:`taghead.models.spec`); ``spec["backbone"]`` is
             ``None`` for a user-supplied backbone module, which must then be passed again when
             loading saved weights.
         label_names: class names, when known.
@@ -309,7 +310,7 @@ class VideoClassifier(nn.Module, HubMixin):
         with a warning: a saved config must not make loading read a file of the machine it is loaded on, and
         the weights they loaded are in the saved weights anyway.
         """
-        spec = {key: self.spec.get(key) for key in SPEC_KEYS}
+        spec = {key: self.spec.get(key) for key in (*SPEC_KEYS, *OPTIONAL_SPEC_KEYS)}
         dropped: list[str] = []
         for key in ("backbone_kwargs", "adapter_kwargs"):
             spec[key], found = without_local_paths(dict(spec[key] or {}), f"spec.{key}")

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
+from ..backbones.registry import Pretrained
 from ..config import DataConfig, PretrainedCfg
 from ..heads.base import check_global_pool
 from ..heads.io import apply_num_classes, class_dependent_state_keys, set_saved_labels, weights_provenance
@@ -335,6 +336,7 @@ def create_model(
     no_jit: bool | None = None,
     *,
     num_classes: int | None = None,
+    pretrained_backbone: Pretrained | None = None,
     **kwargs: Any,
 ) -> nn.Module:
     """Build a registered model by name, with timm's signature and conventions.
@@ -364,6 +366,12 @@ def create_model(
         num_classes: classifier width (default: the pretrained config's). With ``pretrained=True``
             and a different value, everything but the classifier is loaded, the classifier is
             re-initialised and a warning says so.
+        pretrained_backbone: start the backbone from published weights, the head from random ones:
+            ``True`` (the backbone's default tag; for the reference presets IG-65M, 32-frame clips, as
+            the reference does), a tag, or the path of a weights file (see
+            :func:`taghead.wrap_backbone`). Not with ``pretrained=True``, which loads the whole model.
+            The model keeps its registered data config (the reference presets: mean 0.45, std 0.225,
+            as the reference fine-tunes).
         **kwargs: passed to the model entrypoint (e.g. head options: ``drop_rate``, ``dropout``,
             ``num_frames``, ``crop_size``), except timm's keywords handled here: ``device`` and ``dtype``
             (the model is moved there once built and loaded), ``bn_momentum`` / ``bn_eps`` (set on every
@@ -386,6 +394,9 @@ def create_model(
                   bn_eps=kwargs.pop("bn_eps", None), device=device, dtype=dtype)
     configure_batchnorm(nn.Module(), momentum=finish["bn_momentum"], eps=finish["bn_eps"])  # bad values: before building
     if model_name.startswith(_HUB_PREFIX):
+        if pretrained_backbone is not None:
+            raise ValueError(f"pretrained_backbone does not apply to {model_name!r}: a saved model rebuilds its backbone "
+                             "from its config (and pretrained=True loads its weights)")
         if pretrained_cfg_overlay or pretrained_cfg is not None:
             raise ValueError(f"pretrained_cfg and pretrained_cfg_overlay do not apply to {model_name!r}: its weights "
                              "and config are the repository's")
@@ -407,6 +418,12 @@ def create_model(
     adapt_classifier = overlay.get("num_classes") == -1
     if adapt_classifier:
         del overlay["num_classes"]
+    if pretrained_backbone is not None:
+        if pretrained:
+            raise ValueError(f"create_model({model_name!r}): pretrained=True loads the whole model's weights, backbone "
+                             "included; pretrained_backbone= is for a new model whose backbone starts from published "
+                             "weights. Pass one of them.")
+        kwargs["pretrained_backbone"] = pretrained_backbone
     cfg = _resolve_cfg(model_name, pretrained_cfg)
     if cfg is not None:
         cfg = cfg.with_overlay(overlay)

@@ -8,7 +8,17 @@
      "adapter_kwargs": {...},                        # e.g. {"feature_layer": "layer4", "prune": true}
      "head": "tag" | None,                           # registered head name; None = custom factory
      "head_config": {...} | None,                    # head.get_config(): rebuilds the head
-     "freeze_backbone": false}
+     "freeze_backbone": false,
+     # optional (absent in older configs):
+     "backbone_weights": {"tag": ..., "source": ..., "filename": ..., "license": ..., "dataset": ...,
+                          "revision": ...  # Hub repositories only: the commit the files came from
+                          } | None,
+     "batchnorm": {"momentum": 0.1 | None, "eps": 1e-5 | None, "freeze_stats": false} | None}
+
+``backbone_weights`` is provenance only: the published weights (or the base name of the local file) the
+backbone started from; rebuilding never downloads them (the saved state dict holds the trained weights).
+``batchnorm`` records the backbone's BatchNorm settings when they were changed from the architecture's
+(:func:`taghead.layers.configure_batchnorm`; ``freeze_stats``: running statistics kept fixed in training).
 
 :func:`build_parts` turns a spec into the feature extractor and the head; :class:`~taghead.VideoClassifier`
 joins them (``VideoClassifier.from_spec``, :func:`taghead.models.wrap.build_from_spec`).
@@ -24,10 +34,51 @@ from ..adapters import FeatureExtractor, adapt
 from ..backbones.registry import create_backbone
 from ..config import DataConfig
 from ..heads.registry import get_head_class
+from ..layers.batchnorm import check_batchnorm_options, configure_batchnorm
 
-__all__ = ["SPEC_KEYS", "build_parts", "build_feature_extractor"]
+__all__ = ["SPEC_KEYS", "OPTIONAL_SPEC_KEYS", "build_parts", "build_feature_extractor", "batchnorm_spec",
+           "apply_batchnorm_spec", "check_backbone_weights"]
 
 SPEC_KEYS = ("backbone", "backbone_kwargs", "adapter", "adapter_kwargs", "head", "head_config", "freeze_backbone")
+#: Keys a spec may lack (configs saved before they existed); ``None`` when absent.
+OPTIONAL_SPEC_KEYS = ("backbone_weights", "batchnorm")
+_PROVENANCE_KEYS = ("tag", "source", "filename", "license", "dataset")
+#: Provenance keys only some starts have (``revision``: the commit of a Hub repository's files).
+_OPTIONAL_PROVENANCE_KEYS = ("revision",)
+
+
+def batchnorm_spec(momentum: float | None = None, eps: float | None = None,
+                   freeze_stats: bool = False) -> dict[str, Any] | None:
+    """The spec's ``batchnorm`` entry for these options (``None`` when they change nothing); checked."""
+    check_batchnorm_options(momentum, eps)
+    if momentum is None and eps is None and not freeze_stats:
+        return None
+    return {"momentum": None if momentum is None else float(momentum), "eps": None if eps is None else float(eps),
+            "freeze_stats": bool(freeze_stats)}
+
+
+def apply_batchnorm_spec(extractor: FeatureExtractor, settings: dict[str, Any] | None) -> None:
+    """Give the backbone's BatchNorm layers the spec's ``batchnorm`` settings (``None``: leave them)."""
+    if settings is None:
+        return
+    if not isinstance(settings, dict) or set(settings) != {"momentum", "eps", "freeze_stats"}:
+        raise ValueError(f"spec['batchnorm'] must be None or a dict with momentum, eps and freeze_stats, got {settings!r}")
+    configure_batchnorm(extractor.model, momentum=settings["momentum"], eps=settings["eps"])
+    if settings["freeze_stats"]:
+        extractor.freeze_bn_stats()
+
+
+def check_backbone_weights(provenance: Any) -> dict[str, Any] | None:
+    """The spec's ``backbone_weights`` entry checked: ``None`` or a dict of the provenance keys (str or None; a
+    Hub repository's also ``revision``), whose ``filename`` is a base name (never a path)."""
+    if provenance is None:
+        return None
+    ok = isinstance(provenance, dict) and set(_PROVENANCE_KEYS) <= set(provenance) <= {
+        *_PROVENANCE_KEYS, *_OPTIONAL_PROVENANCE_KEYS} and all(v is None or isinstance(v, str) for v in provenance.values())
+    if not ok or "/" in str(provenance.get("filename") or "") or "\\" in str(provenance.get("filename") or ""):
+        raise ValueError(f"spec['backbone_weights'] must be None or a dict of {list(_PROVENANCE_KEYS)} (strings or "
+                         f"null; filename a base name), got {provenance!r}")
+    return dict(provenance)
 
 
 def build_feature_extractor(spec: dict[str, Any], backbone: nn.Module | None = None) -> FeatureExtractor:
@@ -104,6 +155,8 @@ def build_parts(
                 f"[B, {in_channels}, {grid[0]}, {grid[1]}, {grid[2]}]: spec and data config disagree"
             )
     extractor.clip = (data_config.num_frames, data_config.crop_size)
+    check_backbone_weights(spec.get("backbone_weights"))
+    apply_batchnorm_spec(extractor, spec.get("batchnorm"))
     if spec["freeze_backbone"]:
         extractor.freeze()
     return extractor, head_module, data_config

@@ -12,12 +12,12 @@ from torch import nn
 
 from ..adapters import adapt
 from ..backbones.recognize import recognize_backbone
-from ..backbones.registry import create_backbone, get_backbone_data_config
+from ..backbones.registry import Pretrained, build_backbone, get_backbone_data_config, get_backbone_entry
 from ..config import DataConfig
 from ..heads.registry import create_head, registered_head_name
 from ..hub import json_ready
 from .classifier import VideoClassifier
-from .spec import SPEC_KEYS
+from .spec import SPEC_KEYS, apply_batchnorm_spec, batchnorm_spec
 
 __all__ = ["wrap_backbone", "build_from_spec", "SPEC_KEYS"]
 
@@ -33,6 +33,17 @@ def build_head(head: str | Callable[..., nn.Module], shape: tuple[int, int, int,
                         f"{backbone_name}: {err}") from err
 
 
+def _recorded_kwargs(name: str, model: nn.Module, given: dict[str, Any]) -> dict[str, Any]:
+    """The builder arguments the spec records for a backbone built by name: those given, or for entries that
+    record their defaults too (``records_defaults``, e.g. a transformers config), all that shape the module."""
+    if name.startswith("timm/"):
+        return given
+    entry = get_backbone_entry(name)
+    if entry.records_defaults and entry.kwargs_from_module is not None:
+        return entry.kwargs_from_module(model)
+    return given
+
+
 def wrap_backbone(
     model_or_name: nn.Module | str,
     num_classes: int,
@@ -46,6 +57,10 @@ def wrap_backbone(
     adapter: str | None = None,
     adapter_kwargs: dict[str, Any] | None = None,
     label_names: list[str] | None = None,
+    pretrained_backbone: Pretrained | None = None,
+    bn_momentum: float | None = None,
+    bn_eps: float | None = None,
+    freeze_bn_stats: bool = False,
     **head_kwargs: Any,
 ) -> VideoClassifier:
     """Put a taghead head on a video backbone: ``video -> features [B, C, T, H, W] -> head -> logits``.
@@ -53,7 +68,9 @@ def wrap_backbone(
     Args:
         model_or_name: a backbone module (modified in place: its pooling and classifier are removed;
             pass ``copy.deepcopy(model)`` to keep the original), or a registered name
-            (:func:`taghead.list_backbones`, or ``"timm/<model>"``), built with random weights.
+            (:func:`taghead.list_backbones`, or ``"timm/<model>"``, optionally ``"name.tag"``; or a 🤗
+            Transformers repository ``"hf-hub:<owner>/<repo>"``), built with random weights unless
+            ``pretrained_backbone`` says otherwise.
             A module of a registered architecture (:func:`taghead.recognize_backbone`: same classes,
             parameters, buffers and settings as the registered builder makes) is recorded by name in
             the spec, so that ``taghead.from_pretrained`` rebuilds it without the module.
@@ -71,6 +88,16 @@ def wrap_backbone(
         adapter: force an adapter by name (default: found from the model's class).
         adapter_kwargs: adapter arguments (e.g. ``{"alpha": 4}`` for SlowFast).
         label_names: class names, stored on the model.
+        pretrained_backbone: for a backbone given by name: ``True`` (the name's tag, else the
+            backbone's default tag; a ``"hf-hub:"`` name's repository), a tag (``"kinetics400_v1"``), the path
+            of a weights file, or for the ``transformers/...`` backbones a ``"hf-hub:<repo>"`` id or a local
+            folder (see :func:`taghead.create_backbone`). The weights are loaded into the whole backbone before the
+            adapter removes its classifier (never into the new head); the model's data config is then
+            the weights' (frames and crop as given). ``None``: random weights.
+        bn_momentum, bn_eps: set on every BatchNorm layer of the backbone (``None``: the
+            architecture's). Momentum in PyTorch's sense (the weight of the current batch).
+        freeze_bn_stats: keep the backbone's BatchNorm running statistics fixed during training (the
+            layers stay in eval mode; all parameters still train).
         head_kwargs: passed to the head (e.g. ``mlp_dim=2048``, ``embed_dim=256``).
 
     Returns:
@@ -78,13 +105,21 @@ def wrap_backbone(
         ``.head``, ``.data_config`` and ``.spec`` (the JSON recipe :func:`build_from_spec` rebuilds).
     """
     backbone_kwargs = dict(backbone_kwargs or {})
+    batchnorm = batchnorm_spec(bn_momentum, bn_eps, freeze_bn_stats)
+    provenance = None
     if isinstance(model_or_name, str):
-        name: str | None = model_or_name
-        model = create_backbone(model_or_name, **backbone_kwargs)
-        base_config = get_backbone_data_config(model_or_name)
+        built = build_backbone(model_or_name, False if pretrained_backbone is None else pretrained_backbone,
+                               backbone_kwargs, published_width=False)
+        name, model, provenance = built.name, built.module, built.provenance
+        base_config = built.data_config or get_backbone_data_config(name)  # the weights' clip, else the default
+        backbone_kwargs = _recorded_kwargs(name, model, backbone_kwargs)
     elif isinstance(model_or_name, nn.Module):
         if backbone_kwargs:
             raise ValueError("backbone_kwargs apply to a backbone given by name, not to a module")
+        if pretrained_backbone is not None:
+            raise ValueError("pretrained_backbone applies to a backbone given by name (the module has its weights "
+                             "already); load a file into the module yourself, or pass the registered name: "
+                             "wrap_backbone('torchvision/r2plus1d_18', num_classes, pretrained_backbone=...)")
         name, model, base_config = None, model_or_name, None
         if not callable(feature_layer):  # a known architecture is recorded by name, before the adapter changes it
             known = recognize_backbone(model)
@@ -99,6 +134,7 @@ def wrap_backbone(
     shape = extractor.feature_shape(data_config.num_frames, data_config.crop_size)
     extractor.clip = (data_config.num_frames, data_config.crop_size)
     head_module = build_head(head, shape, num_classes, head_kwargs, described)
+    apply_batchnorm_spec(extractor, batchnorm)
     if freeze_backbone:
         extractor.freeze()
     get_config = getattr(head_module, "get_config", None)
@@ -111,6 +147,8 @@ def wrap_backbone(
         "head": head_name,
         "head_config": json_ready(get_config(), "head config") if (head_name is not None and callable(get_config)) else None,
         "freeze_backbone": bool(freeze_backbone),
+        "backbone_weights": provenance,
+        "batchnorm": batchnorm,
     }
     return VideoClassifier(extractor, head_module, data_config, spec=spec, label_names=label_names)
 

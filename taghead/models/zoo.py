@@ -15,6 +15,10 @@ model name                 backbone                            frames   crop   w
 
 The reference presets use the exact heads of the paper (2 post-norm layers, 8 heads, dropout 0.5,
 feed-forward 512 / 1024 / 2048, APPNP K=2, alpha=0.1); the others use the same head defaults.
+``create_model(name, pretrained_backbone=True)`` starts the backbone from its default published weights
+(IG-65M, 32-frame clips, for the reference presets, as the reference does; Kinetics-400 for the others)
+and the head from random ones; the data config stays the registered one (for the reference presets the
+reference's mean 0.45 and std 0.225).
 """
 
 from __future__ import annotations

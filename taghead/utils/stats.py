@@ -126,7 +126,8 @@ def model_stats(model: nn.Module, input_shape: Sequence[int], *, fake: bool = Tr
         fake: count on shape-only tensors (the ``meta`` device, else fake tensors): no arithmetic and
             no memory, so any input size is instant. ``False`` runs a real forward pass on zeros.
 
-    The model runs in eval mode (restored afterwards), so no BatchNorm statistic changes.
+    The model runs in eval mode and without gradients (both restored afterwards), so no BatchNorm statistic
+    changes.
     """
     if isinstance(input_shape, torch.Size):
         input_shape = tuple(input_shape)
@@ -137,6 +138,11 @@ def model_stats(model: nn.Module, input_shape: Sequence[int], *, fake: bool = Tr
     x = _zeros(input_shape, model)
     was_training = model.training
     model.eval()
+    # No parameter needs a gradient to be counted; one that does would make a view of it (ART's expanded query
+    # prompts) an input that requires grad without a grad_fn, which FlopCounterMode's module tracker rejects.
+    requires_grad = [(p, p.requires_grad) for p in model.parameters()]
+    for p, _ in requires_grad:
+        p.requires_grad_(False)
     try:
         if not fake:
             counts = _count_chain(parts, x, call=lambda m, v: m(v))
@@ -150,6 +156,8 @@ def model_stats(model: nn.Module, input_shape: Sequence[int], *, fake: bool = Tr
                     counts = _count_chain(parts, mode.from_tensor(x), call=lambda m, v: m(v))
     finally:
         model.train(was_training)
+        for p, flag in requires_grad:
+            p.requires_grad_(flag)
     (backbone_flops, features), *rest = counts
     split = len(parts) == 2
     return ModelStats(
