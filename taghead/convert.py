@@ -20,7 +20,7 @@ from .models.reference import (
     read_official_state_dict,
     unwrap_official_state_dict,
 )
-from .models.registry import create_model
+from .models.registry import create_model, get_pretrained_cfg
 from .weights import load_state_dict_checked
 
 __all__ = ["load_official", "read_official_state_dict", "unwrap_official_state_dict", "infer_preset",
@@ -52,6 +52,7 @@ def load_official(path: str | os.PathLike, preset: str | None = None) -> VideoCl
     model = reference_model(preset)
     source = f"{os.fspath(path)!r} (converted to preset {preset!r})"
     load_state_dict_checked(model, convert_official_state_dict(state, model, source), source=source)
-    if model.weights_cfg is not None:
-        model.pretrained_cfg = model.weights_cfg.with_overlay(dict(source_file=Path(path).name))
+    # the reference checkpoint: the registered provenance of the preset (licence, dataset, the paper's results)
+    model.pretrained_cfg = get_pretrained_cfg(f"tag_r2plus1d_34_{preset}").with_overlay(
+        dict(source_file=Path(path).name))
     return model.eval()

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from .config import DataConfig, PretrainedCfg
-from .limits import local_path_entries, parse_json
+from .limits import check_no_local_paths, parse_json
 from .utils.escape import code_fence, code_span, markdown_text
 from .version import __version__
 from .weights import (
@@ -137,17 +137,7 @@ def _check_spec(config: dict[str, Any], where: str) -> None:
     if num_classes is not None and head_classes != num_classes:
         raise ValueError(f"{where}: num_classes is {num_classes} but the head's config (spec.head_config.num_classes) "
                          f"says {head_classes!r}; the two must agree")
-    pcfg = config.get("pretrained_cfg")
-    named = [*local_path_entries({k: spec.get(k) for k in ("backbone_kwargs", "adapter_kwargs", "head_config")},
-                                 "spec"),
-             *local_path_entries(spec, "spec", by_key=False), *local_path_entries(pcfg, "pretrained_cfg", by_key=False)]
-    if isinstance(pcfg, dict) and pcfg.get("file") is not None:
-        named.append(f"pretrained_cfg.file: {str(pcfg['file'])[:80]!r}")
-    if named:
-        raise ValueError(
-            f"{where} names local files, which a saved config must not do (loading it would read them): "
-            f"{', '.join(sorted(set(named)))}. Load the weights into the model instead of naming their file in the "
-            "backbone's or head's arguments, then save it again.")
+    check_no_local_paths(spec, where, pretrained_cfg=config.get("pretrained_cfg"))
 
 
 def read_config(folder: str | os.PathLike) -> dict[str, Any]:

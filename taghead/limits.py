@@ -7,7 +7,8 @@ checks here run before anything is built, allocated or decoded:
 - :func:`parse_json`: JSON text of a bounded size and nesting depth, finite numbers only, integers
   that fit in 64 bits;
 - :func:`check_clip_size`: a clip of at most :data:`MAX_CLIP_ELEMENTS` values (frames x crop x crop);
-- :func:`local_path_entries`: values of a saved config that would make loading read a local file;
+- :func:`local_path_entries`: values of a saved config that would make loading read a local file, and
+  :func:`check_no_local_paths`, which refuses a model spec naming any;
 - the constants below, used where the data is read (:data:`MAX_DECODED_CLIP_BYTES` by the video
   reader, :data:`MAX_UNVERIFIED_PARAMETER_BYTES` by architectures built from a config alone).
 
@@ -25,7 +26,7 @@ from typing import Any
 __all__ = [
     "MAX_CONFIG_BYTES", "MAX_JSON_DEPTH", "MAX_CLIP_ELEMENTS", "MAX_DECODED_CLIP_BYTES",
     "MAX_REAL_PROBE_BYTES", "MAX_UNVERIFIED_PARAMETER_BYTES", "parse_json", "check_clip_size", "local_path_entries",
-    "without_local_paths",
+    "without_local_paths", "check_no_local_paths",
 ]
 
 #: Largest ``config.json`` read (label names of 100,000 classes take about 3 MB).
@@ -148,3 +149,31 @@ def without_local_paths(kwargs: dict[str, Any], where: str) -> tuple[dict[str, A
         else:
             kept[key] = value
     return kept, dropped
+
+
+def check_no_local_paths(spec: dict[str, Any], where: str, *, pretrained_cfg: Any = None) -> None:
+    """Refuse a model spec (``config.json``'s, a feature cache's ``cache.json``'s) that names local files.
+
+    Building from such a spec would make loading read a file of the machine it is loaded on. Checked: every
+    file-naming key or path-like string in ``backbone_kwargs``, ``adapter_kwargs`` and ``head_config``, every
+    path-like string elsewhere in ``spec``, and in ``pretrained_cfg`` (whose ``file`` must be unset).
+
+    Args:
+        spec: the spec as read from JSON.
+        where: the file, for the message.
+        pretrained_cfg: the config's ``pretrained_cfg`` (``None`` when it has none).
+
+    Raises:
+        ValueError: naming each entry found.
+    """
+    named = [*local_path_entries({k: spec.get(k) for k in ("backbone_kwargs", "adapter_kwargs", "head_config")},
+                                 "spec"),
+             *local_path_entries(spec, "spec", by_key=False), *local_path_entries(pretrained_cfg, "pretrained_cfg",
+                                                                                    by_key=False)]
+    if isinstance(pretrained_cfg, dict) and pretrained_cfg.get("file") is not None:
+        named.append(f"pretrained_cfg.file: {str(pretrained_cfg['file'])[:80]!r}")
+    if named:
+        raise ValueError(
+            f"{where} names local files, which a saved config must not do (loading it would read them): "
+            f"{', '.join(sorted(set(named)))}. Load the weights into the model instead of naming their file in the "
+            "backbone's or head's arguments, then save it again.")

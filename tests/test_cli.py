@@ -78,6 +78,17 @@ def test_eval_reports_metrics_confusion_and_per_class(trained: Path, videos: Pat
     assert metrics["top1"] == pytest.approx(correct / support)
     accs = [float(r["accuracy"]) for r in per_class if r["accuracy"]]
     assert metrics["mca"] == pytest.approx(sum(accs) / len(accs))
+
+    # A second evaluation into the same folder keeps the first report unless told to replace it.
+    before = {name: (out / name).read_bytes() for name in ("metrics.json", "per_class.csv", "confusion_matrix.png")}
+    again = ["eval", str(trained), "--data", "synthetic", "--samples", "3", "--output", str(out), "--no-progress"]
+    assert main(again) == 2
+    err = capsys.readouterr().err
+    assert f"taghead eval: error: {str(out)!r} already holds an evaluation report (metrics.json, per_class.csv, " \
+           "confusion_matrix.png); nothing was evaluated" in err and "--overwrite" in err
+    assert {name: (out / name).read_bytes() for name in before} == before
+    assert main([*again, "--overwrite"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["count"] == 3
     assert metrics["top5"] == 1.0
     assert (out / "confusion_matrix.png").stat().st_size > 1000
 

@@ -446,3 +446,36 @@ def test_train_features_cli_refuses_what_the_cache_contradicts(caches: dict[str,
     assert main([*base, "--backbone", "taghead/tiny_video_cnn", "--backbone-kwargs", "width=4", "--head", "meanpool",
                  "--no-tensorboard", "--batch-size", "4"]) == 0
     assert backbone_fingerprint(load_model(tmp_path).backbone) == FeatureDataset(caches["float32"]).info["weights_sha256"]
+
+
+def test_a_cache_description_naming_local_files_is_refused(caches: dict[str, Path], tmp_path: Path) -> None:
+    """``cache.json``'s spec rebuilds a backbone, so a stranger's cache may not make that read a local file (as a
+    saved model's ``config.json`` may not): refused on reading, before anything is built."""
+    import shutil
+
+    root = tmp_path / "cache"
+    shutil.copytree(caches["float32"], root)
+    info = json.loads((root / "cache.json").read_text())
+    for field, value in (("backbone_kwargs", {"width": 4, "pretrained": "/home/someone/.ssh/id_rsa"}),
+                         ("adapter_kwargs", {"checkpoint_path": "weights.pth"})):
+        bad = dict(info, spec=dict(info["spec"], **{field: value}))
+        (root / "cache.json").write_text(json.dumps(bad))
+        with pytest.raises(ValueError, match=rf"cache\.json' names local files.*spec\.{field}\.\w+: "):
+            FeatureDataset(root, "train")
+    (root / "cache.json").write_text(json.dumps(dict(info, spec=["not", "a", "spec"])))
+    with pytest.raises(FeatureCacheError, match="spec must be a JSON object"):
+        FeatureDataset(root, "train")
+    (root / "cache.json").write_text(json.dumps(info))
+    assert len(FeatureDataset(root, "train")) == 12
+
+
+def test_extraction_leaves_builder_arguments_naming_local_files_out_of_the_cache(videos: Path, tmp_path: Path) -> None:
+    model = tiny_model()
+    model.spec = dict(model.spec, backbone_kwargs={"width": 4, "weights_file": "/data/mine.pth"})
+    train, _ = datasets(videos, model)
+    root = tmp_path / "cache"
+    with pytest.warns(UserWarning, match=r"leaves out the builder arguments that name local files \(spec\.backbone_kwargs"
+                                         r"\.weights_file: '/data/mine\.pth'\)"):
+        extract_features(model, train, root, split="train", progress=False, log=lambda _: None)
+    cached = FeatureDataset(root, "train")
+    assert cached.spec["backbone_kwargs"] == {"width": 4} and len(cached) == 12

@@ -367,7 +367,7 @@ def test_eval_a_subset_split_with_a_99_class_model(model_99: Path, video_root: P
     # A label outside the model's 99 classes: a clear error naming the line and the label.
     outside = write_split(tmp_path / "outside.csv", rows[:2] + [("bikes.mp4", "street", 250, 99)])
     rc = main(["eval", str(model_99), "--csv", str(outside), "--video-dir", str(root), "--output", str(out),
-               "--no-progress", "--device", "cpu"])
+               "--no-progress", "--device", "cpu", "--overwrite"])
     assert rc == 2
     assert f"{outside}:4: ClassEncoded 99 ('street') is outside the 99 classes, [0, 99)" in capsys.readouterr().err
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -26,6 +27,7 @@ TINY = "test_tiny_tag"
 LABELS = ("salto", "twist", "split", "handstand", "leap")
 TINY_CFG = PretrainedCfg(num_classes=5, num_frames=8, crop_size=32, resize_size=36, label_names=LABELS,
                          license="apache-2.0", dataset="synthetic", source="made by the test suite")
+RANDOM_TINY_CFG = dataclasses.replace(TINY_CFG, source=None, license=None, dataset=None)
 
 
 @register_model(name=TINY, pretrained_cfg=TINY_CFG)
@@ -77,9 +79,14 @@ def test_reference_presets_are_exact(preset):
     assert model.spec["backbone"] == "taghead/r2plus1d_34" and model.architecture == name
     with torch.no_grad():  # the backbone really gives the preset's grid for the preset's clip
         assert model.backbone.feature_shape(frames, 112) == (512, t, 7, 7)
-    pcfg = model.pretrained_cfg
+    pcfg = get_pretrained_cfg(name)  # the registered weights: the reference checkpoint of the preset
     assert pcfg.license == "mit" and "2604.11498" in pcfg.citation and pcfg.dataset == dataset
-    assert pcfg.preset == preset and pcfg.file is None and pcfg.hf_hub_id is None
+    assert pcfg.preset == preset and pcfg.file is None and pcfg.hf_hub_id is None and pcfg.metrics
+    # This model has random weights: it keeps the input settings and the citation, and claims nothing of the
+    # reference checkpoint (a card saved from it must not show the paper's numbers as its own).
+    own = model.weights_cfg
+    assert (own.num_frames, own.crop_size, own.mean) == (frames, 112, (0.45,) * 3) and "2604.11498" in own.citation
+    assert (own.metrics, own.preset, own.source, own.license, own.dataset) == ({}, None, None, None, None)
 
 
 KINETICS_MEAN, KINETICS_STD = (0.43216, 0.394666, 0.37645), (0.22803, 0.22145, 0.216989)
@@ -145,7 +152,9 @@ def test_pretrained_without_weights_says_how_to_get_them():
 def test_create_model_records_labels_and_provenance():
     model = create_model(TINY)
     assert model.label_names == list(LABELS) and model.num_classes == 5 and model.architecture == TINY
-    assert model.pretrained_cfg == TINY_CFG and model.data_config == TINY_CFG.data_config()
+    assert model.data_config == TINY_CFG.data_config()
+    # random weights: TINY_CFG without what describes its weights (their source, licence, dataset)
+    assert model.pretrained_cfg == RANDOM_TINY_CFG and get_pretrained_cfg(TINY) == TINY_CFG
     other = create_model(TINY, num_classes=3)  # another class count: the config's labels do not apply
     assert other.num_classes == 3 and other.label_names is None
 
@@ -207,7 +216,7 @@ def test_saved_registry_model_rebuilds_from_its_spec(tmp_path, video):
     model, folder = _trained_tiny(tmp_path)
     loaded = taghead.from_pretrained(folder)  # no backbone=: the spec names it
     hub_loaded = create_model(f"hf-hub:{folder}", pretrained=True)
-    assert loaded.architecture == TINY and loaded.pretrained_cfg == TINY_CFG and loaded.label_names == list(LABELS)
+    assert loaded.architecture == TINY and loaded.pretrained_cfg == RANDOM_TINY_CFG and loaded.label_names == list(LABELS)
     with torch.no_grad():
         assert torch.equal(loaded(video), model(video)) and torch.equal(hub_loaded(video), model(video))
     with pytest.raises(ValueError, match="do not pass backbone="):
@@ -303,3 +312,15 @@ def test_local_files_only_says_what_to_change(tmp_path, monkeypatch):
     message = str(info.value)
     assert "not in the local Hugging Face cache" in message and "local_files_only=True was passed" in message
     assert "pass local_files_only=False" in message and "HF_HUB_OFFLINE" not in message
+
+
+def test_a_card_saved_from_random_weights_claims_no_results(tmp_path):
+    """The registered config describes the published weights (source, dataset, reported results); a model built
+    without loading them must not carry that description into its saved card, one that loaded them must."""
+    reported = dataclasses.replace(TINY_CFG, metrics={"top1_accuracy": 91.5}, preset="gym99")
+    random_card = (create_model(TINY, pretrained_cfg=reported).save_pretrained(tmp_path / "random") / "README.md").read_text()
+    assert "91.5" not in random_card and "Reported results" not in random_card and "made by the test suite" not in random_card
+    weights = create_model(TINY).save_pretrained(tmp_path / "weights")
+    loaded = create_model(TINY, pretrained=True, pretrained_cfg=dataclasses.replace(reported, file=str(weights)))
+    loaded_card = (loaded.save_pretrained(tmp_path / "loaded") / "README.md").read_text()
+    assert "## Reported results" in loaded_card and "| 91.5 |" in loaded_card

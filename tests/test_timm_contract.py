@@ -439,7 +439,9 @@ def test_pretrained_cfg_replaces_the_registered_one(tmp_path):
     assert model.weights_cfg == cfg and model.pretrained_cfg["license"] == "mit"
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in source.state_dict().items())
     from_dict = create_model("tag_r3d_18", pretrained_cfg=cfg.to_dict(), **SMALL)
-    assert from_dict.weights_cfg.license == "mit" and from_dict.num_classes == 3
+    assert from_dict.num_classes == 3 and from_dict.data_config == cfg.data_config()
+    # random weights: the config's input settings, none of its description of weights not loaded
+    assert (from_dict.weights_cfg.license, from_dict.weights_cfg.source, from_dict.weights_cfg.file) == (None,) * 3
 
 
 def test_hub_models_refuse_architecture_keywords(tmp_path):

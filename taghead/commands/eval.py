@@ -11,8 +11,8 @@ DESCRIPTION = """\
 Evaluate a saved model (save_pretrained folder, Hub repo id, training output folder or training checkpoint) on
 a labelled set. The class count is the model's; a --csv split may lack classes (its ClassEncoded labels must
 lie in [0, num_classes)). Mean class accuracy is the mean of the per-class accuracies over the classes present
-in the set. Writes metrics.json, per_class.csv and confusion_matrix.png to --output. Works under torchrun (each
-process evaluates a shard; counts are summed).
+in the set. Writes metrics.json, per_class.csv and confusion_matrix.png to --output (a folder holding an earlier
+report is refused unless --overwrite). Works under torchrun (each process evaluates a shard; counts are summed).
 """
 
 EPILOG = """examples:
@@ -20,6 +20,10 @@ EPILOG = """examples:
   taghead eval my-model/ --dir videos/val/                                  (a save_pretrained folder)
   taghead eval runs/tiny/checkpoint_last.pt --data synthetic --samples 300  (a training checkpoint)
 """
+
+
+#: The files a report consists of (an earlier report in the output folder is refused unless ``--overwrite``).
+REPORT_FILES = ("metrics.json", "per_class.csv", "confusion_matrix.png")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,6 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_run_arguments(parser, batch_size_help="clips per process and batch (default 8)")
     parser.add_argument("--output", type=Path, default=None,
                         help="folder for the reports (default: eval/ inside a model folder, else ./eval)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier report in --output (by default a folder holding one is refused, "
+                             "before anything is evaluated)")
     parser.set_defaults(func=run)
 
 
@@ -78,8 +85,12 @@ def _run(args: argparse.Namespace) -> int:
     from ..utils.escape import terminal_text
     from ..weights import atomic_write_json, check_output_folder
 
-    if args.output is not None:
-        check_output_folder(args.output, "--output")
+    model_path = Path(args.model)
+    out = check_output_folder(args.output or (model_path / "eval" if model_path.is_dir() else Path("eval")), "--output")
+    earlier = [name for name in REPORT_FILES if (out / name).exists()]
+    if earlier and not args.overwrite:
+        raise FileExistsError(f"{str(out)!r} already holds an evaluation report ({', '.join(earlier)}); nothing was "
+                              "evaluated. Choose another --output, or pass --overwrite to replace it")
     ctx = init_distributed(args.device)
     try:
         loaded = load_model_with_source(args.model, device=ctx.device)
@@ -95,9 +106,6 @@ def _run(args: argparse.Namespace) -> int:
                                   workers=args.workers, amp=args.amp, progress=not args.no_progress, desc="eval")
         if not ctx.is_main:
             return 0
-        model_path = Path(args.model)
-        out = check_output_folder(args.output or (model_path / "eval" if model_path.is_dir() else Path("eval")),
-                                  "--output")
         out.mkdir(parents=True, exist_ok=True)
         present = int((meter.confusion.sum(1) > 0).sum())
         trivial = " (trivial: 5 >= number of classes)" if n <= 5 else ""

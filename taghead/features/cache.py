@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from ..config import DataConfig
+from ..limits import check_no_local_paths
 from ..weights import atomic_write_json
 
 __all__ = [
@@ -152,6 +153,10 @@ def read_cache_info(root: str | os.PathLike) -> dict[str, Any]:
                                 f"taghead extract-features (or taghead.features.extract_features).{hint}")
     info = _read_json(path, "feature cache description", bounded=True)
     _check_format(info, CACHE_FORMAT, path)
+    if not isinstance(info.get("spec"), dict):
+        raise FeatureCacheError(f"{str(path)!r}: spec must be a JSON object (the backbone's model spec), got "
+                                f"{type(info.get('spec')).__name__}")
+    check_no_local_paths(info["spec"], repr(str(path)))  # the spec rebuilds a backbone: it may not read local files
     return info
 
 

@@ -6,6 +6,7 @@ is imported, which happens before this module is used.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import fnmatch
 import inspect
@@ -223,6 +224,14 @@ def load_pretrained(model: nn.Module, cfg: PretrainedCfg, *, name: str = "model"
         if provenance is not None:
             model.pretrained_cfg = provenance.with_overlay(dict(source_file=Path(cfg.file).name))
     return model
+
+
+def _without_weights(cfg: PretrainedCfg) -> PretrainedCfg:
+    """``cfg`` for a model built with random weights: its input settings, classes and citation (the architecture's),
+    none of what describes the registered weights (where they come from, their licence, dataset and reported
+    results), so that a card saved from this model claims nothing about weights it does not have."""
+    return dataclasses.replace(cfg, hf_hub_id=None, file=None, source=None, license=None, dataset=None, metrics={},
+                               split=None, epoch=None, preset=None, source_file=None)
 
 
 def _check_num_classes(num_classes: Any) -> None:
@@ -451,7 +460,7 @@ def create_model(
         if isinstance(data_config, DataConfig) and (data_config.num_frames, data_config.crop_size) == (
                 cfg.num_frames, cfg.crop_size):
             model.data_config = cfg.data_config()  # the weights' resize and normalisation
-        model.pretrained_cfg = cfg
+        model.pretrained_cfg = cfg if pretrained else _without_weights(cfg)
     model.architecture = model_name
     if pretrained:
         load_pretrained(model, cfg, name=model_name, cache_dir=cache_dir, adapt_classifier=adapt_classifier)
