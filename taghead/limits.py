@@ -26,7 +26,7 @@ from typing import Any
 __all__ = [
     "MAX_CONFIG_BYTES", "MAX_JSON_DEPTH", "MAX_CLIP_ELEMENTS", "MAX_DECODED_CLIP_BYTES",
     "MAX_REAL_PROBE_BYTES", "MAX_UNVERIFIED_PARAMETER_BYTES", "parse_json", "check_clip_size", "local_path_entries",
-    "without_local_paths", "check_no_local_paths",
+    "without_local_paths", "without_local_builder_arguments", "check_no_local_paths",
 ]
 
 #: Largest ``config.json`` read (label names of 100,000 classes take about 3 MB).
@@ -149,6 +149,17 @@ def without_local_paths(kwargs: dict[str, Any], where: str) -> tuple[dict[str, A
         else:
             kept[key] = value
     return kept, dropped
+
+
+def without_local_builder_arguments(spec: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """A copy of a model spec whose ``backbone_kwargs`` and ``adapter_kwargs`` (``{}`` when unset) lack the
+    arguments that name local files (:func:`without_local_paths`), and those found: what a spec written to a
+    file (a saved model's ``config.json``, a feature cache's ``cache.json``) may hold."""
+    spec, dropped = dict(spec), []
+    for key in ("backbone_kwargs", "adapter_kwargs"):
+        spec[key], found = without_local_paths(dict(spec.get(key) or {}), f"spec.{key}")
+        dropped += found
+    return spec, dropped
 
 
 def check_no_local_paths(spec: dict[str, Any], where: str, *, pretrained_cfg: Any = None) -> None:

@@ -34,7 +34,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..engine.distributed import DistributedContext, all_gather_objects, barrier
-from ..limits import without_local_paths
+from ..limits import without_local_builder_arguments
 from ..models.spec import SPEC_KEYS
 from ..version import __version__
 from ..weights import atomic_write_json, save_safetensors
@@ -128,10 +128,7 @@ def _cache_spec(model: nn.Module) -> dict[str, Any]:
     spec = dict(getattr(model, "spec", None) or {})
     full = {key: spec.get(key) for key in SPEC_KEYS}
     full.update({k: v for k, v in spec.items() if k not in full}, head=None, head_config=None, freeze_backbone=True)
-    dropped: list[str] = []
-    for key in ("backbone_kwargs", "adapter_kwargs"):  # as a saved model's config: no local file named (see limits)
-        full[key], found = without_local_paths(dict(full[key] or {}), f"spec.{key}")
-        dropped += found
+    full, dropped = without_local_builder_arguments(full)  # as a saved model's config: no local file named
     if dropped:
         warnings.warn(f"the cache's description leaves out the builder arguments that name local files "
                       f"({', '.join(dropped)}); the cached backbone weights are the ones used", UserWarning, stacklevel=4)

@@ -28,7 +28,7 @@ from ..hub import (
     read_weights_header,
     resolve_pretrained_folder,
 )
-from ..limits import without_local_paths
+from ..limits import without_local_builder_arguments
 from ..version import __version__
 from .grouping import Ordinal, compile_matcher
 from .spec import OPTIONAL_SPEC_KEYS, SPEC_KEYS, build_parts
@@ -310,11 +310,8 @@ class VideoClassifier(nn.Module, HubMixin):
         with a warning: a saved config must not make loading read a file of the machine it is loaded on, and
         the weights they loaded are in the saved weights anyway.
         """
-        spec = {key: self.spec.get(key) for key in (*SPEC_KEYS, *OPTIONAL_SPEC_KEYS)}
-        dropped: list[str] = []
-        for key in ("backbone_kwargs", "adapter_kwargs"):
-            spec[key], found = without_local_paths(dict(spec[key] or {}), f"spec.{key}")
-            dropped += found
+        spec, dropped = without_local_builder_arguments(
+            {key: self.spec.get(key) for key in (*SPEC_KEYS, *OPTIONAL_SPEC_KEYS)})
         if dropped:
             warnings.warn(f"the saved config leaves out the builder arguments that name local files ({', '.join(dropped)}); "
                           "the model is rebuilt without them and its weights come from the saved weights",
