@@ -54,17 +54,24 @@ _WEIGHT_SUFFIXES = (".pth", ".pt", ".pyth", ".bin", ".safetensors", ".ckpt")
 
 @dataclass(frozen=True)
 class BackboneEntry:
-    """A named backbone: its builder (random weights), default data config, a one-line description, for
-    recognition the class the builder makes (``"package.module:QualName"``) and a reader of the builder
-    arguments that change the module's shapes, and its published weights.
+    """A named backbone: how to build it, what it expects, how to recognise it, and its published weights.
 
-    ``records_defaults``: a spec records every argument the reader returns, also those equal to the
-    builder's defaults (a transformers config is recorded whole). ``weights`` are the published weights
-    (their ``backbone`` set to ``name``), ``default_tag`` the one ``pretrained=True`` loads; ``classifier``
-    the paths of the classifier submodules (``"fc"``, ``"blocks.-1.proj"``), whose weights are dropped when
-    their width is not the model's; and ``num_classes_kwarg`` the builder argument that sets the classifier
-    width. ``repo_loader`` builds the backbone from a whole model repository (config, weights and
-    preprocessing, as 🤗 Transformers models are published) where one weights file is not enough.
+    Attributes:
+        name: the registry name (``"torchvision/r2plus1d_18"``).
+        builder: makes the module, with random weights.
+        data_config: the default data config (``None``: the adapter decides).
+        description: one line, shown by ``taghead backbones``.
+        model_class: for recognition, the class the builder makes (``"package.module:QualName"``).
+        kwargs_from_module: for recognition, reads the builder arguments that change a module's shapes.
+        records_defaults: a spec records every argument the reader returns, also those equal to the
+            builder's defaults (a transformers config is recorded whole).
+        weights: the published weights (their ``backbone`` set to ``name``).
+        default_tag: the tag of the weights ``pretrained=True`` loads.
+        classifier: the paths of the classifier submodules (``"fc"``, ``"blocks.-1.proj"``), whose weights
+            are dropped when their width is not the model's.
+        num_classes_kwarg: the builder argument that sets the classifier width.
+        repo_loader: builds the backbone from a whole model repository (config, weights and preprocessing,
+            as 🤗 Transformers models are published) where one weights file is not enough.
     """
 
     name: str
@@ -205,6 +212,10 @@ def list_backbones(pattern: str | None = None, pretrained: bool = False) -> list
     ``"timm/<timm model name>"``; timm's own tags are listed only for a pattern that starts with
     ``"timm/"`` (``list_backbones("timm/resnet18*", pretrained=True)``; ``timm.list_pretrained()`` has
     them all).
+
+    Args:
+        pattern: a shell pattern the names must match (``None``: all).
+        pretrained: list the published weights (``"name.tag"``) instead of the architectures.
     """
     if not pretrained:
         names = sorted(_BACKBONES)
@@ -298,7 +309,11 @@ def get_backbone_entry(name: str) -> BackboneEntry:
 
 
 def get_backbone_data_config(name: str) -> DataConfig | None:
-    """The default data config registered for ``name`` (``None``: the adapter decides)."""
+    """The default data config registered for ``name`` (``None``: the adapter decides).
+
+    Args:
+        name: the registered backbone name.
+    """
     entry = _BACKBONES.get(name)
     return DataConfig.from_dict(entry.data_config.to_dict()) if entry and entry.data_config else None
 
