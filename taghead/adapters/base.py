@@ -222,7 +222,8 @@ class FeatureExtractor(nn.Module):
         """Validate ``video``, extract its feature map and check the map's layout.
 
         Args:
-            video: a clip batch ``[B, 3, T, H, W]`` (or the family's own input format, see :meth:`check_input`).
+            video: a clip batch ``[B, 3, T, H, W]`` (or the family's own input format, see
+                :meth:`check_input`).
 
         Returns:
             The feature map ``[B, C, T', H', W']``; computed without gradients when the extractor is frozen.

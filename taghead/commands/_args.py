@@ -29,7 +29,8 @@ def plain_text(text: str) -> str:
 
     Double-backtick literals and Sphinx roles keep their text (a role's ``~`` target its last name), starred
     emphasis loses its stars; anything else (``videos/*.mp4``, ``2 * 3``) is left as written. Command
-    descriptions that come from a module docstring go through it, so ``taghead COMMAND --help`` prints no markup.
+    descriptions that come from a module docstring go through it, so ``taghead COMMAND --help`` prints no
+    markup.
 
     Args:
         text: the docstring or paragraph.
@@ -128,11 +129,13 @@ def resolve_device(choice: str | None) -> torch.device:
 
 def add_command_parser(subparsers: argparse._SubParsersAction, name: str, *, help: str, description: str,
                        epilog: str | None = None) -> argparse.ArgumentParser:
-    """The sub-command's parser: ``description`` (one paragraph, any line breaks; :func:`plain_text`) wrapped to the terminal, ``epilog``
-    (examples) printed as written, defaults shown (:class:`HelpFormatter`)."""
+    """The sub-command's parser: ``description`` (one paragraph, any line breaks; markup removed by
+    :func:`plain_text`) wrapped to the terminal, ``epilog`` (examples) printed as written, defaults shown
+    (:class:`HelpFormatter`)."""
     width = max(min(shutil.get_terminal_size().columns, 100) - 2, 40)
-    return subparsers.add_parser(name, help=help, description=textwrap.fill(" ".join(plain_text(description).split()), width),
-                                 epilog=epilog, formatter_class=HelpFormatter)
+    description = textwrap.fill(" ".join(plain_text(description).split()), width)
+    return subparsers.add_parser(name, help=help, description=description, epilog=epilog,
+                                 formatter_class=HelpFormatter)
 
 
 def add_device_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:

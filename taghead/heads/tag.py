@@ -48,8 +48,8 @@ class TAGHead(VideoHead):
     post-norm layers of 8 heads, dropout 0.5, ReLU, K=2, alpha=0.1, the feed-forward width of the
     lightest reference preset (HAA500's 512) and 99 classes; on every built-in backbone of at least
     20 M parameters it adds at most about a fifth of the backbone's parameters (the table in the heads
-    guide, ``docs/guides/heads.md``, section "Parameters and FLOPs"). :meth:`from_preset` gives the HAA500, Gym99 and Gym288 presets exactly (512 channels in,
-    no projection, feed-forward 512 / 1024 / 2048).
+    guide, ``docs/guides/heads.md``, section "Parameters and FLOPs"). :meth:`from_preset` gives the HAA500,
+    Gym99 and Gym288 presets exactly (512 channels in, no projection, feed-forward 512 / 1024 / 2048).
 
     Args:
         in_channels: channels ``C`` of the backbone's feature map.

@@ -30,7 +30,8 @@ class ModelStats:
 
     Attributes:
         input_shape: the input the counts are for, ``(B, 3, T, H, W)``.
-        feature_shape: the backbone's feature map ``(B, C, T', H', W')`` (``None`` without a backbone/head split).
+        feature_shape: the backbone's feature map ``(B, C, T', H', W')`` (``None`` without a backbone/head
+            split).
         backbone_params: parameters of the backbone.
         head_params: parameters of the head.
         backbone_flops: FLOPs of the backbone's forward pass.
