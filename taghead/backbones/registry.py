@@ -236,7 +236,11 @@ def _sorted_weights(entry: BackboneEntry) -> list[BackboneWeights]:
 def backbone_weights_table(pattern: str | None = None) -> str:
     """The Markdown table of the published weights of the registered backbones (``pattern`` as in
     :func:`list_backbones`): name, dataset, classes, clip, licence, file; the default tag is marked where a
-    backbone has several."""
+    backbone has several.
+
+    Args:
+        pattern: a shell pattern the names must match (``None``: all).
+    """
     rows = []
     for full in list_backbones(pattern, pretrained=True):
         weights = get_backbone_weights(full)
@@ -275,6 +279,10 @@ def _timm_model(name: str) -> str:
 
 def get_backbone_weights(name: str, tag: str | None = None) -> BackboneWeights:
     """The published weights ``"name.tag"`` (or ``name`` and ``tag``); without a tag the backbone's default.
+
+    Args:
+        name: ``"name.tag"``, or the backbone name.
+        tag: the tag, when ``name`` has none (``None``: the default).
 
     Raises:
         ValueError: an unknown backbone or tag (the message lists the backbone's tags), or a backbone
@@ -530,7 +538,12 @@ def download_backbone_weights(name: str, *, progress: bool = True) -> Path:
     """Put the file of the published weights ``"name.tag"`` (``name``: the default tag) into the local cache
     (torch.hub's or the Hugging Face cache) and return its path; nothing is downloaded when it is there. For a
     repository (a ``transformers/...`` tag, or a ``"hf-hub:<repo>"`` name) every file a load reads is fetched and
-    the snapshot folder holding them is returned."""
+    the snapshot folder holding them is returned.
+
+    Args:
+        name: ``"name.tag"`` or ``"hf-hub:<repo>"``.
+        progress: show a progress bar.
+    """
     base, _ = split_backbone_name(name)
     prefix = _name_prefix(base)
     if prefix is not None:
