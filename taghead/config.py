@@ -41,7 +41,8 @@ class DataConfig:
         num_frames: frames per clip, sampled uniformly over the whole video.
         crop_size: side of the square crop, in pixels.
         resize_size: shorter side the frames are resized to before cropping (``None``: no resize).
-        mean, std: per-channel normalisation of pixel values scaled to ``[0, 1]``.
+        mean: per-channel mean subtracted from pixel values scaled to ``[0, 1]``.
+        std: per-channel standard deviation the centred values are divided by.
     """
 
     num_frames: int = 16
@@ -60,7 +61,12 @@ class DataConfig:
         self.std = _rgb("std", self.std, positive=True)
 
     def with_clip(self, num_frames: int | None = None, crop_size: int | None = None) -> DataConfig:
-        """A copy for another clip; a new crop keeps the resize-to-crop ratio (``resize_size`` scaled with it)."""
+        """A copy for another clip; a new crop keeps the resize-to-crop ratio (``resize_size`` scaled with it).
+
+        Args:
+            num_frames: frames per clip (``None``: unchanged).
+            crop_size: crop side in pixels (``None``: unchanged).
+        """
         changes: dict[str, Any] = {}
         if num_frames is not None:
             changes["num_frames"] = num_frames
@@ -79,7 +85,11 @@ class DataConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DataConfig:
-        """The config :meth:`to_dict` wrote (read from ``config.json``); unknown fields and bad values are errors."""
+        """The config :meth:`to_dict` wrote (read from ``config.json``); unknown fields and bad values are errors.
+
+        Args:
+            d: the fields, as :meth:`to_dict` wrote them.
+        """
         if not isinstance(d, dict):
             raise TypeError(f"a DataConfig dict must be a dict, got {type(d).__name__}")
         unknown = set(d) - set(cls.__dataclass_fields__)
@@ -108,14 +118,18 @@ class PretrainedCfg(Mapping):
 
     Attributes:
         num_classes: classifier width of the weights (and the model's default).
-        num_frames, crop_size, resize_size, mean, std: the input the weights expect
-            (see :class:`~taghead.DataConfig`).
+        num_frames: frames per clip the weights expect (see :class:`~taghead.DataConfig`).
+        crop_size: crop side the weights expect, in pixels.
+        resize_size: shorter side frames are resized to before cropping (``None``: no resize).
+        mean: per-channel normalisation mean.
+        std: per-channel normalisation standard deviation.
         label_names: class names in classifier order, when published.
         hf_hub_id: Hugging Face Hub repository holding a taghead folder (``save_pretrained`` layout).
         file: local weights: a taghead folder, a ``.safetensors`` file, or a reference ``.pth``
             (converted on the fly, see :mod:`taghead.convert`).
         source: where the weights come from, in words (shown when none are available).
-        license, citation: licence identifier and BibTeX of the weights.
+        license: licence identifier of the weights.
+        citation: BibTeX to cite for the weights.
         dataset: dataset the weights were trained on.
         metrics: results reported for the weights (paper numbers, or what ``taghead train`` measured; in percent).
         split: the split of ``dataset`` the metrics were measured on (``"validation"`` for a training run's
@@ -195,7 +209,11 @@ class PretrainedCfg(Mapping):
                           mean=self.mean, std=self.std)
 
     def with_overlay(self, overlay: dict[str, Any] | None) -> PretrainedCfg:
-        """A copy with the fields in ``overlay`` replaced; unknown fields are an error."""
+        """A copy with the fields in ``overlay`` replaced; unknown fields are an error.
+
+        Args:
+            overlay: field names and their new values (``None``: no change).
+        """
         if not overlay:
             return self
         if not isinstance(overlay, dict):
@@ -225,7 +243,11 @@ class PretrainedCfg(Mapping):
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PretrainedCfg:
-        """The config :meth:`to_dict` wrote (read from ``config.json``); unknown fields are an error."""
+        """The config :meth:`to_dict` wrote (read from ``config.json``); unknown fields are an error.
+
+        Args:
+            d: the fields, as :meth:`to_dict` wrote them.
+        """
         if not isinstance(d, dict):
             raise TypeError(f"a pretrained_cfg dict must be a dict, got {type(d).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}

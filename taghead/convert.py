@@ -28,7 +28,11 @@ __all__ = ["load_official", "read_official_state_dict", "unwrap_official_state_d
 
 
 def reference_model(preset: str) -> VideoClassifier:
-    """The taghead model for a reference preset (R(2+1)D-34 + TAG-Head), randomly initialised."""
+    """The taghead model for a reference preset (R(2+1)D-34 + TAG-Head), randomly initialised.
+
+    Args:
+        preset: ``"haa500"``, ``"gym99"`` or ``"gym288"``.
+    """
     return create_model(f"tag_r2plus1d_34_{preset}")
 
 

@@ -63,18 +63,27 @@ __all__ = [
 ]
 
 CONFIG_NAME = "config.json"
+"""The file name of a saved folder's configuration."""
 WEIGHTS_NAME = "model.safetensors"
+"""The file name of a saved folder's weights."""
 MODEL_CARD_NAME = "README.md"
-#: What a folder can hold: a full model (backbone + head) or a head alone.
+"""The file name of a saved folder's model card."""
 KINDS = ("model", "head")
-#: Key of the id that one ``save_pretrained`` writes into both ``config.json`` and the weights' metadata.
+"""What a folder can hold: a full model (backbone + head) or a head alone."""
 SAVE_ID = "save_id"
+"""Key of the id that one ``save_pretrained`` writes into both ``config.json`` and the weights' metadata."""
 
 
 # ----------------------------------------------------------------------------------------------------- config
 def json_ready(obj: Any, what: str, where: str = CONFIG_NAME) -> Any:
     """``obj`` through JSON and back (tuples become lists); a ``TypeError`` naming ``what`` and ``where`` it is
-    stored when it is not JSON-serialisable."""
+    stored when it is not JSON-serialisable.
+
+    Args:
+        obj: the value to store.
+        what: what it is, named in the error.
+        where: the file it goes to, named in the error.
+    """
     try:
         return json.loads(json.dumps(obj))
     except (TypeError, ValueError) as err:
@@ -85,6 +94,10 @@ def check_label_names(names: Any, num_classes: int | None) -> list[str] | None:
     """``names`` as a new list, checked to hold one ``str`` per class (``None`` stays ``None``).
 
     A single string is refused rather than split into characters; ``num_classes=None`` skips the count.
+
+    Args:
+        names: the label names to check.
+        num_classes: the class count (``None``: not checked).
     """
     if names is None:
         return None
@@ -147,6 +160,9 @@ def read_config(folder: str | os.PathLike) -> dict[str, Any]:
     (:func:`taghead.weights.recover_interrupted_write`). The file is parsed as untrusted JSON
     (:func:`taghead.limits.parse_json`: bounded size and depth, finite numbers) and checked
     (kind, spec, class count, label names, data and pretrained configs, no local file named).
+
+    Args:
+        folder: the saved folder.
     """
     recover_interrupted_write(folder)
     path = Path(folder) / CONFIG_NAME
@@ -160,7 +176,12 @@ def read_config(folder: str | os.PathLike) -> dict[str, Any]:
 
 def parse_config(text: str | bytes, where: str) -> dict[str, Any]:
     """A ``config.json`` content from its (untrusted) text, validated as :func:`read_config` does; ``where``
-    names it in errors."""
+    names it in errors.
+
+    Args:
+        text: the file's content.
+        where: the file, named in errors.
+    """
     config = parse_json(text, where)
     if not isinstance(config, dict):
         raise ValueError(f"{where} must hold a JSON object, got {type(config).__name__}")
@@ -185,7 +206,12 @@ def read_weights_header(folder: str | os.PathLike,
                         config: dict[str, Any] | None = None) -> dict[str, torch.Tensor]:
     """The names, shapes and dtypes of a saved folder's weights, as empty ``meta`` tensors, read from the
     safetensors header alone (nothing is loaded). With the folder's ``config``, checks that both files come
-    from the same save."""
+    from the same save.
+
+    Args:
+        folder: the saved folder.
+        config: its ``config.json`` content (``None``: no save-id check).
+    """
     recover_interrupted_write(folder)
     shapes, metadata = read_safetensors_header(Path(folder) / WEIGHTS_NAME)
     _check_same_save(config, metadata, folder)
@@ -198,6 +224,10 @@ def read_weights(folder: str | os.PathLike, config: dict[str, Any] | None = None
     With the folder's ``config`` (as :func:`read_config` returned it), the weights must come from the
     same save as the config (``save_id``), else a ``ValueError``: a folder never loads half old, half new.
     A committed but unfinished save is finished first, as in :func:`read_config`.
+
+    Args:
+        folder: the saved folder.
+        config: its ``config.json`` content (``None``: no save-id check).
     """
     recover_interrupted_write(folder)
     tensors, metadata = load_safetensors(Path(folder) / WEIGHTS_NAME, with_metadata=True)
@@ -209,9 +239,10 @@ def read_weights(folder: str | os.PathLike, config: dict[str, Any] | None = None
 _TASK_TAGS = ["video-classification", "action-recognition", "taghead"]
 #: Where taghead lives (the model card links here; taghead is not on the Python package index yet).
 PROJECT_URL = "https://github.com/taghead/taghead"
-#: How the card names the metrics of ``pretrained_cfg.metrics`` (others are shown by their key).
+"""The project's address, linked from every model card."""
 METRIC_NAMES = {"top1_accuracy": "Top-1 accuracy", "mean_class_accuracy": "Mean class accuracy",
                  "top5_accuracy": "Top-5 accuracy"}
+"""How the card names the metrics of ``pretrained_cfg.metrics`` (others are shown by their key)."""
 
 
 def _card_title(config: dict[str, Any]) -> str:
@@ -313,6 +344,10 @@ def model_card(config: dict[str, Any], *, repo_id: str | None = None) -> str:
 
     Every string taken from ``config`` (names, provenance, citation) is written as literal text
     (:mod:`taghead.utils.escape`): no HTML or script from a config reaches the rendered card.
+
+    Args:
+        config: the ``config.json`` content.
+        repo_id: the repository named in the usage snippet.
     """
     spec, pcfg = config.get("spec") or {}, config.get("pretrained_cfg") or {}
     kind = config["kind"]
@@ -439,6 +474,12 @@ def save_folder(
     and its temporary files are removed by the next save). Both ``config.json`` and the weights'
     metadata carry the same random ``save_id``, and loading refuses a pair that differs. ``repo_id``
     only changes the usage snippet of the model card.
+
+    Args:
+        save_directory: the folder to write (created if needed).
+        config: the ``config.json`` content.
+        state_dict: the weights.
+        repo_id: the repository named in the model card's usage snippet.
     """
     config = json_ready(config, "the config (spec, labels, pretrained_cfg)")
     config.pop(SAVE_ID, None)
@@ -467,7 +508,16 @@ def push_folder(
     """Create (or reuse) the Hub repository ``repo_id`` and upload the folder that ``write(folder)`` fills.
 
     Uses ``HfApi.create_repo(exist_ok=True)`` and ``HfApi.upload_folder``; returns the latter's
-    ``CommitInfo``. ``token=None`` uses the locally saved token (``hf auth login``).
+    ``CommitInfo``.
+
+    Args:
+        repo_id: the repository ``"org/name"``.
+        write: fills the temporary folder to upload (``save_folder``, say).
+        private: create the repository private (``None``: the Hub's default).
+        token: the Hub token (``None``: the locally saved one, ``hf auth login``).
+        commit_message: the commit's message.
+        revision: the branch to push to (``None``: the default branch).
+        create_pr: open a pull request instead of committing.
     """
     from huggingface_hub import HfApi
 
@@ -490,7 +540,11 @@ def _offline() -> bool:
 def looks_like_local_path(text: str) -> bool:
     """Whether ``text`` is meant as a local path rather than a Hub repo id ``"org/name"``: it is absolute, starts
     with ``.`` or ``~``, holds a backslash (or the system's other separator) or more than one ``/``, or its
-    first part exists here (``runs/tinyy`` when ``runs/`` is a folder: a mistyped run, not a repository)."""
+    first part exists here (``runs/tinyy`` when ``runs/`` is a folder: a mistyped run, not a repository).
+
+    Args:
+        text: what the user passed.
+    """
     if text.startswith(("/", ".", "~")) or "\\" in text or text.count("/") > 1:
         return True
     if os.sep != "/" and os.sep in text or (os.altsep and os.altsep != "/" and os.altsep in text):
@@ -500,7 +554,12 @@ def looks_like_local_path(text: str) -> bool:
 
 def missing_path_error(text: str, what: str = "folder") -> FileNotFoundError:
     """A ``FileNotFoundError`` for a local ``what`` that does not exist, with the closest existing path when one
-    part of it looks mistyped (``no folder 'runs/firts/best'; did you mean 'runs/first/best'?``)."""
+    part of it looks mistyped (``no folder 'runs/firts/best'; did you mean 'runs/first/best'?``).
+
+    Args:
+        text: the path that does not exist.
+        what: what it should have been, in words.
+    """
     import difflib
 
     path = Path(text).expanduser()
@@ -546,7 +605,14 @@ def resolve_pretrained_folder(
 ) -> Path:
     """A local folder for ``repo_id_or_path``: the directory itself, or the Hub snapshot (downloaded if needed).
 
-    ``config_only`` downloads ``config.json`` alone (to build the architecture with random weights).
+    Args:
+        repo_id_or_path: a local folder, or a Hub repository id ``"org/name"``.
+        revision: the Hub branch, tag or commit (``None``: the default branch).
+        cache_dir: the Hugging Face cache to use (``None``: the default one).
+        force_download: download again even when the files are cached.
+        token: the Hub token (``None``: the locally saved one).
+        local_files_only: use the cache only, never the network.
+        config_only: download ``config.json`` alone (to build the architecture with random weights).
     """
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
@@ -611,6 +677,11 @@ def load_weights(module: nn.Module, repo_id_or_path: str | os.PathLike,
 
     For models whose head or backbone cannot be rebuilt from ``config.json``. Keys and shapes are
     checked; a mismatch lists missing keys, unexpected keys and shape differences.
+
+    Args:
+        module: the built module to load into.
+        repo_id_or_path: a saved folder or a Hub repository id.
+        **hub_kwargs: passed to :func:`resolve_pretrained_folder`.
     """
     folder = resolve_pretrained_folder(repo_id_or_path, **hub_kwargs)
     config = read_config(folder) if (folder / CONFIG_NAME).is_file() else None
@@ -629,16 +700,24 @@ class HubMixin:
     """
 
     def hub_config(self, *, label_names: list[str] | None = None, data_config: Any = None) -> dict[str, Any]:
-        """The content of ``config.json`` for this module."""
+        """The content of ``config.json`` for this module.
+
+        Args:
+            label_names: class names that replace the module's own.
+            data_config: the input description that replaces the module's own.
+        """
         raise NotImplementedError
 
     def save_pretrained(self, save_directory: str | os.PathLike, *, label_names: list[str] | None = None,
                         data_config: Any = None, repo_id: str | None = None) -> Path:
         """Write ``model.safetensors``, ``config.json`` and ``README.md`` to ``save_directory``.
 
-        ``label_names`` and ``data_config`` replace the module's own (a head carries no data config:
-        give one to describe the input in the model card). ``repo_id`` only changes the usage snippet
-        of the model card.
+        Args:
+            save_directory: the folder to write (created if needed).
+            label_names: class names that replace the module's own.
+            data_config: the input description that replaces the module's own (a head carries none: give
+                one to describe the input in the model card).
+            repo_id: the repository named in the model card's usage snippet.
         """
         config = self.hub_config(label_names=label_names, data_config=data_config)
         return save_folder(save_directory, config, self.state_dict(), repo_id=repo_id)  # type: ignore[attr-defined]
@@ -646,7 +725,18 @@ class HubMixin:
     def push_to_hub(self, repo_id: str, *, private: bool | None = None, token: str | None = None,
                     commit_message: str = "Upload taghead model", revision: str | None = None,
                     create_pr: bool = False, label_names: list[str] | None = None, data_config: Any = None) -> Any:
-        """Upload to the Hub repository ``repo_id``, created if needed (see :func:`push_folder`)."""
+        """Upload to the Hub repository ``repo_id``, created if needed (see :func:`push_folder`).
+
+        Args:
+            repo_id: the repository ``"org/name"``.
+            private: create the repository private (``None``: the Hub's default).
+            token: the Hub token (``None``: the locally saved one).
+            commit_message: the commit's message.
+            revision: the branch to push to (``None``: the default branch).
+            create_pr: open a pull request instead of committing.
+            label_names: class names that replace the module's own.
+            data_config: the input description that replaces the module's own.
+        """
         return push_folder(
             repo_id, lambda folder: self.save_pretrained(folder, label_names=label_names, data_config=data_config,
                                                          repo_id=repo_id),

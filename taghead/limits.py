@@ -29,22 +29,22 @@ __all__ = [
     "without_local_paths", "without_local_builder_arguments", "check_no_local_paths",
 ]
 
-#: Largest ``config.json`` read (label names of 100,000 classes take about 3 MB).
 MAX_CONFIG_BYTES = 64 * 2**20
-#: Deepest nesting of JSON objects and lists in a config (taghead's own configs nest 4 levels).
+"""Largest ``config.json`` read (label names of 100,000 classes take about 3 MB)."""
 MAX_JSON_DEPTH = 32
-#: Largest clip a data config may describe: ``num_frames * crop_size**2`` (2**28: e.g. 1024 frames at
-#: 512 px, or 64 frames at 2048 px; a float32 RGB clip of this size takes 3 GiB).
+"""Deepest nesting of JSON objects and lists in a config (taghead's own configs nest 4 levels)."""
 MAX_CLIP_ELEMENTS = 2**28
-#: Largest decoded clip (``frames x height x width x 3`` bytes) kept in memory when frames are decoded at
-#: their own size (a data config without ``resize_size``): 64 frames of 4K video take 1.6 GB.
+"""Largest clip a data config may describe: ``num_frames * crop_size**2`` (2**28: e.g. 1024 frames at
+512 px, or 64 frames at 2048 px; a float32 RGB clip of this size takes 3 GiB)."""
 MAX_DECODED_CLIP_BYTES = 2 * 2**30
-#: Largest real zero clip run through a backbone to find its feature map's shape, for the rare backbone that
-#: runs neither on the ``meta`` device nor on fake tensors (64 frames at 224 px take 38 MiB).
+"""Largest decoded clip (``frames x height x width x 3`` bytes) kept in memory when frames are decoded at
+their own size (a data config without ``resize_size``): 64 frames of 4K video take 1.6 GB."""
 MAX_REAL_PROBE_BYTES = 512 * 2**20
-#: Largest model built from a ``config.json`` without weights to compare it with (parameters and
-#: buffers, in bytes; checked on the ``meta`` device before anything is allocated).
+"""Largest real zero clip run through a backbone to find its feature map's shape, for the rare backbone that
+runs neither on the ``meta`` device nor on fake tensors (64 frames at 224 px take 38 MiB)."""
 MAX_UNVERIFIED_PARAMETER_BYTES = 16 * 2**30
+"""Largest model built from a ``config.json`` without weights to compare it with (parameters and
+buffers, in bytes; checked on the ``meta`` device before anything is allocated)."""
 
 _INT64 = 2**63
 
@@ -79,6 +79,10 @@ def parse_json(text: str | bytes, where: str) -> Any:
     """Parse untrusted JSON: at most :data:`MAX_CONFIG_BYTES`, nested at most :data:`MAX_JSON_DEPTH` deep,
     finite numbers only (no ``NaN``, ``Infinity`` or ``1e999``) and integers within 64 bits.
 
+    Args:
+        text: the untrusted JSON text.
+        where: where it comes from, named in errors.
+
     Raises:
         ValueError: naming ``where`` and what is wrong.
     """
@@ -97,7 +101,13 @@ def parse_json(text: str | bytes, where: str) -> Any:
 
 
 def check_clip_size(num_frames: int, crop_size: int, owner: str = "DataConfig") -> None:
-    """Refuse a clip larger than :data:`MAX_CLIP_ELEMENTS` (``num_frames * crop_size**2``) with a ``ValueError``."""
+    """Refuse a clip larger than :data:`MAX_CLIP_ELEMENTS` (``num_frames * crop_size**2``) with a ``ValueError``.
+
+    Args:
+        num_frames: frames per clip.
+        crop_size: crop side in pixels.
+        owner: who checks, named in the error.
+    """
     elements = num_frames * crop_size * crop_size
     if elements > MAX_CLIP_ELEMENTS:
         raise ValueError(
@@ -124,6 +134,11 @@ def local_path_entries(obj: Any, where: str, *, by_key: bool = True) -> list[str
     (``checkpoint_path``, ``pretrained_file``, ``cache_dir``, ...).
 
     Returns ``"where.key.sub: 'value'"`` entries, empty when there are none.
+
+    Args:
+        obj: the JSON data to search.
+        where: its name, the prefix of the entries.
+        by_key: also report every string under a key that names a file or folder.
     """
     found: list[str] = []
     stack: list[tuple[Any, str, str]] = [(obj, where, "")]
@@ -140,7 +155,12 @@ def local_path_entries(obj: Any, where: str, *, by_key: bool = True) -> list[str
 
 def without_local_paths(kwargs: dict[str, Any], where: str) -> tuple[dict[str, Any], list[str]]:
     """``kwargs`` (a builder's keyword arguments) without the arguments that name local files (see
-    :func:`local_path_entries`), and those found (``"where.key: 'value'"``)."""
+    :func:`local_path_entries`), and those found (``"where.key: 'value'"``).
+
+    Args:
+        kwargs: a builder's keyword arguments.
+        where: their name, the prefix of the entries found.
+    """
     kept, dropped = {}, []
     for key, value in kwargs.items():
         found = local_path_entries({key: value}, where)

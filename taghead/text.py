@@ -48,7 +48,6 @@ __all__ = [
     "text_bank_cache_key",
 ]
 
-#: Prompt templates; ``{label}`` is replaced by the class name. The first two are the source paper's examples.
 DEFAULT_TEMPLATES: tuple[str, ...] = (
     "This is a video about {label}.",
     "The person is doing {label}.",
@@ -57,6 +56,8 @@ DEFAULT_TEMPLATES: tuple[str, ...] = (
     "An athlete performing {label}.",
     "{label}",
 )
+"""Prompt templates; ``{label}`` is replaced by the class name. The first two are the source paper's
+examples."""
 
 _CACHE_FORMAT = 1
 TextEncoder = Callable[[list[str]], torch.Tensor]
@@ -142,6 +143,7 @@ class OpenCLIPTextEncoder:
 
     @property
     def encoder_id(self) -> str:
+        """``"open_clip:<model>:<pretrained>"``: what the text-bank cache key records."""
         return f"open_clip:{self.model_name}:{self.pretrained}"
 
     def _weights(self, open_clip: Any) -> str:
@@ -227,6 +229,7 @@ class TransformersCLIPTextEncoder:
 
     @property
     def encoder_id(self) -> str:
+        """``"transformers:<name>"``: what the text-bank cache key records."""
         return f"transformers:{self.name}"
 
     def _load(self) -> None:
@@ -266,7 +269,11 @@ class TransformersCLIPTextEncoder:
 
 def create_text_encoder(spec: str) -> TextEncoder:
     """An encoder from a string: ``"open_clip:MODEL[:PRETRAINED]"``, ``"transformers:NAME"`` (or
-    ``"hf:NAME"``), ``"hashing"`` or ``"hashing:DIM"``."""
+    ``"hf:NAME"``), ``"hashing"`` or ``"hashing:DIM"``.
+
+    Args:
+        spec: the encoder, as a string.
+    """
     if not isinstance(spec, str):
         raise TypeError(f"an encoder spec must be a string, got {type(spec).__name__}")
     kind, _, rest = spec.partition(":")
@@ -324,7 +331,13 @@ def _check_templates(templates: Any) -> list[str]:
 
 
 def text_bank_cache_key(class_names: Sequence[str], templates: Sequence[str], encoder_id: str) -> str:
-    """SHA-256 (hex, 24 characters) of the class names, the templates and the encoder id."""
+    """SHA-256 (hex, 24 characters) of the class names, the templates and the encoder id.
+
+    Args:
+        class_names: the class names.
+        templates: the prompt templates.
+        encoder_id: the encoder's :attr:`~TextEncoder.encoder_id`.
+    """
     blob = json.dumps({"format": _CACHE_FORMAT, "class_names": list(class_names), "templates": list(templates),
                        "encoder": encoder_id}, ensure_ascii=False, sort_keys=True)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:24]

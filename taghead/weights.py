@@ -43,8 +43,8 @@ __all__ = [
 ]
 
 
-#: ``format`` entry of taghead's training checkpoints (:mod:`taghead.engine.checkpoint`).
 TRAIN_CHECKPOINT_FORMAT = "taghead-train-checkpoint"
+"""``format`` entry of taghead's training checkpoints (:mod:`taghead.engine.checkpoint`)."""
 _PARALLEL_PREFIX = "module."
 
 
@@ -54,7 +54,15 @@ class CheckpointError(ValueError):
 
 class StateDictMismatchError(ValueError):
     """Weights that do not fit a model: lists missing keys, unexpected keys, shape mismatches and tensors of a
-    kind of dtype that cannot be right (integers or booleans for floating-point parameters, and so on)."""
+    kind of dtype that cannot be right (integers or booleans for floating-point parameters, and so on).
+
+    Args:
+        missing: keys the model has and the weights lack.
+        unexpected: keys the weights have and the model lacks.
+        mismatched: ``(key, weights shape, model shape)`` of the tensors whose shapes differ.
+        source: where the weights come from, named in the message.
+        wrong_dtypes: ``(key, weights dtype, model dtype)`` of the tensors of the wrong kind of dtype.
+    """
 
     def __init__(
         self,
@@ -178,6 +186,9 @@ def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
     no longer runs (no such pid in this process's pid namespace). Temporary files of live writers, of
     other hosts (a shared file system) and of other targets are left alone. :func:`atomic_output` and
     :func:`atomic_outputs` call this before they write.
+
+    Args:
+        path: the target file whose temporary files to look for.
     """
     path = Path(path)
     removed = []
@@ -213,7 +224,12 @@ def fault_point(name: str) -> None:
 
 def check_output_folder(path: str | os.PathLike, what: str = "the output folder") -> Path:
     """``path`` as a folder to write into (it may not exist yet): a ``NotADirectoryError`` naming ``what`` when
-    it, or a folder above it, is an existing file. Returns ``Path(path)``."""
+    it, or a folder above it, is an existing file. Returns ``Path(path)``.
+
+    Args:
+        path: the folder.
+        what: what it is, named in the error.
+    """
     path = Path(path)
     for part in (path, *path.parents):
         if part.exists():
@@ -236,6 +252,9 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
 
         with atomic_output("run/metrics.csv") as tmp:
             tmp.write_text(text)
+
+    Args:
+        path: the file to replace.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -249,8 +268,8 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-#: The commit record of :func:`atomic_outputs`, in the folder of the files it replaces.
 COMMIT_RECORD = ".taghead-commit.json"
+"""The commit record of :func:`atomic_outputs`, in the folder of the files it replaces."""
 _COMMIT_FORMAT = "taghead-commit"
 
 
@@ -275,6 +294,9 @@ def recover_interrupted_write(folder: str | os.PathLike) -> bool:
     The record names files of ``folder`` only (plain names, each a temporary file of its target), so a
     forged record can do nothing the folder's own files could not. Raises :class:`InterruptedWriteError`
     when the record is unreadable or the folder cannot be written.
+
+    Args:
+        folder: the folder the write was for.
     """
     folder = Path(folder)
     record = folder / COMMIT_RECORD
@@ -359,13 +381,23 @@ def atomic_outputs(*paths: str | os.PathLike) -> Iterator[list[Path]]:
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (see :func:`atomic_output`)."""
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_output`).
+
+    Args:
+        path: the file to write.
+        text: its content.
+    """
     with atomic_output(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Write ``obj`` as indented JSON (and a final newline) to ``path`` atomically (see :func:`atomic_output`)."""
+    """Write ``obj`` as indented JSON (and a final newline) to ``path`` atomically (see :func:`atomic_output`).
+
+    Args:
+        path: the file to write.
+        obj: a JSON-serialisable value.
+    """
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
@@ -388,7 +420,13 @@ def _dedup_storage(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Te
 def save_safetensors(
     state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None
 ) -> None:
-    """Save tensors to a ``.safetensors`` file atomically (temporary file, fsync, ``os.replace``)."""
+    """Save tensors to a ``.safetensors`` file atomically (temporary file, fsync, ``os.replace``).
+
+    Args:
+        state_dict: the weights, by state-dict key.
+        path: the file to write.
+        metadata: string metadata for the header.
+    """
     with atomic_output(path) as tmp:
         write_safetensors(state_dict, tmp, metadata)
 
@@ -397,7 +435,13 @@ def write_safetensors(
     state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None
 ) -> None:
     """Write tensors to ``path`` in the safetensors format, in place (not atomic: for the temporary file of
-    :func:`atomic_output`; use :func:`save_safetensors` otherwise)."""
+    :func:`atomic_output`; use :func:`save_safetensors` otherwise).
+
+    Args:
+        state_dict: the weights, by state-dict key.
+        path: the file to write.
+        metadata: string metadata for the header.
+    """
     from safetensors.torch import save_file
 
     save_file(_dedup_storage(state_dict), str(path), metadata={"format": "pt", **(metadata or {})})
@@ -426,6 +470,10 @@ def load_safetensors(path: str | os.PathLike, *, with_metadata: bool = False) ->
 
     With ``with_metadata``, returns ``(tensors, metadata)``: the header's string metadata, read from the
     same open file as the tensors.
+
+    Args:
+        path: the file.
+        with_metadata: also return the header's metadata.
     """
     tensors, metadata = _read_safetensors(path, lambda f: {key: f.get_tensor(key) for key in f.keys()})
     return (tensors, metadata) if with_metadata else tensors
@@ -458,6 +506,9 @@ def load_torch_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
     Pickled code or arbitrary objects are refused (never executed); a truncated or corrupt file, or
     one whose top level is not a dict, is a :class:`CheckpointError`.
+
+    Args:
+        path: the ``.pth`` file.
     """
     path = Path(path)
     if not path.is_file():
@@ -487,7 +538,12 @@ def unwrap_state_dict(obj: Mapping[str, Any], source: str = "the checkpoint") ->
     """The state dict inside a loaded checkpoint ``obj``: the ``model`` entry of a taghead training checkpoint
     (it has ``format`` and ``version``), the dict under ``model_state_dict``, ``state_dict`` or ``model_state``
     (pytorchvideo's and PySlowFast's files), or ``obj`` itself; a ``module.`` prefix that every key shares
-    (saved from ``nn.DataParallel`` or DDP) is removed."""
+    (saved from ``nn.DataParallel`` or DDP) is removed.
+
+    Args:
+        obj: the loaded checkpoint.
+        source: where it came from, named in errors.
+    """
     if obj.get("format") == TRAIN_CHECKPOINT_FORMAT and "version" in obj:
         inner = obj.get("model")
         if not isinstance(inner, Mapping):
@@ -512,6 +568,12 @@ def check_state_dict(
 
     ``state_dict`` may hold ``meta`` tensors (e.g. :func:`read_safetensors_header`'s), and ``module`` may live on
     the ``meta`` device: only names, shapes and dtypes are compared. Keys in ``ignore`` are left out on both sides.
+
+    Args:
+        module: the model the weights are for.
+        state_dict: the weights, by state-dict key.
+        ignore: keys to leave out on both sides.
+        source: where the weights come from, named in the error.
     """
     skip = set(ignore)
     expected = {k: v for k, v in module.state_dict().items() if k not in skip}
@@ -536,7 +598,14 @@ def load_state_dict_checked(
 ) -> None:
     """Check keys, shapes and dtypes with :func:`check_state_dict`, then load (keys in ``ignore`` keep their
     values). Floating-point weights of another precision are converted to the module's, with a warning that
-    says so (``float16`` weights in a ``float32`` model, for instance)."""
+    says so (``float16`` weights in a ``float32`` model, for instance).
+
+    Args:
+        module: the model to load into.
+        state_dict: the weights, by state-dict key.
+        ignore: keys that keep the module's values.
+        source: where the weights come from, named in errors and warnings.
+    """
     skip = set(ignore)
     converted = check_state_dict(module, state_dict, ignore=skip, source=source)
     if converted:

@@ -32,6 +32,11 @@ def check_video(video: Any, in_chans: int = 3, owner: str = "backbone") -> torch
     Raises a ``TypeError``/``ValueError`` that names the expected layout and, for the usual mix-ups
     (``[B, T, C, H, W]``, channels-last, a clip without batch axis, integer pixels), the fix. Nothing is
     checked while ``torch.fx`` traces (a ``Proxy`` has no values).
+
+    Args:
+        video: the clip batch.
+        in_chans: the expected number of colour channels.
+        owner: who checks, named in the error message.
     """
     if is_tracing():
         return video
@@ -61,7 +66,12 @@ def check_video(video: Any, in_chans: int = 3, owner: str = "backbone") -> torch
 
 
 def check_feature_output(features: Any, owner: str = "backbone") -> torch.Tensor:
-    """Validate that a backbone produced a 5-D feature map ``[B, C, T, H, W]`` (not while ``torch.fx`` traces)."""
+    """Validate that a backbone produced a 5-D feature map ``[B, C, T, H, W]`` (not while ``torch.fx`` traces).
+
+    Args:
+        features: what the backbone returned.
+        owner: who produced it, named in the error message.
+    """
     if is_tracing():
         return features
     if not isinstance(features, torch.Tensor):
@@ -103,6 +113,9 @@ class FeatureExtractor(nn.Module):
         in_chans: colour channels of the video.
         supports_grad_checkpointing: whether :meth:`set_grad_checkpointing` can checkpoint this family's
             blocks (the subclass's ``extract`` honours :attr:`grad_checkpointing`).
+
+    Args:
+        model: the video model, modified in place and kept as ``self.model``.
     """
 
     adapter_name: ClassVar[str] = ""
@@ -128,11 +141,19 @@ class FeatureExtractor(nn.Module):
     # -- what subclasses provide -------------------------------------------------------------------
     @classmethod
     def matches(cls, model: nn.Module) -> bool:
-        """Whether this adapter can handle ``model`` (checked after the class lookup)."""
+        """Whether this adapter can handle ``model`` (checked after the class lookup).
+
+        Args:
+            model: a model whose class this adapter is registered for.
+        """
         return True
 
     def extract(self, video: Any) -> torch.Tensor:  # pragma: no cover - abstract
-        """Run the model on a validated ``video`` up to its last spatio-temporal map."""
+        """Run the model on a validated ``video`` up to its last spatio-temporal map.
+
+        Args:
+            video: the input, as :meth:`check_input` returned it.
+        """
         raise NotImplementedError
 
     def get_config(self) -> dict[str, Any]:
@@ -144,13 +165,24 @@ class FeatureExtractor(nn.Module):
         return DataConfig()
 
     def check_input(self, video: Any) -> Any:
-        """Validate the input; the default accepts one tensor ``[B, 3, T, H, W]``."""
+        """Validate the input; the default accepts one tensor ``[B, 3, T, H, W]``.
+
+        Args:
+            video: what the caller passed to the extractor.
+        """
         return check_video(video, self.in_chans, type(self).__name__)
 
     def dummy_input(self, num_frames: int, crop_size: int, batch_size: int = 1,
                     device: str | torch.device | None = None) -> Any:
         """A zero clip in the input format, in the model's dtype, on ``device`` (default: the model's; ``"meta"``
-        gives a clip without memory, for shapes)."""
+        gives a clip without memory, for shapes).
+
+        Args:
+            num_frames: frames of the clip.
+            crop_size: height and width in pixels.
+            batch_size: clips in the batch.
+            device: where to create it; ``None`` for the model's device.
+        """
         ref = next(iter(self.parameters()), None)
         if device is None:
             device = ref.device if ref is not None else torch.device("cpu")
@@ -160,12 +192,19 @@ class FeatureExtractor(nn.Module):
     def group_matcher(self, coarse: bool = False) -> GroupMatcher:
         """timm's ``group_matcher`` over the parameter names of ``self.model``: which parameters form one layer
         group (stages when ``coarse``, blocks otherwise), earliest first. The default is
-        :func:`children_group_matcher`; families with a known layout override it."""
+        :func:`children_group_matcher`; families with a known layout override it.
+
+        Args:
+            coarse: group by stage instead of by block.
+        """
         return children_group_matcher(self.model, coarse)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Checkpoint the model's blocks (timm's ``set_grad_checkpointing``): their activations are recomputed in
         the backward pass instead of kept; same outputs and gradients.
+
+        Args:
+            enable: turn checkpointing on (``True``) or off.
 
         Raises:
             NotImplementedError: ``enable=True`` on a family that cannot (:attr:`supports_grad_checkpointing`).
@@ -180,6 +219,15 @@ class FeatureExtractor(nn.Module):
 
     # -- the module ---------------------------------------------------------------------------------
     def forward(self, video: Any) -> torch.Tensor:
+        """Validate ``video``, extract its feature map and check the map's layout.
+
+        Args:
+            video: a clip batch ``[B, 3, T, H, W]`` (or the family's own input format, see
+                :meth:`check_input`).
+
+        Returns:
+            The feature map ``[B, C, T', H', W']``; computed without gradients when the extractor is frozen.
+        """
         video = self.check_input(video)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
             features = self.extract(video)
@@ -194,6 +242,9 @@ class FeatureExtractor(nn.Module):
 
         A frozen extractor runs under ``torch.no_grad()`` and stays in eval mode when the model is
         switched to training, so a frozen backbone is a fixed function of the input.
+
+        Args:
+            frozen: freeze (``True``) or unfreeze.
         """
         self.frozen = bool(frozen)
         for p in self.parameters():
@@ -206,11 +257,23 @@ class FeatureExtractor(nn.Module):
         Every BatchNorm layer of the backbone stays in eval mode when the model is switched to training:
         it normalises with the statistics it has (the pretrained ones) and does not update them; its
         affine weight and bias, and every other parameter, still train.
+
+        Args:
+            frozen: keep the statistics fixed (``True``) or let them update again.
         """
         self.bn_stats_frozen = bool(frozen)
         return self.train(self.training)
 
     def train(self, mode: bool = True) -> FeatureExtractor:
+        """Set training mode (``nn.Module.train``), keeping a frozen backbone, or its BatchNorm layers, in
+        eval mode.
+
+        Args:
+            mode: training (``True``) or evaluation mode.
+
+        Returns:
+            The extractor itself.
+        """
         super().train(mode)
         if self.frozen:
             self.model.eval()
@@ -224,6 +287,10 @@ class FeatureExtractor(nn.Module):
 
         Raises ``ValueError`` (with the shapes) when the model cannot run such a clip or when the map
         has an empty axis, i.e. the clip is too small for the backbone.
+
+        Args:
+            num_frames: frames of the clip.
+            crop_size: height and width of the clip in pixels.
         """
         for name, value in (("num_frames", num_frames), ("crop_size", crop_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -235,7 +302,12 @@ class FeatureExtractor(nn.Module):
         return self._shapes[key]
 
     def feature_grid(self, num_frames: int, crop_size: int) -> tuple[int, int, int]:
-        """``(T, H, W)`` of the feature map: the grid a head is built for."""
+        """``(T, H, W)`` of the feature map: the grid a head is built for.
+
+        Args:
+            num_frames: frames of the clip.
+            crop_size: height and width of the clip in pixels.
+        """
         return self.feature_shape(num_frames, crop_size)[1:]
 
     def _reference(self) -> tuple[int, int, tuple[int, int, int, int]]:

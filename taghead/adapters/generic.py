@@ -55,6 +55,12 @@ class LayerFeatures(FeatureExtractor):
     hold weights but never run (the classifier, say) are replaced by ``nn.Identity`` so that their
     weights are neither stored nor handed to the optimizer. If the model no longer runs after that,
     or its output changes shape, the submodules are put back.
+
+    Args:
+        model: the model to adapt, modified in place (kept as ``self.model``).
+        feature_layer: the name of the submodule whose output is the feature map, or a callable ``fn(model,
+            video)`` that returns it.
+        prune: replace the weighted submodules that never run before ``feature_layer`` by ``nn.Identity``.
     """
 
     def __init__(self, model: nn.Module, feature_layer: str | Callable[[nn.Module, Any], torch.Tensor],

@@ -96,7 +96,11 @@ class PTVResNetFeatures(PTVNetFeatures):
     """The stem and the residual stages; the ``ResNetBasicHead`` (pool, dropout, projection,
     activation, output pool) is replaced by ``nn.Identity``, so ``model(video)`` returns the last map
     ``[B, 2048, T/s_t, H/32, W/32]`` (``s_t`` = 1 for slow_r50, 2 for c2d/i3d, 4 for r2plus1d_r50,
-    8 for csn_r101)."""
+    8 for csn_r101).
+
+    Args:
+        model: the model to adapt, modified in place (kept as ``self.model``).
+    """
 
     @classmethod
     def matches(cls, model: nn.Module) -> bool:
@@ -115,7 +119,11 @@ class PTVResNetFeatures(PTVNetFeatures):
 class X3DFeatures(PTVNetFeatures):
     """The stem, the stages and X3D's ``conv5`` (the head's 1x1x1 expansion to 432 channels with its
     norm and activation, part of stage 5 in the X3D paper); the head's pooling, its ``lin5``
-    projection to 2048, dropout and classifier are removed. ``[B, 432, T, H/32, W/32]``."""
+    projection to 2048, dropout and classifier are removed. ``[B, 432, T, H/32, W/32]``.
+
+    Args:
+        model: the model to adapt, modified in place (kept as ``self.model``).
+    """
 
     @classmethod
     def matches(cls, model: nn.Module) -> bool:
@@ -147,6 +155,15 @@ class AlignPathways(nn.Module):
     """
 
     def forward(self, x: list[torch.Tensor]) -> torch.Tensor:
+        """Concatenate the two pathways' maps along channels, the fast one average-pooled in time to the
+        slow one's length.
+
+        Args:
+            x: the ``[slow, fast]`` feature maps ``[B, C, T, H, W]``.
+
+        Returns:
+            One map ``[B, C_slow + C_fast, T_slow, H, W]``.
+        """
         slow, fast = x
         if is_tracing():  # no shapes to compare: pool the fast map to the slow one's length (a no-op when equal)
             return torch.cat([slow, F.adaptive_avg_pool3d(fast, (slow.shape[2], slow.shape[3], slow.shape[4]))], dim=1)
@@ -174,6 +191,11 @@ class SlowFastFeatures(PTVNetFeatures):
     models). The data config's ``num_frames`` is the fast pathway's length. The head's pooling
     (``PoolConcatPathway``) is replaced by :class:`AlignPathways` and the ``ResNetBasicHead`` by
     ``nn.Identity``.
+
+    Args:
+        model: the model to adapt, modified in place (kept as ``self.model``).
+        alpha: frame-rate ratio of the fast to the slow pathway; ``None`` reads it from the model's fusion
+            stride.
     """
 
     input_format = "video tensor [B, 3, T, H, W] (split into pathways) or a list [slow, fast] of such tensors"
@@ -206,7 +228,11 @@ class SlowFastFeatures(PTVNetFeatures):
         return {"alpha": self.alpha}
 
     def pack_pathways(self, video: torch.Tensor) -> list[torch.Tensor]:
-        """One clip ``[B, 3, T, H, W]`` -> ``[slow, fast]`` (slow: ``T // alpha`` evenly spaced frames)."""
+        """One clip ``[B, 3, T, H, W]`` -> ``[slow, fast]`` (slow: ``T // alpha`` evenly spaced frames).
+
+        Args:
+            video: one clip batch ``[B, 3, T, H, W]``.
+        """
         t = video.shape[2]
         if not is_tracing() and t < self.alpha:
             raise ValueError(f"a SlowFast clip needs at least alpha={self.alpha} frames, got {t} ({tuple(video.shape)})")
@@ -245,6 +271,9 @@ class PTVMViTFeatures(FeatureExtractor):
     (``spatial_size``, ``temporal_size``); other sizes work here because the positional embedding is
     resampled to the actual token grid (trilinearly, or bilinear + linear when separable; unchanged at
     the native size). Gradient checkpointing: per block.
+
+    Args:
+        model: the model to adapt, modified in place (kept as ``self.model``).
     """
 
     supports_grad_checkpointing = True

@@ -39,6 +39,11 @@ def register_adapter(
                 model.classifier = torch.nn.Identity()   # drop what the head replaces
             def extract(self, video):
                 return self.model.body(video)             # [B, C, T, H, W]
+
+    Args:
+        name: the registry name (``adapter=name`` in :func:`~taghead.wrap_backbone` and in specs).
+        *model_types: the model classes (or ``"module:Class"`` strings) the adapter handles.
+        family: the family and its models in words, listed in "unsupported model" errors.
     """
 
     def decorator(cls: type[FeatureExtractor]) -> type[FeatureExtractor]:
@@ -65,7 +70,11 @@ def list_adapters() -> list[str]:
 
 
 def get_adapter(name: str) -> type[FeatureExtractor]:
-    """The adapter class registered as ``name``."""
+    """The adapter class registered as ``name``.
+
+    Args:
+        name: the registry name.
+    """
     if name not in _ADAPTERS:
         close = difflib.get_close_matches(name, list(_ADAPTERS), n=3)
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
@@ -81,7 +90,11 @@ def _fits(name: str, model: nn.Module) -> bool:
 
 
 def find_adapter(model: nn.Module) -> type[FeatureExtractor] | None:
-    """The adapter for ``model``: most specific class first, ``None`` when no adapter fits."""
+    """The adapter for ``model``: most specific class first, ``None`` when no adapter fits.
+
+    Args:
+        model: the video model.
+    """
     for cls in type(model).__mro__:
         keys = (cls, _type_key(cls))
         for key, name in reversed(_BY_TYPE):

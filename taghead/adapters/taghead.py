@@ -19,7 +19,11 @@ __all__ = ["TinyVideoCNNFeatures"]
 )
 class TinyVideoCNNFeatures(FeatureExtractor):
     """``model.forward_features``: ``[B, 4*width, T/4, H/8, W/8]``; ``pool`` and ``fc`` are dropped.
-    Gradient checkpointing: the three stages after the stem."""
+    Gradient checkpointing: the three stages after the stem.
+
+    Args:
+        model: the model to adapt, modified in place (kept as ``self.model``).
+    """
 
     supports_grad_checkpointing = True
 

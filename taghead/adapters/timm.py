@@ -27,10 +27,14 @@ class TimmFrameFeatures(FeatureExtractor):
     ViT-like models check the image size they were built for; pass ``img_size=`` (or
     ``dynamic_img_size=True``) to ``timm.create_model`` for other crops. Gradient checkpointing and layer
     groups are the timm model's own (``set_grad_checkpointing``, ``group_matcher``).
+
+    Args:
+        model: the model to adapt, modified in place (kept as ``self.model``).
     """
 
     @property
     def supports_grad_checkpointing(self) -> bool:  # type: ignore[override]
+        """Whether the timm model has ``set_grad_checkpointing``."""
         return callable(getattr(self.model, "set_grad_checkpointing", None))
 
     @classmethod

@@ -15,6 +15,11 @@ def tokens_to_map(tokens: torch.Tensor, thw: Sequence[int], num_prefix: int = 0)
     """``[B, P + T*H*W, C]`` tokens (t-major, then h, then w) -> feature map ``[B, C, T, H, W]``.
 
     The first ``num_prefix`` tokens (class / distillation tokens) are dropped.
+
+    Args:
+        tokens: ``[B, P + T*H*W, C]``.
+        thw: the grid ``(T, H, W)``.
+        num_prefix: ``P``, the prefix tokens to drop.
     """
     t, h, w = (int(v) for v in thw)
     x = tokens[:, num_prefix:]
@@ -32,6 +37,12 @@ def resample_separable_pos_embed(
     ``spatial`` is ``[H0*W0, C]`` (resampled bilinearly to ``H x W``), ``temporal`` is ``[T0, C]``
     (resampled linearly to ``T``); position ``(t, s)`` gets ``temporal[t] + spatial[s]``, as in MViT.
     On the original grid no resampling happens and the values are exactly MViT's.
+
+    Args:
+        spatial: the spatial embedding ``[H0*W0, C]``.
+        temporal: the temporal embedding ``[T0, C]``.
+        old_thw: the grid ``(T0, H0, W0)`` the embeddings were made for.
+        new_thw: the grid ``(T, H, W)`` to sum them on.
     """
     t0, h0, w0 = (int(v) for v in old_thw)
     t, h, w = (int(v) for v in new_thw)

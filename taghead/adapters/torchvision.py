@@ -32,6 +32,9 @@ class VideoResNetFeatures(FeatureExtractor):
     112x112 clips of ``T`` frames give ``[B, 512, T/8, 7, 7]`` (r3d_18, r2plus1d_18, R(2+1)D-34) or
     ``[B, 512, T, 7, 7]`` (mc3_18, whose 2D stages keep the time axis). Gradient checkpointing: per residual
     block; layer groups: the stem, then the stages (``coarse``) or their blocks.
+
+    Args:
+        model: the model to adapt, modified in place (kept as ``self.model``).
     """
 
     supports_grad_checkpointing = True
@@ -62,6 +65,9 @@ class S3DFeatures(FeatureExtractor):
 
     A 224x224 clip of ``T`` frames gives ``[B, 1024, T/8, 7, 7]``. Gradient checkpointing: per element of
     ``features``.
+
+    Args:
+        model: the model to adapt, modified in place (kept as ``self.model``).
     """
 
     supports_grad_checkpointing = True
@@ -93,6 +99,9 @@ class MViTFeatures(FeatureExtractor):
     MViT-v1 are resampled (bilinear / linear) to the actual token grid (unchanged at the native size),
     and MViT-v2's relative position tables are interpolated by torchvision itself. Gradient
     checkpointing: per block.
+
+    Args:
+        model: the model to adapt, modified in place (kept as ``self.model``).
     """
 
     supports_grad_checkpointing = True
@@ -139,6 +148,9 @@ class SwinTransformer3dFeatures(FeatureExtractor):
 
     ``avgpool`` and ``head`` are replaced by ``nn.Identity``. Any clip size works (windows are padded).
     Gradient checkpointing: per element of ``features`` (stages and patch merging).
+
+    Args:
+        model: the model to adapt, modified in place (kept as ``self.model``).
     """
 
     supports_grad_checkpointing = True

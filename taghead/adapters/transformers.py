@@ -81,6 +81,9 @@ class TransformersVideoFeatures(FeatureExtractor):
     Subclasses set ``base_prefix`` (the encoder's attribute in the classification model), ``processor`` (a key of
     :data:`PROCESSOR_VALUES`) and ``pooling_parts`` (attributes of the classification model that pool or
     classify, replaced by ``nn.Identity``), and implement :meth:`extract`.
+
+    Args:
+        model: the ``...ForVideoClassification`` model or its bare encoder model, modified in place.
     """
 
     base_prefix: ClassVar[str] = ""
@@ -107,6 +110,7 @@ class TransformersVideoFeatures(FeatureExtractor):
 
     @property
     def config(self) -> Any:
+        """The 🤗 Transformers config of the model."""
         return self.model.config
 
     # -- the clip ----------------------------------------------------------------------------------
@@ -119,7 +123,11 @@ class TransformersVideoFeatures(FeatureExtractor):
         return "num_frames, image_size"
 
     def frames_fit(self, frames: int) -> bool:
-        """Whether the model runs a clip of ``frames`` frames correctly (default: exactly the config's)."""
+        """Whether the model runs a clip of ``frames`` frames correctly (default: exactly the config's).
+
+        Args:
+            frames: frames of the clip.
+        """
         return frames == self.frames_and_size()[0]
 
     def check_input(self, video: Any) -> torch.Tensor:
@@ -140,7 +148,11 @@ class TransformersVideoFeatures(FeatureExtractor):
         return f"{frames} frames"
 
     def grid(self, video: torch.Tensor) -> tuple[int, int, int]:
-        """``(T', H', W')`` of the token map of ``video``."""
+        """``(T', H', W')`` of the token map of ``video``.
+
+        Args:
+            video: a clip batch ``[B, 3, T, H, W]``.
+        """
         t, h, w = video.shape[2:]
         patch = _pair(self.config.patch_size)
         return int(t) // self.tubelet(), int(h) // patch[0], int(w) // patch[1]
@@ -213,7 +225,11 @@ class TimesformerFeatures(TransformersVideoFeatures):
 class VivitFeatures(TransformersVideoFeatures):
     """ViViT's last hidden state after its final LayerNorm (tubelets ``tubelet_size``), class token dropped:
     ``[B, D, T/ts_t, H/ts_h, W/ts_w]``. ``VivitModel``'s pooler (a dense layer on the class token) and the
-    classification model's ``classifier`` are dropped."""
+    classification model's ``classifier`` are dropped.
+
+    Args:
+        model: the ``...ForVideoClassification`` model or its bare encoder model, modified in place.
+    """
 
     base_prefix = "vivit"
     processor = "vivit"
@@ -240,7 +256,11 @@ class VJEPA2Features(TransformersVideoFeatures):
     """V-JEPA 2's encoder output after its final LayerNorm (tubelets, no class token, rotary positions):
     ``[B, D, T/ts, H/p, W/p]``. The predictor (pre-training only), and the classification model's attentive
     ``pooler`` and ``classifier`` are dropped. Any number of frames that ``tubelet_size`` divides runs (the
-    rotary positions extend in time); the crop must be the config's ``crop_size``."""
+    rotary positions extend in time); the crop must be the config's ``crop_size``.
+
+    Args:
+        model: the ``...ForVideoClassification`` model or its bare encoder model, modified in place.
+    """
 
     base_prefix = "vjepa2"
     processor = "vjepa2"
@@ -277,7 +297,11 @@ class VJEPA2Features(TransformersVideoFeatures):
 class XCLIPVisionFeatures(TransformersVideoFeatures):
     """X-CLIP's vision tower on every frame (frames folded into the batch, as ``XCLIPModel`` does), the
     frame-level class tokens dropped: ``[B, D, T, H/p, W/p]``, time axis = frames. The ``post_layernorm``,
-    which the model applies only to the class token (its pooled output), is dropped."""
+    which the model applies only to the class token (its pooled output), is dropped.
+
+    Args:
+        model: the ``XCLIPVisionModel`` (``XCLIPModel.vision_model``), modified in place.
+    """
 
     processor = "xclip_vision"
 

@@ -15,6 +15,9 @@ def r2plus1d_34(num_classes: int = 400) -> nn.Module:
     ``BatchNorm3d`` at ``eps=1e-3, momentum=0.9``, as in the reference checkpoints. Randomly
     initialised: weights come from a converted reference checkpoint (:mod:`taghead.convert`).
     For a 112x112 clip of ``T`` frames its last map is ``[B, 512, T/8, 7, 7]``.
+
+    Args:
+        num_classes: width of the final ``fc`` layer.
     """
     from torchvision.models.video.resnet import BasicBlock, Conv2Plus1D, R2Plus1dStem, VideoResNet
 

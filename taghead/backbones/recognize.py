@@ -41,15 +41,21 @@ _BUILT: dict[tuple[str, str], tuple[dict[str, Any], dict[str, Any]]] = {}
 
 @dataclass(frozen=True)
 class Recognition:
-    """What :func:`recognize_backbone` found: a registered ``name`` and its builder ``kwargs`` (the module is
-    exactly ``create_backbone(name, **kwargs)`` up to its weights), or ``name=None``; ``reason`` says why,
-    in words (for an unrecognised module: the closest candidate and how it differs). True when recognised."""
+    """What :func:`recognize_backbone` found; true when a registered backbone was recognised.
+
+    Attributes:
+        name: the registered name, or ``None`` when the module is none of them.
+        kwargs: the builder arguments: the module is exactly ``create_backbone(name, **kwargs)`` up to its
+            weights.
+        reason: why, in words (for an unrecognised module: the closest candidate and how it differs).
+        also: other registered names whose builders make the same structure (e.g. ``pytorchvideo/x3d_s``
+            and ``x3d_m``, which differ only in the clip they are evaluated on); any of them rebuilds the
+            module.
+    """
 
     name: str | None
     kwargs: dict[str, Any] = field(default_factory=dict)
     reason: str = ""
-    #: other registered names whose builders make the same structure (e.g. ``pytorchvideo/x3d_s`` and
-    #: ``x3d_m``, which differ only in the clip they are evaluated on); any of them rebuilds the module.
     also: tuple[str, ...] = ()
 
     def __bool__(self) -> bool:
@@ -68,7 +74,11 @@ def _setting(value: Any) -> Any:
 
 def module_structure(module: nn.Module) -> dict[str, tuple[Any, ...]]:
     """The structure that recognition compares, by entry: ``"module <name>"`` -> (class, plain settings);
-    ``"parameter <name>"`` and ``"buffer <name>"`` -> (shape, dtype). Values only, no weights."""
+    ``"parameter <name>"`` and ``"buffer <name>"`` -> (shape, dtype). Values only, no weights.
+
+    Args:
+        module: the module to describe.
+    """
     entries: dict[str, tuple[Any, ...]] = {}
     for name, m in module.named_modules(remove_duplicate=False):
         settings = []
@@ -185,6 +195,9 @@ def recognize_backbone(module: nn.Module) -> Recognition:
 
         >>> taghead.recognize_backbone(torchvision.models.video.r3d_18(num_classes=10))
         Recognition(name='torchvision/r3d_18', kwargs={'num_classes': 10}, reason='...')
+
+    Args:
+        module: the backbone as built (before an adapter changes it).
     """
     if not isinstance(module, nn.Module):
         raise TypeError(f"recognize_backbone expects an nn.Module, got {type(module).__name__}")

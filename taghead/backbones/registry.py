@@ -54,17 +54,24 @@ _WEIGHT_SUFFIXES = (".pth", ".pt", ".pyth", ".bin", ".safetensors", ".ckpt")
 
 @dataclass(frozen=True)
 class BackboneEntry:
-    """A named backbone: its builder (random weights), default data config, a one-line description, for
-    recognition the class the builder makes (``"package.module:QualName"``) and a reader of the builder
-    arguments that change the module's shapes, and its published weights.
+    """A named backbone: how to build it, what it expects, how to recognise it, and its published weights.
 
-    ``records_defaults``: a spec records every argument the reader returns, also those equal to the
-    builder's defaults (a transformers config is recorded whole). ``weights`` are the published weights
-    (their ``backbone`` set to ``name``), ``default_tag`` the one ``pretrained=True`` loads; ``classifier``
-    the paths of the classifier submodules (``"fc"``, ``"blocks.-1.proj"``), whose weights are dropped when
-    their width is not the model's; and ``num_classes_kwarg`` the builder argument that sets the classifier
-    width. ``repo_loader`` builds the backbone from a whole model repository (config, weights and
-    preprocessing, as 🤗 Transformers models are published) where one weights file is not enough.
+    Attributes:
+        name: the registry name (``"torchvision/r2plus1d_18"``).
+        builder: makes the module, with random weights.
+        data_config: the default data config (``None``: the adapter decides).
+        description: one line, shown by ``taghead backbones``.
+        model_class: for recognition, the class the builder makes (``"package.module:QualName"``).
+        kwargs_from_module: for recognition, reads the builder arguments that change a module's shapes.
+        records_defaults: a spec records every argument the reader returns, also those equal to the
+            builder's defaults (a transformers config is recorded whole).
+        weights: the published weights (their ``backbone`` set to ``name``).
+        default_tag: the tag of the weights ``pretrained=True`` loads.
+        classifier: the paths of the classifier submodules (``"fc"``, ``"blocks.-1.proj"``), whose weights
+            are dropped when their width is not the model's.
+        num_classes_kwarg: the builder argument that sets the classifier width.
+        repo_loader: builds the backbone from a whole model repository (config, weights and preprocessing,
+            as 🤗 Transformers models are published) where one weights file is not enough.
     """
 
     name: str
@@ -205,6 +212,10 @@ def list_backbones(pattern: str | None = None, pretrained: bool = False) -> list
     ``"timm/<timm model name>"``; timm's own tags are listed only for a pattern that starts with
     ``"timm/"`` (``list_backbones("timm/resnet18*", pretrained=True)``; ``timm.list_pretrained()`` has
     them all).
+
+    Args:
+        pattern: a shell pattern the names must match (``None``: all).
+        pretrained: list the published weights (``"name.tag"``) instead of the architectures.
     """
     if not pretrained:
         names = sorted(_BACKBONES)
@@ -225,7 +236,11 @@ def _sorted_weights(entry: BackboneEntry) -> list[BackboneWeights]:
 def backbone_weights_table(pattern: str | None = None) -> str:
     """The Markdown table of the published weights of the registered backbones (``pattern`` as in
     :func:`list_backbones`): name, dataset, classes, clip, licence, file; the default tag is marked where a
-    backbone has several."""
+    backbone has several.
+
+    Args:
+        pattern: a shell pattern the names must match (``None``: all).
+    """
     rows = []
     for full in list_backbones(pattern, pretrained=True):
         weights = get_backbone_weights(full)
@@ -265,6 +280,10 @@ def _timm_model(name: str) -> str:
 def get_backbone_weights(name: str, tag: str | None = None) -> BackboneWeights:
     """The published weights ``"name.tag"`` (or ``name`` and ``tag``); without a tag the backbone's default.
 
+    Args:
+        name: ``"name.tag"``, or the backbone name.
+        tag: the tag, when ``name`` has none (``None``: the default).
+
     Raises:
         ValueError: an unknown backbone or tag (the message lists the backbone's tags), or a backbone
             without published weights.
@@ -298,7 +317,11 @@ def get_backbone_entry(name: str) -> BackboneEntry:
 
 
 def get_backbone_data_config(name: str) -> DataConfig | None:
-    """The default data config registered for ``name`` (``None``: the adapter decides)."""
+    """The default data config registered for ``name`` (``None``: the adapter decides).
+
+    Args:
+        name: the registered backbone name.
+    """
     entry = _BACKBONES.get(name)
     return DataConfig.from_dict(entry.data_config.to_dict()) if entry and entry.data_config else None
 
@@ -515,7 +538,12 @@ def download_backbone_weights(name: str, *, progress: bool = True) -> Path:
     """Put the file of the published weights ``"name.tag"`` (``name``: the default tag) into the local cache
     (torch.hub's or the Hugging Face cache) and return its path; nothing is downloaded when it is there. For a
     repository (a ``transformers/...`` tag, or a ``"hf-hub:<repo>"`` name) every file a load reads is fetched and
-    the snapshot folder holding them is returned."""
+    the snapshot folder holding them is returned.
+
+    Args:
+        name: ``"name.tag"`` or ``"hf-hub:<repo>"``.
+        progress: show a progress bar.
+    """
     base, _ = split_backbone_name(name)
     prefix = _name_prefix(base)
     if prefix is not None:

@@ -20,6 +20,10 @@ class TinyVideoCNN(nn.Module):
     Its receptive field is small on purpose (about 11 frames and 35 pixels), so it sees local events,
     not their arrangement: what it looks like to a head when a big backbone meets a fine-grained task.
     Has ``pool`` and ``fc`` like a classifier; adapters drop them.
+
+    Args:
+        width: channels of the first stage (the last has ``4 * width``).
+        num_classes: width of the ``fc`` classifier.
     """
 
     temporal_stride = 4
@@ -36,12 +40,33 @@ class TinyVideoCNN(nn.Module):
         self.fc = nn.Linear(width * 4, num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last feature map.
+
+        Args:
+            x: clips ``[B, 3, T, H, W]``.
+
+        Returns:
+            ``[B, 4 * width, T/4, H/8, W/8]``.
+        """
         return self.layer3(self.layer2(self.layer1(self.stem(x))))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits: the feature map, average-pooled and classified.
+
+        Args:
+            x: clips ``[B, 3, T, H, W]``.
+
+        Returns:
+            Logits ``[B, num_classes]``.
+        """
         return self.fc(self.pool(self.forward_features(x)).flatten(1))
 
 
 def tiny_video_cnn(width: int = 16, num_classes: int = 10) -> TinyVideoCNN:
-    """Build :class:`TinyVideoCNN` (random weights)."""
+    """Build :class:`TinyVideoCNN` (random weights).
+
+    Args:
+        width: channels of the first stage.
+        num_classes: width of the ``fc`` classifier.
+    """
     return TinyVideoCNN(width=width, num_classes=num_classes)

@@ -139,7 +139,11 @@ class BackboneWeights:
 
     def provenance(self, filename: str | None = None) -> dict[str, Any]:
         """What a saved model records about its backbone's start (``spec["backbone_weights"]``): the tag, the
-        source (URL or ``hf-hub:`` id), the file's base name, the licence and the dataset."""
+        source (URL or ``hf-hub:`` id), the file's base name, the licence and the dataset.
+
+        Args:
+            filename: the file's base name as loaded (``None``: the published one).
+        """
         return {"tag": self.tag, "source": self.source, "filename": filename or self.filename,
                 "license": self.license, "dataset": self.dataset}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import copy
 import math
+import re
 import shutil
 import sys
 import textwrap
@@ -16,7 +17,27 @@ if TYPE_CHECKING:
 
 __all__ = ["add_command_parser", "add_device_argument", "add_video_model_arguments", "add_run_arguments", "fail",
            "run_reporting_errors", "positive_int", "non_negative_int", "finite_float", "positive_float",
-           "non_negative_float", "unit_float", "resolve_device", "HelpFormatter"]
+           "non_negative_float", "unit_float", "resolve_device", "HelpFormatter", "plain_text"]
+
+_LITERAL = re.compile(r"``(.+?)``", re.DOTALL)
+_ROLE = re.compile(r":(?:class|func|meth|attr|data|mod|exc|obj|const|math):`~?(.+?)`")
+_EMPHASIS = re.compile(r"(?<![\w*/])\*{1,2}(\w(?:[^*\n]*\w)?)\*{1,2}(?![\w*])")
+
+
+def plain_text(text: str) -> str:
+    """A docstring's text as a terminal shows it: reStructuredText inline markup removed.
+
+    Double-backtick literals and Sphinx roles keep their text (a role's ``~`` target its last name), starred
+    emphasis loses its stars; anything else (``videos/*.mp4``, ``2 * 3``) is left as written. Command
+    descriptions that come from a module docstring go through it, so ``taghead COMMAND --help`` prints no
+    markup.
+
+    Args:
+        text: the docstring or paragraph.
+    """
+    text = _ROLE.sub(lambda m: m[1].rsplit(".", 1)[-1] if m[0].count("~") else m[1], text)
+    text = _LITERAL.sub(r"\1", text)
+    return _EMPHASIS.sub(r"\1", text)
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -108,10 +129,12 @@ def resolve_device(choice: str | None) -> torch.device:
 
 def add_command_parser(subparsers: argparse._SubParsersAction, name: str, *, help: str, description: str,
                        epilog: str | None = None) -> argparse.ArgumentParser:
-    """The sub-command's parser: ``description`` (one paragraph, any line breaks) wrapped to the terminal, ``epilog``
-    (examples) printed as written, defaults shown (:class:`HelpFormatter`)."""
+    """The sub-command's parser: ``description`` (one paragraph, any line breaks; markup removed by
+    :func:`plain_text`) wrapped to the terminal, ``epilog`` (examples) printed as written, defaults shown
+    (:class:`HelpFormatter`)."""
     width = max(min(shutil.get_terminal_size().columns, 100) - 2, 40)
-    return subparsers.add_parser(name, help=help, description=textwrap.fill(" ".join(description.split()), width), epilog=epilog,
+    description = textwrap.fill(" ".join(plain_text(description).split()), width)
+    return subparsers.add_parser(name, help=help, description=description, epilog=epilog,
                                  formatter_class=HelpFormatter)
 
 

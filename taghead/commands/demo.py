@@ -112,11 +112,11 @@ QUICK_RECIPE = DemoRecipe(train_samples=16, val_samples=8, num_frames=8, size=32
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from ._args import HelpFormatter
+    from ._args import HelpFormatter, plain_text
 
     parser = subparsers.add_parser(
         "demo", help="TAG-Head vs mean pooling on a synthetic fine-grained task, on the CPU (a few minutes)",
-        description=__doc__, formatter_class=HelpFormatter,
+        description=plain_text(__doc__), formatter_class=HelpFormatter,
     )
     parser.add_argument("--output", type=Path, default=Path("taghead-demo"),
                         help="folder for the plots, runs and the saved model (default: ./taghead-demo)")

@@ -37,7 +37,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath, PureWindowsPath
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -52,7 +52,9 @@ __all__ = ["VideoClipDataset", "VideoSample", "CorruptVideoWarning", "load_clip"
            "VIDEO_EXTENSIONS", "CSV_COLUMNS"]
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v")
+"""The file suffixes :meth:`VideoClipDataset.from_folder` takes as videos."""
 CSV_COLUMNS = ("FileName", "Class", "TotalFrames", "ClassEncoded")
+"""The columns of a reference split file (:meth:`VideoClipDataset.from_csv`)."""
 
 
 class CorruptVideoWarning(RuntimeWarning):
@@ -89,14 +91,25 @@ class ClipSource:
 
     def frame_labels(self, sep: str = ", ") -> list[str]:
         """One label per clip frame: ``"frame 37, 1.23 s"`` (the source frame number, and its time when known;
-        ``sep`` between them)."""
+        ``sep`` between them).
+
+        Args:
+            sep: the text between frame number and time.
+        """
         times = self.times()
         return [f"frame {i}" + (f"{sep}{times[k]:.2f} s" if times else "") for k, i in enumerate(self.frame_indices)]
 
 
 def load_clip_with_source(path: str | os.PathLike, data_config: DataConfig, total_frames: int | None = None, *,
                           threads: int | None = None) -> tuple[torch.Tensor, ClipSource]:
-    """:func:`load_clip`, and which source frames the clip holds and at what times (:class:`ClipSource`)."""
+    """:func:`load_clip`, and which source frames the clip holds and at what times (:class:`ClipSource`).
+
+    Args:
+        path: the video file.
+        data_config: frames, crop, resize, mean and std of the model's input.
+        total_frames: the video's frame count when known (spares counting).
+        threads: decoder threads (``None``: automatic).
+    """
     frames, total = read_clip(path, data_config.num_frames, total_frames, shrink_to=data_config.resize_size,
                               threads=threads)
     source = ClipSource(os.fspath(path), tuple(uniform_frame_indices(total, data_config.num_frames)), total,
@@ -114,6 +127,12 @@ def load_clip(path: str | os.PathLike, data_config: DataConfig, total_frames: in
     (:func:`~taghead.data.read_clip`'s ``shrink_to``). ``threads``: decoder threads (``None``:
     automatic, 1 inside a DataLoader worker). Raises :class:`~taghead.data.video.VideoDecodeError`
     for an unreadable file.
+
+    Args:
+        path: the video file.
+        data_config: frames, crop, resize, mean and std of the model's input.
+        total_frames: the video's frame count when known (spares counting).
+        threads: decoder threads (``None``: automatic, 1 inside a DataLoader worker).
     """
     frames, _ = read_clip(path, data_config.num_frames, total_frames, shrink_to=data_config.resize_size,
                           threads=threads)
@@ -289,7 +308,7 @@ class VideoClipDataset(Dataset):
         class_names: Sequence[str] | None = None,
         num_classes: int | None = None,
         allow_outside_video_dir: bool = False,
-        **kwargs,
+        **kwargs: Any,
     ) -> VideoClipDataset:
         """A split file of the reference: columns ``FileName, Class, TotalFrames, ClassEncoded``.
 
@@ -309,6 +328,16 @@ class VideoClipDataset(Dataset):
         error. ``FileName`` and ``Class`` must stay inside ``video_dir``: an absolute path or a ``..``
         component is an error naming the line unless ``allow_outside_video_dir``. Other keyword
         arguments go to the constructor.
+
+        Args:
+            csv_path: the split file.
+            video_dir: the folder holding ``<Class>/<FileName>``.
+            data_config: frames, crop, resize, mean and std of the model's input.
+            train: training transform (random crop and flip) instead of the evaluation one.
+            class_names: the model's class names in label order (checked against the ``Class`` column).
+            num_classes: the class count (e.g. the model's), when the split lacks some classes.
+            allow_outside_video_dir: accept absolute paths and ``..`` components in the file.
+            **kwargs: passed to the constructor.
         """
         csv_path, video_dir = Path(csv_path), Path(video_dir)
         if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int)
@@ -359,13 +388,21 @@ class VideoClipDataset(Dataset):
         *,
         class_names: Sequence[str] | None = None,
         extensions: Sequence[str] = VIDEO_EXTENSIONS,
-        **kwargs,
+        **kwargs: Any,
     ) -> VideoClipDataset:
         """One sub-folder per class: ``root/<class name>/<video files>``.
 
         Label indices follow ``class_names`` when given (folders not listed are an error; listed
         classes without a folder simply have no videos), otherwise the alphabetically sorted
         folder names. Files are taken in sorted order. Other keyword arguments go to the constructor.
+
+        Args:
+            root: the folder holding one sub-folder per class.
+            data_config: frames, crop, resize, mean and std of the model's input.
+            train: training transform (random crop and flip) instead of the evaluation one.
+            class_names: the class names in label order (``None``: the sorted folder names).
+            extensions: the file suffixes taken as videos.
+            **kwargs: passed to the constructor.
         """
         root = Path(root)
         if not root.is_dir():
@@ -397,7 +434,11 @@ class VideoClipDataset(Dataset):
     def decode(self, index: int) -> np.ndarray:
         """The sampled frames of video ``index`` before the transform, ``uint8 [T, H, W, 3]`` (shorter side at
         ``resize_size``), without the replacement policy (raises :class:`VideoDecodeError`, also for frames
-        smaller than the evaluation crop: :func:`check_fits_crop`)."""
+        smaller than the evaluation crop: :func:`check_fits_crop`).
+
+        Args:
+            index: the video's position in the dataset.
+        """
         sample = self.samples[index]
         cfg = self.data_config
         known = int(self._decoded_frames[index]) or sample.total_frames
@@ -408,7 +449,11 @@ class VideoClipDataset(Dataset):
         return frames
 
     def load(self, index: int) -> tuple[torch.Tensor, int]:
-        """Item ``index`` without the replacement policy (raises :class:`VideoDecodeError`)."""
+        """Item ``index`` without the replacement policy (raises :class:`VideoDecodeError`).
+
+        Args:
+            index: the video's position in the dataset.
+        """
         return self.transform(self.decode(index)), self.samples[index].label
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
@@ -458,7 +503,11 @@ class VideoClipDataset(Dataset):
 
     def display_path(self, index: int) -> str:
         """The path of video ``index`` as messages show it: relative to :attr:`root` when it lies under it
-        (``jump/c.mp4``, unambiguous across class folders), else as given."""
+        (``jump/c.mp4``, unambiguous across class folders), else as given.
+
+        Args:
+            index: the video's position in the dataset.
+        """
         path = self.samples[index].path
         if self.root is not None:
             relative = os.path.relpath(path, self.root)

@@ -25,6 +25,10 @@ def uniform_frame_indices(total_frames: int, num_frames: int) -> list[int]:
     [0, 3, 6, 9]
     >>> uniform_frame_indices(3, 5)
     [0, 0, 1, 1, 2]
+
+    Args:
+        total_frames: frames of the video.
+        num_frames: frames of the clip.
     """
     for name, value in (("total_frames", total_frames), ("num_frames", num_frames)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:

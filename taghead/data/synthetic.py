@@ -63,6 +63,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -88,6 +89,9 @@ SYNTHETIC_CLASSES: tuple[tuple[str, tuple[int, int]], ...] = (
     ("top-right then bottom-right", (1, 2)),
     ("bottom-right then top-right", (2, 1)),
 )
+"""The classes of the synthetic benchmark: ``(name, (first corner, second corner))``, corners numbered
+clockwise from the top left (0 top-left, 1 top-right, 2 bottom-right, 3 bottom-left).
+"""
 
 _SPLITS = ("train", "val", "test")
 _QUADRANT_NAMES = ("top-left", "top-right", "bottom-right", "bottom-left")
@@ -190,7 +194,11 @@ class SyntheticFineGrainedDataset(Dataset):
         return torch.from_numpy(np.ascontiguousarray(video.transpose(3, 0, 1, 2))), label
 
     def render(self, index: int) -> tuple[torch.Tensor, int]:
-        """Clip ``index`` as ``uint8 [T, H, W, 3]`` RGB frames, and its label."""
+        """Clip ``index`` as ``uint8 [T, H, W, 3]`` RGB frames, and its label.
+
+        Args:
+            index: the clip's position in the dataset.
+        """
         label, rng = self._item(index)
         video = self._render(label, rng)
         return torch.from_numpy(np.clip(np.rint(video * 255), 0, 255).astype(np.uint8)), label
@@ -200,6 +208,9 @@ class SyntheticFineGrainedDataset(Dataset):
 
         Recorded while the clip is rendered again (the same random draws, a few milliseconds), so they
         always match :meth:`render`.
+
+        Args:
+            index: the clip's position in the dataset.
         """
         label, rng = self._item(index)
         events: list[FlashEvent] = []
@@ -209,7 +220,9 @@ class SyntheticFineGrainedDataset(Dataset):
     def event_mask(self, index: int, events: Sequence[FlashEvent] | None = None) -> torch.Tensor:
         """``bool [T, H, W]``: true inside a flash's box during that flash's frames.
 
-        ``events``: the clip's :meth:`events` when already at hand (spares rendering the clip again).
+        Args:
+            index: the clip's position in the dataset.
+            events: the clip's :meth:`events` when already at hand (spares rendering the clip again).
         """
         mask = torch.zeros(self.num_frames, self.size, self.size, dtype=torch.bool)
         for event in self.events(index) if events is None else events:
@@ -281,8 +294,13 @@ class SyntheticFineGrainedDataset(Dataset):
                 video[start + k] = video[start + k] * (1 - alpha) + colour * alpha
         return np.clip(video, 0, 1, out=video)
 
-    def write_videos(self, root: str | os.PathLike, **kwargs) -> Path:
-        """Write every clip as mp4 under ``root`` (see :func:`write_videos`); returns the CSV path."""
+    def write_videos(self, root: str | os.PathLike, **kwargs: Any) -> Path:
+        """Write every clip as mp4 under ``root`` (see :func:`write_videos`); returns the CSV path.
+
+        Args:
+            root: the output folder.
+            **kwargs: ``fps``, ``crf``, ``progress`` (see :func:`write_videos`).
+        """
         return write_videos(root, self, **kwargs)
 
     def __repr__(self) -> str:
@@ -306,6 +324,13 @@ def write_videos(
     same labels. The folder layout sorts class names alphabetically; pass
     ``class_names=dataset.class_names`` to ``VideoClipDataset.from_folder`` to keep this order.
     ``crf`` is the H.264 quality (lower = closer to the rendered frames). Returns the CSV path.
+
+    Args:
+        root: the output folder.
+        dataset: the clips to encode.
+        fps: frame rate of the files.
+        crf: H.264 quality (lower = closer to the rendered frames).
+        progress: show a progress bar.
     """
     from tqdm.auto import tqdm
 

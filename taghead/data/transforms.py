@@ -172,7 +172,11 @@ def normalize(clip: torch.Tensor, mean: tuple[float, float, float], std: tuple[f
 
 
 class EvalTransform:
-    """Validation / test pipeline: scale to [0, 1], resize the shorter side, centre crop, normalise."""
+    """Validation / test pipeline: scale to [0, 1], resize the shorter side, centre crop, normalise.
+
+    Args:
+        data_config: sizes, mean and std.
+    """
 
     def __init__(self, data_config: DataConfig) -> None:
         if not isinstance(data_config, DataConfig):
@@ -243,7 +247,15 @@ def build_transform(
     scale: tuple[float, float] = (0.5, 1.0),
     generator: torch.Generator | None = None,
 ) -> TrainTransform | EvalTransform:
-    """:class:`TrainTransform` when ``train`` else :class:`EvalTransform`."""
+    """:class:`TrainTransform` when ``train`` else :class:`EvalTransform`.
+
+    Args:
+        data_config: sizes, mean and std.
+        train: the training transform (random crop and flip).
+        hflip_p: probability of a horizontal flip (training only).
+        scale: range of the crop's fraction of the frame area (training only).
+        generator: source of randomness (``None``: torch's global RNG).
+    """
     if train:
         return TrainTransform(data_config, hflip_p=hflip_p, scale=scale, generator=generator)
     return EvalTransform(data_config)

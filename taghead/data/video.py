@@ -59,7 +59,12 @@ __all__ = ["VideoDecodeError", "read_clip", "count_frames", "frame_rate", "iter_
 
 
 class VideoDecodeError(RuntimeError):
-    """A video file that cannot be opened or decoded (missing, truncated, corrupt, no video stream)."""
+    """A video file that cannot be opened or decoded (missing, truncated, corrupt, no video stream).
+
+    Args:
+        path: the file.
+        reason: what went wrong, in words.
+    """
 
     def __init__(self, path: str | os.PathLike, reason: str) -> None:
         super().__init__(f"cannot decode video {os.fspath(path)!r}: {reason}")
@@ -252,7 +257,11 @@ def _decode(path: str | os.PathLike, keep: Sequence[int], shrink_to: int | None 
 
 def frame_rate(path: str | os.PathLike) -> float | None:
     """The average frame rate of ``path``'s video stream from the container's metadata (``None`` when it has
-    none). Raises :class:`VideoDecodeError` for a file that cannot be opened."""
+    none). Raises :class:`VideoDecodeError` for a file that cannot be opened.
+
+    Args:
+        path: the video file.
+    """
     container, stream = _open(path, threads=1)
     try:
         rate = stream.average_rate or stream.guessed_rate
@@ -268,6 +277,11 @@ def iter_frames(path: str | os.PathLike, resize_to: int | None = None, threads: 
     ``resize_to``: scale each frame (up or down, bilinear) so that its shorter side is ``resize_to``, the
     aspect ratio kept as :func:`~taghead.data.transforms.shorter_side_size` rounds it. Raises
     :class:`VideoDecodeError` for a file that cannot be opened or decoded.
+
+    Args:
+        path: the video file.
+        resize_to: the shorter side of every frame in pixels (``None``: as stored).
+        threads: decoder threads (``None``: automatic).
     """
     from av.video.reformatter import VideoReformatter
 
@@ -285,7 +299,12 @@ def iter_frames(path: str | os.PathLike, resize_to: int | None = None, threads: 
 
 
 def count_frames(path: str | os.PathLike, threads: int | None = None) -> int:
-    """The number of frames of ``path``, found by decoding the whole stream (slow but always right)."""
+    """The number of frames of ``path``, found by decoding the whole stream (slow but always right).
+
+    Args:
+        path: the video file.
+        threads: decoder threads (``None``: automatic).
+    """
     return _decode(path, keep=(), threads=_resolve_threads(threads))[1]
 
 
@@ -382,6 +401,13 @@ def write_video(
     The file is written to a temporary name in the same folder and renamed, so a crash never
     leaves a partial file under ``path``. ``crf`` is the libx264 quality (0 = lossless, 23 =
     FFmpeg's default; ignored by other codecs). Returns ``Path(path)``.
+
+    Args:
+        path: the output file.
+        frames: ``uint8 [T, H, W, 3]`` or an iterable of ``uint8 [H, W, 3]``.
+        fps: frame rate: an int, a float (29.97) or a ``Fraction``.
+        codec: the FFmpeg encoder.
+        crf: libx264 quality (``None``: the encoder's default).
     """
     av = _av()
     if isinstance(frames, torch.Tensor):

@@ -95,6 +95,10 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
 
     ``state`` gets ``format`` and ``version`` added. On any error the temporary file is removed and
     an existing checkpoint at ``path`` is left untouched.
+
+    Args:
+        state: the checkpoint dict (tensors and plain values).
+        path: the file to write.
     """
     path = Path(path)
     payload = dict(state, format=CHECKPOINT_FORMAT, version=CHECKPOINT_VERSION)
@@ -108,6 +112,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 
     Raises :class:`~taghead.weights.CheckpointError` (a ``ValueError``) for a missing, truncated,
     foreign or newer-version file.
+
+    Args:
+        path: the checkpoint file.
+        map_location: where to load the tensors.
     """
     path = Path(path)
     if not path.is_file():

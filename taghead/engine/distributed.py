@@ -43,7 +43,15 @@ __all__ = [
 
 @dataclass(frozen=True)
 class DistributedContext:
-    """Where this process stands: ``rank`` of ``world_size``, its ``local_rank`` and ``device``."""
+    """Where this process stands in a (possibly single-process) run.
+
+    Attributes:
+        rank: this process's global rank.
+        world_size: the number of processes.
+        local_rank: its rank on this machine (which GPU it uses).
+        device: the device it computes on.
+        backend: the ``torch.distributed`` backend (``"nccl"``, ``"gloo"``), ``None`` without a process group.
+    """
 
     rank: int = 0
     world_size: int = 1
@@ -53,6 +61,7 @@ class DistributedContext:
 
     @property
     def is_distributed(self) -> bool:
+        """More than one process."""
         return self.world_size > 1
 
     @property

@@ -45,7 +45,13 @@ def _check_logits_targets(logits: torch.Tensor, targets: torch.Tensor) -> None:
 
 
 def confusion_matrix(preds: torch.Tensor, targets: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """``M[c, p]`` = number of samples of true class ``c`` predicted as ``p``; int64 ``[C, C]`` on the CPU."""
+    """``M[c, p]`` = number of samples of true class ``c`` predicted as ``p``; int64 ``[C, C]`` on the CPU.
+
+    Args:
+        preds: predicted classes ``[B]``.
+        targets: true classes ``[B]``.
+        num_classes: ``C``.
+    """
     if preds.shape != targets.shape or preds.dim() != 1:
         raise ValueError(f"preds and targets must be 1-D of the same length, got {tuple(preds.shape)} and {tuple(targets.shape)}")
     preds, targets = preds.detach().long().cpu(), targets.detach().long().cpu()
@@ -70,6 +76,11 @@ def topk_accuracy(logits: torch.Tensor, targets: torch.Tensor, k: int = 1) -> fl
     """Fraction of rows whose target is among the ``k`` highest scores.
 
     ``k >= num_classes`` returns 1.0 (every class is in the top k); an empty batch returns NaN.
+
+    Args:
+        logits: scores ``[B, C]``.
+        targets: true classes ``[B]``.
+        k: how many of the highest scores count.
     """
     n = logits.shape[0] if isinstance(logits, torch.Tensor) else 0
     correct = topk_correct(logits, targets, k)
@@ -77,7 +88,11 @@ def topk_accuracy(logits: torch.Tensor, targets: torch.Tensor, k: int = 1) -> fl
 
 
 def per_class_accuracy(confusion: torch.Tensor) -> torch.Tensor:
-    """Recall of every class, float64 ``[C]``; NaN for classes with no sample (absent from the split)."""
+    """Recall of every class, float64 ``[C]``; NaN for classes with no sample (absent from the split).
+
+    Args:
+        confusion: the confusion matrix ``[C, C]`` (rows: true classes).
+    """
     if confusion.dim() != 2 or confusion.shape[0] != confusion.shape[1]:
         raise ValueError(f"confusion must be a square [C, C] matrix, got shape {tuple(confusion.shape)}")
     confusion = confusion.double()
@@ -89,7 +104,11 @@ def per_class_accuracy(confusion: torch.Tensor) -> torch.Tensor:
 
 
 def mean_class_accuracy(confusion: torch.Tensor) -> float:
-    """Mean of the per-class accuracies over the classes present in the split (NaN if none is)."""
+    """Mean of the per-class accuracies over the classes present in the split (NaN if none is).
+
+    Args:
+        confusion: the confusion matrix ``[C, C]`` (rows: true classes).
+    """
     acc = per_class_accuracy(confusion)
     present = ~torch.isnan(acc)
     return float(acc[present].mean()) if bool(present.any()) else math.nan
@@ -114,6 +133,7 @@ class ClassificationMeter:
         self.reset()
 
     def reset(self) -> None:
+        """Forget every batch added so far."""
         self.confusion = torch.zeros(self.num_classes, self.num_classes, dtype=torch.int64)
         self.topk_hits = torch.zeros(len(self.topk), dtype=torch.int64)
         self.loss_sum = 0.0
@@ -121,7 +141,13 @@ class ClassificationMeter:
 
     @torch.no_grad()
     def update(self, logits: torch.Tensor, targets: torch.Tensor, loss: float | torch.Tensor | None = None) -> None:
-        """Add a batch; ``loss`` is the batch's **mean** loss (weighted by the batch size here)."""
+        """Add a batch; ``loss`` is the batch's **mean** loss (weighted by the batch size here).
+
+        Args:
+            logits: scores ``[B, C]``.
+            targets: true classes ``[B]``.
+            loss: the batch's mean loss (``None``: not tracked).
+        """
         _check_logits_targets(logits, targets)
         if logits.shape[1] != self.num_classes:
             raise ValueError(f"logits have {logits.shape[1]} classes, the meter was built for {self.num_classes}")
@@ -140,6 +166,11 @@ class ClassificationMeter:
                           torch.tensor([self.loss_sum, float(self.count)], dtype=torch.float64)])
 
     def load_state_tensor(self, state: torch.Tensor) -> None:
+        """Restore the counts from a tensor :meth:`state_tensor` made (summed over processes, say).
+
+        Args:
+            state: the flat float64 counts.
+        """
         c2, nk = self.num_classes ** 2, len(self.topk)
         state = state.detach().cpu().double()
         if state.numel() != c2 + nk + 2:

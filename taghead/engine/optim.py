@@ -41,6 +41,14 @@ def build_optimizer(
     gets a ``"backbone"`` group at ``lr * backbone_lr_scale`` and a ``"head"`` group at ``lr``, and with
     ``weight_decay > 0`` their ``"_no_decay"`` twins (1-D parameters, positional embeddings, prompts,
     ART's text agent; timm's convention); any other module gets one group. Frozen parameters are left out.
+
+    Args:
+        model: the model to train.
+        name: ``"adam"`` or ``"adamw"``.
+        lr: the head's learning rate.
+        weight_decay: weight decay (not applied to norms, biases, embeddings and prompts).
+        backbone_lr_scale: the backbone's learning rate as a fraction of ``lr``.
+        betas: Adam's moment coefficients.
     """
     if name not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
@@ -67,6 +75,11 @@ class WarmupCosine:
     """Linear warm-up then cosine decay, as a multiplier of the base learning rate (see the module docstring).
 
     A plain object whose attributes are numbers, so ``LambdaLR.state_dict()`` stays weights-only safe.
+
+    Args:
+        total_steps: optimiser steps of the whole run.
+        warmup_steps: steps of linear warm-up.
+        min_lr_ratio: the final learning rate as a fraction of the base one.
     """
 
     def __init__(self, total_steps: int, warmup_steps: int = 0, min_lr_ratio: float = 0.0) -> None:
@@ -90,5 +103,12 @@ class WarmupCosine:
 
 def build_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int = 0,
                     min_lr_ratio: float = 0.0) -> torch.optim.lr_scheduler.LambdaLR:
-    """A per-step :class:`WarmupCosine` schedule (call ``scheduler.step()`` after every optimiser step)."""
+    """A per-step :class:`WarmupCosine` schedule (call ``scheduler.step()`` after every optimiser step).
+
+    Args:
+        optimizer: the optimiser whose learning rates to schedule.
+        total_steps: optimiser steps of the whole run.
+        warmup_steps: steps of linear warm-up.
+        min_lr_ratio: the final learning rate as a fraction of the base one.
+    """
     return torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupCosine(total_steps, warmup_steps, min_lr_ratio))

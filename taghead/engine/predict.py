@@ -134,7 +134,13 @@ def _from_checkpoint(path: Path, backbone: nn.Module | None) -> tuple[nn.Module,
 def load_model_with_source(source: str | os.PathLike, *, device: str | torch.device = "cpu",
                            backbone: nn.Module | None = None) -> LoadedModel:
     """:func:`load_model`, and which weights were loaded (for a training output folder: its best epoch, and
-    where the final epoch's weights are)."""
+    where the final epoch's weights are).
+
+    Args:
+        source: a saved folder, a training output folder or a checkpoint file.
+        device: where to put the model.
+        backbone: the backbone module, for models built around a user-supplied one.
+    """
     from ..hub import CONFIG_NAME, looks_like_local_path, missing_path_error
     from ..models.loading import from_pretrained
     from ..weights import recover_interrupted_write
@@ -184,13 +190,26 @@ def load_model(source: str | os.PathLike, *, device: str | torch.device = "cpu",
     """A model ready for inference (eval mode, on ``device``) from a saved folder, training output or checkpoint.
 
     ``backbone`` is needed only for models built around a user-supplied backbone module.
+
+    Args:
+        source: a saved folder (``save_pretrained``), a training output folder or a checkpoint file.
+        device: where to put the model.
+        backbone: the backbone module, for models built around a user-supplied one.
     """
     return load_model_with_source(source, device=device, backbone=backbone).model
 
 
 @dataclass
 class Prediction:
-    """Top-k classes of one clip: label names, indices and softmax probabilities, best first."""
+    """Top-k classes of one clip: label names, indices and softmax probabilities, best first.
+
+    Attributes:
+        source: the video (its path as given) or clip the prediction is for.
+        labels: the top-k class names, best first.
+        indices: their class indices.
+        scores: their softmax probabilities.
+        error: why the video could not be used (then the lists are empty); ``None`` when it was.
+    """
 
     source: str
     labels: list[str]
@@ -199,6 +218,7 @@ class Prediction:
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as a JSON-ready dict (``taghead predict --json``)."""
         return {"source": self.source, "labels": self.labels, "indices": self.indices, "scores": self.scores,
                 "error": self.error}
 
@@ -214,7 +234,14 @@ def _label_names(model: nn.Module, num_classes: int) -> list[str]:
 @torch.no_grad()
 def topk_predictions(model: nn.Module, clips: torch.Tensor, k: int = 5,
                      sources: Sequence[str] | None = None) -> list[Prediction]:
-    """Top-``k`` (clipped to the class count) of a batch of model inputs ``[B, 3, T, H, W]``."""
+    """Top-``k`` (clipped to the class count) of a batch of model inputs ``[B, 3, T, H, W]``.
+
+    Args:
+        model: the classifier.
+        clips: model inputs ``[B, 3, T, H, W]``.
+        k: classes per prediction.
+        sources: what each clip is, for :attr:`Prediction.source` (``None``: ``"clip <index>"``).
+    """
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a positive int, got {k!r}")
     device = next(model.parameters()).device
@@ -238,6 +265,13 @@ def predict_videos(model: nn.Module, paths: Sequence[str | os.PathLike], k: int 
     A video that cannot be used (unreadable, frames smaller than the crop with no resize, frames too large
     to keep in memory, see :func:`~taghead.data.load_clip`) gives a :class:`Prediction` with ``error`` set
     instead of stopping the run: the other videos are predicted.
+
+    Args:
+        model: a model with a ``data_config``.
+        paths: the video files.
+        k: classes per prediction.
+        batch_size: clips per forward pass.
+        progress: show a progress bar.
     """
     from tqdm.auto import tqdm
 

@@ -3,8 +3,8 @@
 - **from scratch** (the backbone starts from random weights): the demo's optimisation (AdamW, lr 1e-3,
   weight decay 0.05, one warm-up epoch) and a TAG-Head of one post-norm layer without dropout. With it
   the demo's tiny CNN trained end to end on the synthetic benchmark reaches 97.5 % validation Top-1 in
-  10 epochs, where the reference's deeper head with dropout 0.5 reaches 87.5 % (README, "Which TAG-Head
-  settings learn from scratch"; ``benchmarks/RESULTS.md``).
+  10 epochs, where the reference's deeper head with dropout 0.5 reaches 87.5 % (training guide,
+  ``docs/guides/training.md``, "Which TAG-Head settings learn from scratch"; ``benchmarks/RESULTS.md``).
 - **fine-tuning** (a pretrained backbone: ``--pretrained-backbone``, or a saved model with ``--init``):
   the TAG-Head paper's recipe, Adam, lr 1e-5, no weight decay, no warm-up, and the head as built (the
   reference's two layers with dropout 0.5).

@@ -148,7 +148,11 @@ def is_improvement(value: float, loss: float, best: float | None, best_loss: flo
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python's, NumPy's and torch's (CPU and CUDA) global generators."""
+    """Seed Python's, NumPy's and torch's (CPU and CUDA) global generators.
+
+    Args:
+        seed: the seed.
+    """
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -249,10 +253,16 @@ class TrainConfig:
             raise ValueError(f"workers must be an int >= 0, got {self.workers!r}")
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as a JSON-ready dict (``config.json`` of a training run)."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """The config :meth:`to_dict` wrote; unknown fields are an error.
+
+        Args:
+            d: the fields.
+        """
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
@@ -376,6 +386,11 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------ utils
     def log(self, message: str) -> None:
+        """Print ``message`` from the main process only (the others stay silent).
+
+        Args:
+            message: one line of progress.
+        """
         if self.ctx.is_main:
             self._log(message)
 
@@ -400,7 +415,11 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------ training
     def train_one_epoch(self, epoch: int) -> dict[str, float]:
-        """One pass over the training set; returns ``{"train_loss", "train_top1", "train_<aux>"...}``."""
+        """One pass over the training set; returns ``{"train_loss", "train_top1", "train_<aux>"...}``.
+
+        Args:
+            epoch: the epoch's index (0-based; seeds its shuffle).
+        """
         from tqdm.auto import tqdm
 
         cfg, ctx = self.config, self.ctx
@@ -485,7 +504,12 @@ class Trainer:
     # ---------------------------------------------------------------------------------- evaluation
     @torch.no_grad()
     def evaluate(self, dataset: Dataset | None = None, desc: str = "eval") -> tuple[dict[str, Any], ClassificationMeter]:
-        """Top-1, Top-5, MCA and loss on ``dataset`` (default: the validation set), exact across processes."""
+        """Top-1, Top-5, MCA and loss on ``dataset`` (default: the validation set), exact across processes.
+
+        Args:
+            dataset: the clips to evaluate (``None``: the validation set).
+            desc: the progress bar's label.
+        """
         dataset = dataset if dataset is not None else self.val_dataset
         if dataset is None:
             raise ValueError("no dataset to evaluate: pass one or give the Trainer a val_dataset")
@@ -587,7 +611,11 @@ class Trainer:
     def trained_cfg(self, row: dict[str, float]) -> Any:
         """The provenance of the weights after the epoch of metrics ``row``, for ``best/``'s ``config.json`` and
         model card: this run's data, epoch and validation metrics (in percent); ``None`` for a model without a
-        ``data_config``."""
+        ``data_config``.
+
+        Args:
+            row: the epoch's metrics, as written to ``metrics.csv``.
+        """
         from ..config import PretrainedCfg
         from ..heads.io import weights_provenance
 
@@ -632,7 +660,12 @@ class Trainer:
                 self.model.pretrained_cfg = before
 
     def state_dict(self, epoch: int, rng: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-        """The checkpoint dict (see :mod:`taghead.engine.checkpoint`) after ``epoch`` completed epochs."""
+        """The checkpoint dict (see :mod:`taghead.engine.checkpoint`) after ``epoch`` completed epochs.
+
+        Args:
+            epoch: completed epochs.
+            rng: the generator states of every process (``None``: this process's).
+        """
         return {
             "epoch": epoch,
             "global_step": self.global_step,
@@ -655,6 +688,9 @@ class Trainer:
         The model, optimiser, scheduler and scaler states, the epoch and step counters, the best
         metric, every generator state and the metrics history (``metrics.csv`` rows up to that
         epoch) are restored. The number of steps per epoch must be the same as when it was saved.
+
+        Args:
+            path: a checkpoint written by :meth:`state_dict` (``last.pt``).
         """
         state = load_checkpoint(path, map_location="cpu")
         saved = json.loads(state.get("train_config") or "{}")
@@ -825,6 +861,18 @@ def evaluate(
 
     Under torchrun each process evaluates its shard (no sample twice) and the counts are summed, so
     the metrics equal a single-process evaluation. ``meter.confusion`` holds the confusion matrix.
+
+    Args:
+        model: the classifier (wrapped in DDP or not).
+        dataset: ``(video, label)`` items.
+        num_classes: the class count (``None``: the model's).
+        ctx: the process's place in a distributed run (``None``: one process on the model's device).
+        batch_size: clips per batch (per process).
+        workers: DataLoader worker processes.
+        amp: mixed precision: ``"none"``, ``"bf16"`` or ``"fp16"``.
+        progress: show a progress bar.
+        desc: the progress bar's label.
+        channels_last: feed the clips in the channels-last memory format.
     """
     from tqdm.auto import tqdm
 

@@ -20,6 +20,10 @@ def concentration_ratio(heatmap: torch.Tensor, mask: torch.Tensor) -> float:
 
     The heatmap must be finite and non-negative (a relevance, like :attr:`Explanation.heatmap`); ``mask`` bool.
     ``inf`` when the heatmap is zero everywhere outside the mask but not inside; ``nan`` when it is zero everywhere.
+
+    Args:
+        heatmap: the relevance, ``[T, H, W]`` or ``[N, T, H, W]``.
+        mask: bool, same shape: where the evidence is.
     """
     if not isinstance(heatmap, torch.Tensor) or not isinstance(mask, torch.Tensor):
         raise TypeError(f"heatmap and mask must be torch.Tensors, got {type(heatmap).__name__} and "

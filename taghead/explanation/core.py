@@ -41,8 +41,10 @@ class Explanation:
     """What :func:`explain` found for one clip (tensors on the CPU, float32 unless noted).
 
     Attributes:
-        target: the explained class index; ``target_name`` its label (``None`` without label names).
-        probability: the model's softmax probability of ``target``; ``probabilities [num_classes]`` all of them.
+        target: the explained class index.
+        target_name: its label (``None`` without label names).
+        probability: the model's softmax probability of ``target``.
+        probabilities: ``[num_classes]``, the softmax probabilities of every class.
         method: ``"gradcam"``, ``"hirescam"`` or ``"occlusion"``.
         token_relevance: ``[T', H', W']`` on the head's feature grid.
         heatmap: ``[T, H, W]`` in [0, 1], the relevance upsampled trilinearly to the clip.
@@ -76,11 +78,19 @@ class Explanation:
         return [[self.class_name(int(i)) for i in row] for row in self.selected_classes]
 
     def class_name(self, index: int) -> str:
-        """The label of class ``index`` (its number as text without label names)."""
+        """The label of class ``index`` (its number as text without label names).
+
+        Args:
+            index: a class index.
+        """
         return self.label_names[index] if self.label_names else str(index)
 
     def top_classes(self, k: int = 5) -> list[tuple[int, str, float]]:
-        """The ``k`` most probable classes as ``(index, name, probability)``, best first."""
+        """The ``k`` most probable classes as ``(index, name, probability)``, best first.
+
+        Args:
+            k: how many classes.
+        """
         top = self.probabilities.topk(min(k, self.probabilities.numel()))
         return [(int(i), self.class_name(int(i)), float(p)) for p, i in zip(top.values, top.indices)]
 

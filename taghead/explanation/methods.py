@@ -115,12 +115,12 @@ def occlusion_relevance(head: nn.Module, features: torch.Tensor, target: torch.T
     return (total / count).clamp_min(0).squeeze(1)
 
 
-#: ``method name -> relevance function(head, features, target)``.
 METHODS: dict[str, Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "gradcam": gradcam_relevance,
     "hirescam": hirescam_relevance,
     "occlusion": occlusion_relevance,
 }
+"""``method name -> relevance function(head, features, target)``."""
 
 
 #: The method name that lets :func:`default_method` choose by head.

@@ -43,7 +43,13 @@ _HEAT_ALPHA = 0.75  # opacity of the heatmap colour where the relevance is 1
 
 
 def display_frames(video: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """A normalised clip ``float [3, T, H, W]`` as ``uint8 [T, H, W, 3]`` RGB (``x * std + mean``, clipped to [0, 1])."""
+    """A normalised clip ``float [3, T, H, W]`` as ``uint8 [T, H, W, 3]`` RGB (``x * std + mean``, clipped to [0, 1]).
+
+    Args:
+        video: the normalised clip ``float [3, T, H, W]``.
+        mean: the per-channel mean it was normalised with.
+        std: the per-channel standard deviation it was normalised with.
+    """
     if not isinstance(video, torch.Tensor) or video.dim() != 4 or video.shape[0] != 3:
         raise ValueError(f"display_frames expects one normalised clip [3, T, H, W], got "
                          f"{tuple(getattr(video, 'shape', ())) or type(video).__name__}")
@@ -94,6 +100,9 @@ def save_sheet(explanation: Explanation, frames: np.ndarray | torch.Tensor, path
     """Draw ``explanation`` over ``frames`` (``uint8 [T, H, W, 3]``, e.g. :func:`display_frames`) into a PNG.
 
     Args:
+        explanation: what :func:`~taghead.explain` found for the clip.
+        frames: the clip's frames, ``uint8 [T, H, W, 3]``.
+        path: the PNG file to write.
         title: first line of the title (e.g. the video's name).
         num_frames: frames shown (sampled uniformly over the clip).
         top_k: classes listed with their probabilities.
@@ -286,6 +295,13 @@ def save_overlay_video(explanation: Explanation, frames: np.ndarray | torch.Tens
 
     ART: each query's peak is marked by a small square in its colour (:data:`QUERY_COLOURS`). Clips
     smaller than ``min_size`` pixels are enlarged by an integer factor (nearest neighbour).
+
+    Args:
+        explanation: what :func:`~taghead.explain` found for the clip.
+        frames: the clip's frames, ``uint8 [T, H, W, 3]``.
+        path: the mp4 file to write.
+        fps: frame rate of the video.
+        min_size: clips smaller than this many pixels are enlarged.
     """
     from matplotlib import colormaps
 

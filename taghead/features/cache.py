@@ -62,15 +62,21 @@ __all__ = [
 ]
 
 CACHE_FORMAT = "taghead-feature-cache"
+"""The ``format`` of ``cache.json``."""
 SPLIT_FORMAT = "taghead-feature-split"
+"""The ``format`` of a split's ``index.json``."""
 CACHE_VERSION = 1
+"""The layout version this taghead writes and reads."""
 CACHE_JSON = "cache.json"
+"""The cache's description (backbone spec, data config, weights fingerprint), at its root."""
 INDEX_JSON = "index.json"
+"""A split's settings, source files, shards written so far and skipped videos, in the split's folder."""
 BACKBONE_WEIGHTS = "backbone.safetensors"
-#: ``--dtype`` names of the stored feature maps.
+"""The weights the maps were extracted with, at the cache's root."""
 FEATURE_DTYPES = {"float16": torch.float16, "float32": torch.float32}
-#: The spec entries that decide what a backbone computes (with the data config and the weights).
+"""``--dtype`` names of the stored feature maps."""
 IDENTITY_KEYS = ("backbone", "backbone_kwargs", "adapter", "adapter_kwargs")
+"""The spec entries that decide what a backbone computes (with the data config and the weights)."""
 _SPLIT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -82,6 +88,9 @@ def backbone_fingerprint(state: nn.Module | Mapping[str, torch.Tensor]) -> str:
     """``"sha256:<hex>"`` of a module's state dict (or of a state dict): names, dtypes, shapes and bytes in name order.
 
     Equal fingerprints mean equal weights, bit for bit (BatchNorm statistics included).
+
+    Args:
+        state: a module or a state dict.
     """
     if isinstance(state, nn.Module):
         state = state.state_dict()
@@ -100,6 +109,10 @@ def backbone_fingerprint(state: nn.Module | Mapping[str, torch.Tensor]) -> str:
 def as_json(value: Any, what: str = "value") -> Any:
     """``value`` as JSON gives it back (tuples become lists): what a spec read from ``cache.json`` looks like.
 
+    Args:
+        value: a JSON-serialisable value.
+        what: what it is, named in the error.
+
     Raises:
         TypeError: naming ``what`` when ``value`` is not JSON-serialisable (:func:`taghead.hub.json_ready`).
     """
@@ -109,7 +122,12 @@ def as_json(value: Any, what: str = "value") -> Any:
 
 
 def split_folder(root: str | os.PathLike, split: str) -> Path:
-    """``root/split``, for a split name of letters, digits, ``_``, ``.`` and ``-`` (not starting with a dot)."""
+    """``root/split``, for a split name of letters, digits, ``_``, ``.`` and ``-`` (not starting with a dot).
+
+    Args:
+        root: the cache folder.
+        split: the split's name.
+    """
     if not isinstance(split, str) or not _SPLIT_NAME.match(split):
         raise ValueError(f"split must be a name of letters, digits, '_', '.' and '-' (e.g. 'train'), got {split!r}")
     return Path(root) / split
@@ -143,7 +161,11 @@ def _check_format(data: dict[str, Any], expected: str, path: Path) -> None:
 
 
 def read_cache_info(root: str | os.PathLike) -> dict[str, Any]:
-    """The content of ``root/cache.json`` (checked format and version)."""
+    """The content of ``root/cache.json`` (checked format and version).
+
+    Args:
+        root: the cache folder.
+    """
     path = Path(root) / CACHE_JSON
     if not path.is_file():
         hint = ""
@@ -161,7 +183,11 @@ def read_cache_info(root: str | os.PathLike) -> dict[str, Any]:
 
 
 def read_split_index(folder: str | os.PathLike) -> dict[str, Any] | None:
-    """The content of ``folder/index.json`` (checked format and version), ``None`` when there is none yet."""
+    """The content of ``folder/index.json`` (checked format and version), ``None`` when there is none yet.
+
+    Args:
+        folder: the split's folder.
+    """
     path = Path(folder) / INDEX_JSON
     if not path.is_file():
         return None
@@ -171,13 +197,23 @@ def read_split_index(folder: str | os.PathLike) -> dict[str, Any] | None:
 
 
 def write_split_index(folder: str | os.PathLike, index: dict[str, Any]) -> None:
-    """Write ``folder/index.json`` atomically."""
+    """Write ``folder/index.json`` atomically.
+
+    Args:
+        folder: the split's folder.
+        index: the content.
+    """
     atomic_write_json(Path(folder) / INDEX_JSON, index)
 
 
 def cache_differences(info: dict[str, Any], model: nn.Module) -> list[str]:
     """What differs between the backbone a cache was made with and ``model`` (spec identity, data config,
-    named weights), one line each; the weights' fingerprint is :func:`check_model`'s business."""
+    named weights), one line each; the weights' fingerprint is :func:`check_model`'s business.
+
+    Args:
+        info: the content of ``cache.json``.
+        model: the model to compare.
+    """
     spec, cached = getattr(model, "spec", None) or {}, info.get("spec") or {}
     lines = []
     for key in IDENTITY_KEYS:
@@ -218,6 +254,12 @@ def check_model(info: dict[str, Any], model: nn.Module, source: str = "the cache
     Checks, in this order: the head takes maps of the cached ``(C, t, h, w)``; the model's backbone has the
     cache's spec identity (:data:`IDENTITY_KEYS`) and data config, and claims the same named weights when
     both name them; and (``weights=True``) its weights have the cache's fingerprint.
+
+    Args:
+        info: the content of ``cache.json``.
+        model: the model to check.
+        source: the cache, as errors name it.
+        weights: also compare the backbone's weights with the cache's fingerprint.
 
     Raises:
         FeatureCacheError: naming every difference found.

@@ -161,11 +161,19 @@ class FeatureDataset(Dataset):
         return int(self.labels.shape[0])
 
     def set_epoch(self, epoch: int) -> None:
-        """The epoch whose views :meth:`view_of` serves (called by the Trainer before each epoch)."""
+        """The epoch whose views :meth:`view_of` serves (called by the Trainer before each epoch).
+
+        Args:
+            epoch: the epoch about to start.
+        """
         self.epoch = int(epoch)
 
     def view_of(self, item: int) -> int:
-        """The view served for ``item`` in the current epoch."""
+        """The view served for ``item`` in the current epoch.
+
+        Args:
+            item: the item's position in the dataset.
+        """
         if self.view is not None:
             return self.view
         if self.views == 1:
@@ -194,6 +202,10 @@ class FeatureDataset(Dataset):
         """Refuse a model whose backbone, data config, weights (when ``weights``) or head do not fit these maps
         (:func:`taghead.features.cache.check_model`), or whose classes are not the split's.
 
+        Args:
+            model: the classifier to train on the maps.
+            weights: also compare the backbone's weights with the cache's fingerprint.
+
         Raises:
             FeatureCacheError: naming every difference.
         """
@@ -209,7 +221,11 @@ class FeatureDataset(Dataset):
 
     def load_backbone_weights(self, backbone: nn.Module) -> None:
         """Load the weights the maps were extracted with (``backbone.safetensors``, checked against the
-        fingerprint in ``cache.json``) into ``backbone`` (a feature extractor of the cache's spec)."""
+        fingerprint in ``cache.json``) into ``backbone`` (a feature extractor of the cache's spec).
+
+        Args:
+            backbone: the feature extractor to load into.
+        """
         from ..weights import load_safetensors, load_state_dict_checked
 
         path = self.root / self.info["weights_file"]

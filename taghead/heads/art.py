@@ -400,7 +400,11 @@ class ARTHead(VideoHead):
             self.register_buffer("prototype_seen", None)
 
     def set_text_bank(self, text_bank: torch.Tensor | None) -> None:
-        """Replace the text bank (and its agent, projections and prototypes) by a new one, or remove it."""
+        """Replace the text bank (and its agent, projections and prototypes) by a new one, or remove it.
+
+        Args:
+            text_bank: the new bank ``[num_classes, num_templates, D]``, or ``None`` to remove it.
+        """
         bank = None if text_bank is None else _check_bank(text_bank)
         if bank is not None and self.num_classes not in (0, bank.shape[0]):
             raise ValueError(f"text_bank has {bank.shape[0]} classes but the head has num_classes={self.num_classes}")
@@ -414,8 +418,11 @@ class ARTHead(VideoHead):
 
         The text bank is kept; when its class count no longer matches, replace it with
         :meth:`set_text_bank` before training (the text losses need one bank row per class). The new modules
-        take the head's device and dtype. ``global_pool``: timm's switch, only ``None`` is accepted (see
-        :meth:`VideoHead.reset_classifier`).
+        take the head's device and dtype.
+
+        Args:
+            num_classes: the new class count.
+            global_pool: timm's switch; only ``None`` is accepted (see :meth:`VideoHead.reset_classifier`).
         """
         super().reset_classifier(num_classes, global_pool)
         self._make_class_modules(num_classes)
@@ -466,7 +473,11 @@ class ARTHead(VideoHead):
 
     # ------------------------------------------------------------------------------------------ forward
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Pre-norm features ``[B, (num_queries + 1) * embed_dim]``: the global representation, then the aggregated tracklets."""
+        """Pre-norm features ``[B, (num_queries + 1) * embed_dim]``: the global representation, then the aggregated tracklets.
+
+        Args:
+            x: the backbone's feature map ``[B, C, T, H, W]``.
+        """
         grid = self._grid_for(x, fixed=self.pos_embed is not None and not self.dynamic_size,
                               remedy="pass dynamic_size=True to resample the positional embedding, or pos_embed=False")
         b, (t, h, w), d, n = x.shape[0], grid, self.embed_dim, self.num_queries
@@ -530,7 +541,12 @@ class ARTHead(VideoHead):
         return x if stack.norm is None else stack.norm(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """LayerNorm, dropout, then the final classifier (skipped when ``pre_logits``)."""
+        """LayerNorm, dropout, then the final classifier (skipped when ``pre_logits``).
+
+        Args:
+            x: the features :meth:`forward_features` returned.
+            pre_logits: return the normalised features instead of logits.
+        """
         x = self.head_drop(self.norm(x))
         return x if pre_logits else self.fc(x)
 
@@ -549,10 +565,13 @@ class ARTHead(VideoHead):
     def losses(self, logits: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
         """The weighted auxiliary losses of the last training-mode forward, by name (see the module docstring).
 
-        ``logits`` are the final prediction of that forward, ``[B, num_classes]`` (the pre-logits features
-        ``[B, head_hidden_size]`` when ``num_classes=0``; their main cross-entropy is the caller's); ``target``
-        the int64 class indices ``[B]``. Terms with weight 0 are absent; the text terms exist only with a text
-        bank. The first call after a forward updates the class prototypes.
+        Terms with weight 0 are absent; the text terms exist only with a text bank. The first call after a
+        forward updates the class prototypes.
+
+        Args:
+            logits: the final prediction of that forward, ``[B, num_classes]`` (the pre-logits features
+                ``[B, head_hidden_size]`` when ``num_classes=0``; their main cross-entropy is the caller's).
+            target: the int64 class indices ``[B]``.
         """
         cache = self._cache
         if cache is None:

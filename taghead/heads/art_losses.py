@@ -98,7 +98,11 @@ def _mean_offdiag_positive_cos(x: torch.Tensor) -> torch.Tensor:
 
 @_float32
 def spatial_contrast(responses: torch.Tensor) -> torch.Tensor:
-    """Spatial level: mean positive cosine similarity between different queries' responses in the same frame."""
+    """Spatial level: mean positive cosine similarity between different queries' responses in the same frame.
+
+    Args:
+        responses: ``[B, T, N, D]``, query ``n``'s response in frame ``t``.
+    """
     r = _check_responses(responses, "spatial_contrast")
     if r.shape[2] < 2:
         raise ValueError(f"spatial_contrast needs at least 2 queries per frame, got N={r.shape[2]}")
@@ -109,7 +113,9 @@ def spatial_contrast(responses: torch.Tensor) -> torch.Tensor:
 def temporal_contrast(responses: torch.Tensor, gamma: float = 0.6) -> torch.Tensor:
     """Temporal level: mean squared gap between each query's adjacent-frame correlation and ``gamma``.
 
-    ``gamma`` is a target cosine, so it must lie in [-1, 1].
+    Args:
+        responses: ``[B, T, N, D]``, query ``n``'s response in frame ``t``.
+        gamma: the target cosine, in [-1, 1].
     """
     gamma = _check_real("gamma", gamma, "temporal_contrast", -1.0, 1.0)
     r = _check_responses(responses, "temporal_contrast")
@@ -122,7 +128,11 @@ def temporal_contrast(responses: torch.Tensor, gamma: float = 0.6) -> torch.Tens
 
 @_float32
 def tracklet_contrast(responses: torch.Tensor) -> torch.Tensor:
-    """Tracklet level: mean positive cosine similarity between different tracklets (time-averaged unit responses)."""
+    """Tracklet level: mean positive cosine similarity between different tracklets (time-averaged unit responses).
+
+    Args:
+        responses: ``[B, T, N, D]``, query ``n``'s response in frame ``t``.
+    """
     r = _check_responses(responses, "tracklet_contrast")
     if r.shape[2] < 2:
         raise ValueError(f"tracklet_contrast needs at least 2 tracklets, got N={r.shape[2]}")
@@ -131,7 +141,11 @@ def tracklet_contrast(responses: torch.Tensor) -> torch.Tensor:
 
 @_float32
 def class_semantics(bank: torch.Tensor) -> torch.Tensor:
-    """One unit vector per class: ``[K, M, D] -> [K, D]``, the normalised mean of the normalised templates."""
+    """One unit vector per class: ``[K, M, D] -> [K, D]``, the normalised mean of the normalised templates.
+
+    Args:
+        bank: the text bank ``[K, M, D]``.
+    """
     if bank.dim() != 3:
         raise ValueError(f"a text bank is [num_classes, num_templates, D], got shape {tuple(bank.shape)}")
     return F.normalize(F.normalize(bank.float(), dim=-1).mean(1), dim=-1)
@@ -140,7 +154,13 @@ def class_semantics(bank: torch.Tensor) -> torch.Tensor:
 @_float32
 def winner_take_all_scores(video: torch.Tensor, bank: torch.Tensor, temperature: float) -> torch.Tensor:
     """``[B, D]`` video embeddings and a ``[K, M, D]`` bank -> ``[B, K]``: ``max_j cos(v, a_kj) / temperature``
-    (``temperature`` a finite number > 0)."""
+    (``temperature`` a finite number > 0).
+
+    Args:
+        video: video embeddings ``[B, D]``.
+        bank: the text bank ``[K, M, D]``.
+        temperature: a finite number > 0.
+    """
     temperature = _check_temperature(temperature, "winner_take_all_scores")
     sim = torch.einsum("bd,kmd->bkm", F.normalize(video.float(), dim=-1), F.normalize(bank.float(), dim=-1))
     return sim.amax(-1) / temperature
@@ -148,7 +168,14 @@ def winner_take_all_scores(video: torch.Tensor, bank: torch.Tensor, temperature:
 
 def check_target(target: torch.Tensor, batch: int, num_classes: int, what: str) -> None:
     """Check that ``target`` holds class indices for a batch: an int64 tensor ``[batch]`` with values in
-    ``[0, num_classes)``; ``what`` names the caller in the ``ValueError``."""
+    ``[0, num_classes)``; ``what`` names the caller in the ``ValueError``.
+
+    Args:
+        target: the class indices.
+        batch: the batch size.
+        num_classes: the class count.
+        what: the caller, named in the error.
+    """
     if not isinstance(target, torch.Tensor) or target.dtype != torch.int64 or target.shape != (batch,):
         got = f"{getattr(target, 'dtype', type(target).__name__)} {tuple(getattr(target, 'shape', ()))}"
         raise ValueError(f"{what} expects class indices, an int64 tensor [B={batch}], got {got}")
@@ -159,7 +186,14 @@ def check_target(target: torch.Tensor, batch: int, num_classes: int, what: str) 
 @_float32
 def video_consistency(video: torch.Tensor, bank: torch.Tensor, target: torch.Tensor,
                       temperature: float = 0.07) -> torch.Tensor:
-    """Cross-entropy of the winner-take-all text scores (:func:`winner_take_all_scores`) against the labels."""
+    """Cross-entropy of the winner-take-all text scores (:func:`winner_take_all_scores`) against the labels.
+
+    Args:
+        video: video embeddings ``[B, D]``.
+        bank: the text bank ``[K, M, D]``.
+        target: the int64 class indices ``[B]``.
+        temperature: the softmax temperature, a finite number > 0.
+    """
     temperature = _check_temperature(temperature, "video_consistency")
     check_target(target, video.shape[0], bank.shape[0], "video_consistency")
     return F.cross_entropy(winner_take_all_scores(video, bank, temperature), target)
@@ -170,8 +204,11 @@ def prototype_consistency(prototypes: torch.Tensor, bank: torch.Tensor, valid: t
                           temperature: float = 0.07) -> torch.Tensor:
     """Each class prototype ``[K, D]`` must be closest to its own class's text semantics among all classes.
 
-    ``valid`` (a bool tensor ``[K]``) restricts the rows to the classes that have a prototype yet;
-    ``temperature`` is a finite number > 0.
+    Args:
+        prototypes: the class prototypes ``[K, D]``.
+        bank: the text bank ``[K, M, D]``.
+        valid: bool ``[K]``, the classes that have a prototype yet (``None``: all).
+        temperature: the softmax temperature, a finite number > 0.
     """
     temperature = _check_temperature(temperature, "prototype_consistency")
     if prototypes.dim() != 2 or prototypes.shape[0] != bank.shape[0] or prototypes.shape[1] != bank.shape[-1]:

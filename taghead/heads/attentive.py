@@ -39,7 +39,9 @@ class AttentiveProbeHead(VideoHead):
 
     Args:
         in_channels: channels ``C`` of the backbone's feature map.
-        t, h, w: grid of the feature map the head is built for.
+        t: time steps of the feature map the head is built for.
+        h: its height.
+        w: its width.
         num_classes: classifier outputs; ``0`` returns the pooled queries ``[B, embed_dim]``.
         embed_dim: token width; ``None`` (default): ``min(in_channels, 512)`` as in TAG-Head (wider tokens
             projected by a linear layer).
@@ -123,14 +125,23 @@ class AttentiveProbeHead(VideoHead):
         return self.norm_tokens(tokens)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The queries after the cross-attention block, ``[B, num_queries, embed_dim]``."""
+        """The queries after the cross-attention block, ``[B, num_queries, embed_dim]``.
+
+        Args:
+            x: the backbone's feature map ``[B, C, T, H, W]``.
+        """
         tokens = self._tokens(x)
         query = self.query.expand(tokens.shape[0], -1, -1)
         query = query + self.cross_attn(query, tokens, tokens, need_weights=False)[0]
         return query + self.mlp(self.norm_query(query))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Mean over the queries, dropout, then the classifier (skipped when ``pre_logits``)."""
+        """Mean over the queries, dropout, then the classifier (skipped when ``pre_logits``).
+
+        Args:
+            x: the queries :meth:`forward_features` returned.
+            pre_logits: return the pooled queries instead of logits.
+        """
         x = self.head_drop(x.mean(dim=1))
         return x if pre_logits else self.fc(x)
 
@@ -138,7 +149,11 @@ class AttentiveProbeHead(VideoHead):
     def attention_map(self, x: torch.Tensor) -> torch.Tensor:
         """Where each query looks: its cross-attention weights over the tokens of ``x [B, C, T, H, W]``, averaged
         over the heads, ``[B, num_queries, T, H, W]`` (each query's map sums to 1; in training mode with
-        ``dropout > 0`` the weights after attention dropout)."""
+        ``dropout > 0`` the weights after attention dropout).
+
+        Args:
+            x: the backbone's feature map ``[B, C, T, H, W]``.
+        """
         tokens = self._tokens(x)
         query = self.query.expand(tokens.shape[0], -1, -1)
         weights = self.cross_attn(query, tokens, tokens, need_weights=True, average_attn_weights=True)[1]

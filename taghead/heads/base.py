@@ -30,6 +30,11 @@ def check_feature_map(x: Any, in_channels: int, owner: str = "head") -> tuple[in
 
     Not called while ``torch.fx`` traces (:func:`taghead.utils.tracing.is_tracing`): a ``Proxy`` has no
     values to check.
+
+    Args:
+        x: the feature map.
+        in_channels: the channels ``C`` the head was built for.
+        owner: who checks, named in the error message.
     """
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{owner} expects a torch.Tensor feature map [B, C, T, H, W], got {type(x).__name__}")
@@ -87,6 +92,12 @@ class VideoHead(nn.Module, HeadHubMixin):
     Head-only checkpoints (:mod:`taghead.heads.io`): ``head.save_pretrained(dir)``, ``head.push_to_hub(repo_id)``
     and ``TAGHead.from_pretrained(dir_or_repo_id)`` (which also takes the head out of a full-model
     checkpoint), to attach a pretrained head to any backbone with the same feature-map shape.
+
+    Args:
+        in_channels: channels ``C`` of the feature map.
+        t: temporal size of the map the head is built for.
+        h: height of the map.
+        w: width of the map.
     """
 
     head_name: str = ""
@@ -122,7 +133,11 @@ class VideoHead(nn.Module, HeadHubMixin):
         return dict(self._config, num_classes=self.num_classes)
 
     def check_input(self, x: torch.Tensor) -> tuple[int, int, int]:
-        """Check the feature map and return its grid ``(T, H, W)`` (the built grid while ``torch.fx`` traces)."""
+        """Check the feature map and return its grid ``(T, H, W)`` (the built grid while ``torch.fx`` traces).
+
+        Args:
+            x: the backbone's feature map ``[B, C, T, H, W]``.
+        """
         if is_tracing():
             return self.grid
         return check_feature_map(x, self.in_channels, type(self).__name__)
@@ -162,6 +177,7 @@ class VideoHead(nn.Module, HeadHubMixin):
         return nn.Linear(self.head_hidden_size, num_classes) if num_classes > 0 else nn.Identity()
 
     def get_classifier(self) -> nn.Module:
+        """The final classifier (timm's ``get_classifier``): ``self.fc``."""
         return self.fc
 
     def class_dependent_keys(self) -> list[str]:
@@ -192,18 +208,43 @@ class VideoHead(nn.Module, HeadHubMixin):
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Run the head's Transformer layers checkpointed (timm's ``--grad-checkpointing``): their activations are
         recomputed in the backward pass instead of kept; same outputs and gradients. A no-op for heads without
-        such layers."""
+        such layers.
+
+        Args:
+            enable: turn checkpointing on (``True``) or off.
+        """
         self.grad_checkpointing = bool(enable)
 
     def losses(self, logits: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Auxiliary training losses by name, from the last forward pass (none for this head)."""
+        """Auxiliary training losses by name, from the last forward pass (none for this head).
+
+        Args:
+            logits: the final prediction ``[B, num_classes]`` of the last forward.
+            target: the int64 class indices ``[B]``.
+        """
         return {}
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        """The head's features before pooling (subclasses implement it).
+
+        Args:
+            x: the backbone's feature map ``[B, C, T, H, W]``.
+        """
         raise NotImplementedError
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:  # pragma: no cover
+        """Pool :meth:`forward_features`'s output and classify it (subclasses implement it).
+
+        Args:
+            x: what :meth:`forward_features` returned.
+            pre_logits: return the pooled representation ``[B, head_hidden_size]`` instead of logits.
+        """
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, num_classes]``: ``forward_head(forward_features(x))``.
+
+        Args:
+            x: the backbone's feature map ``[B, C, T, H, W]``.
+        """
         return self.forward_head(self.forward_features(x))

@@ -48,20 +48,34 @@ HEAD_PREFIX = "head."
 def weights_provenance(module: nn.Module) -> Any:
     """Where ``module``'s weights come from (a :class:`~taghead.config.PretrainedCfg`, ``None`` when unknown): a
     model's ``weights_cfg`` (its ``pretrained_cfg`` is timm's live view, never ``None``), a head's
-    ``pretrained_cfg``. Assigning ``module.pretrained_cfg`` sets it in both cases."""
+    ``pretrained_cfg``. Assigning ``module.pretrained_cfg`` sets it in both cases.
+
+    Args:
+        module: a head or a model.
+    """
     return module.weights_cfg if hasattr(module, "weights_cfg") else getattr(module, "pretrained_cfg", None)
 
 
 def pretrained_cfg_dict(module: nn.Module) -> dict[str, Any] | None:
     """The provenance of ``module``'s weights (:func:`weights_provenance`) as the dict ``config.json`` stores
-    (``None`` when unknown)."""
+    (``None`` when unknown).
+
+    Args:
+        module: a head or a model.
+    """
     cfg = weights_provenance(module)
     return cfg.to_dict() if hasattr(cfg, "to_dict") else cfg
 
 
 def head_hub_config(head: nn.Module, *, label_names: list[str] | None = None,
                     data_config: DataConfig | None = None) -> dict[str, Any]:
-    """The ``config.json`` of a head-only checkpoint (``kind="head"``)."""
+    """The ``config.json`` of a head-only checkpoint (``kind="head"``).
+
+    Args:
+        head: the head.
+        label_names: class names in classifier order.
+        data_config: the input the head's backbone expects.
+    """
     get_config = getattr(head, "get_config", None)
     if not callable(get_config):
         raise TypeError(f"a head-only checkpoint needs a head with get_config(), got {type(head).__name__}")
@@ -79,7 +93,13 @@ def head_hub_config(head: nn.Module, *, label_names: list[str] | None = None,
 
 
 def head_from_config(head_name: str | None, head_config: dict[str, Any] | None, source: str) -> nn.Module:
-    """A freshly initialised head of the registered class ``head_name``, built with ``head_config``."""
+    """A freshly initialised head of the registered class ``head_name``, built with ``head_config``.
+
+    Args:
+        head_name: the registered head name.
+        head_config: its constructor arguments.
+        source: where the config came from, named in errors.
+    """
     if head_name is None or head_config is None:
         raise ValueError(
             f"{source} was saved with a custom head that the head registry cannot rebuild. Build the same model "
@@ -113,14 +133,24 @@ def _class_dependent_keys(module: nn.Module) -> tuple[list[str], list[str]]:
 
 def class_dependent_state_keys(module: nn.Module) -> list[str]:
     """Every state-dict key of ``module`` (a head or a model) that follows ``num_classes``: the classifier's, then
-    the head's other class-dependent weights (ART's global classifier and prototypes)."""
+    the head's other class-dependent weights (ART's global classifier and prototypes).
+
+    Args:
+        module: a head or a model.
+    """
     classifier, others = _class_dependent_keys(module)
     return classifier + others
 
 
 def apply_num_classes(module: nn.Module, num_classes: int | None, *, what: str) -> None:
     """Re-initialise the classifier (and the head's other class-dependent weights) of a head or a model for
-    ``num_classes`` (if different), with a warning that names them."""
+    ``num_classes`` (if different), with a warning that names them.
+
+    Args:
+        module: a head or a model.
+        num_classes: the class count (``None``: no change).
+        what: the module, named in the warning.
+    """
     if num_classes is None or num_classes == module.num_classes:
         return
     if not callable(getattr(module, "reset_classifier", None)):
@@ -149,6 +179,11 @@ def check_on_meta(factory: Callable[[], nn.Module], weights: Mapping[str, torch.
     with a :class:`~taghead.weights.StateDictMismatchError`, before anything is allocated. When the
     factory cannot run on the ``meta`` device (see :func:`~taghead.utils.meta.build_on_meta`) nothing is
     checked here; the weights are compared when they are loaded.
+
+    Args:
+        factory: builds the module.
+        weights: the weights it must fit.
+        source: where the weights came from, named in errors.
     """
     twin = build_on_meta(factory)
     if twin is not None:
@@ -158,7 +193,12 @@ def check_on_meta(factory: Callable[[], nn.Module], weights: Mapping[str, torch.
 def check_unverified(factory: Callable[[], nn.Module], *, source: str) -> None:
     """Check an architecture described by a config alone (no weights to compare with) before building it:
     a ``ValueError`` when its ``meta`` twin holds more than
-    :data:`~taghead.limits.MAX_UNVERIFIED_PARAMETER_BYTES` of parameters and buffers."""
+    :data:`~taghead.limits.MAX_UNVERIFIED_PARAMETER_BYTES` of parameters and buffers.
+
+    Args:
+        factory: builds the module.
+        source: where the config came from, named in errors.
+    """
     twin = build_on_meta(factory)
     if twin is not None:
         size = parameter_bytes(twin)
@@ -172,7 +212,15 @@ def check_unverified(factory: Callable[[], nn.Module], *, source: str) -> None:
 def load_saved_state(module: nn.Module, state: dict[str, torch.Tensor], config: dict[str, Any], *, source: str,
                      num_classes: int | None = None) -> nn.Module:
     """Finish loading a rebuilt module: its weights (keys and shapes checked), its provenance
-    (``pretrained_cfg``, ``architecture``) from ``config``, a new class count if asked; eval mode."""
+    (``pretrained_cfg``, ``architecture``) from ``config``, a new class count if asked; eval mode.
+
+    Args:
+        module: the rebuilt head or model.
+        state: its saved weights.
+        config: the ``config.json`` content.
+        source: the folder or repository, named in errors.
+        num_classes: a new class count (``None``: as saved).
+    """
     load_state_dict_checked(module, state, source=f"{source} ({WEIGHTS_NAME})")
     if config.get("pretrained_cfg") is not None:
         module.pretrained_cfg = PretrainedCfg.from_dict(config["pretrained_cfg"])
@@ -183,7 +231,11 @@ def load_saved_state(module: nn.Module, state: dict[str, torch.Tensor], config: 
 
 
 def head_part(config: dict[str, Any]) -> dict[str, Any]:
-    """The head-only view (``kind="head"``) of a ``config.json``: a full model's reduced to its head."""
+    """The head-only view (``kind="head"``) of a ``config.json``: a full model's reduced to its head.
+
+    Args:
+        config: a head's or a full model's ``config.json`` content.
+    """
     if config["kind"] == "head":
         return config
     spec = config["spec"]
@@ -191,7 +243,12 @@ def head_part(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def set_saved_labels(module: nn.Module, config: dict[str, Any]) -> nn.Module:
-    """Give ``module`` (a head or a model) the label names of ``config`` when they match its class count."""
+    """Give ``module`` (a head or a model) the label names of ``config`` when they match its class count.
+
+    Args:
+        module: a head or a model.
+        config: the ``config.json`` content.
+    """
     labels = config.get("label_names")
     if labels is not None and getattr(module, "num_classes", None) == len(labels):
         module.label_names = list(labels)
@@ -224,6 +281,11 @@ def load_head(repo_id_or_path: str | os.PathLike, *, num_classes: int | None = N
 
     ``num_classes`` re-initialises the classifier (and the head's other class-dependent weights) for
     another class count, with a warning; ``hub_kwargs`` go to :func:`taghead.hub.resolve_pretrained_folder`.
+
+    Args:
+        repo_id_or_path: a saved folder or a Hub repository id.
+        num_classes: re-initialise the classifier for this class count.
+        **hub_kwargs: passed to :func:`taghead.hub.resolve_pretrained_folder`.
     """
     folder = resolve_pretrained_folder(repo_id_or_path, **hub_kwargs)
     return load_head_from_folder(folder, read_config(folder), repr(os.fspath(repo_id_or_path)),
@@ -241,7 +303,13 @@ class HeadHubMixin(HubMixin):
     def from_pretrained(cls, repo_id_or_path: str | os.PathLike, *, num_classes: int | None = None,
                         **hub_kwargs: Unpack[HubDownloadKwargs]) -> Any:
         """The head saved in a folder or Hub repository (a full model's head too); it must be an instance of
-        this class. ``num_classes`` and ``hub_kwargs`` as in :func:`load_head`."""
+        this class. ``num_classes`` and ``hub_kwargs`` as in :func:`load_head`.
+
+        Args:
+            repo_id_or_path: a saved folder or a Hub repository id.
+            num_classes: re-initialise the classifier for this class count.
+            **hub_kwargs: passed to :func:`taghead.hub.resolve_pretrained_folder`.
+        """
         head = load_head(repo_id_or_path, num_classes=num_classes, **hub_kwargs)
         if not isinstance(head, cls):
             raise TypeError(

@@ -17,6 +17,14 @@ class MeanPoolHead(VideoHead):
 
     ``forward_features`` returns the tokens ``[B, N, C]`` unchanged so that the interface matches
     :class:`~taghead.TAGHead`.
+
+    Args:
+        in_channels: channels ``C`` of the feature map.
+        t: temporal size of the map (recorded; any grid is accepted).
+        h: height of the map.
+        w: width of the map.
+        num_classes: classifier outputs (``0``: no classifier).
+        drop_rate: dropout before the classifier.
     """
 
     head_name = "meanpool"
@@ -34,9 +42,23 @@ class MeanPoolHead(VideoHead):
         return set()
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The map's tokens, unchanged.
+
+        Args:
+            x: the backbone's feature map ``[B, C, T, H, W]``.
+
+        Returns:
+            Tokens ``[B, T*H*W, C]``.
+        """
         self.check_input(x)
         return x.flatten(2).transpose(1, 2)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Mean over the tokens, dropout, then the classifier (skipped when ``pre_logits``).
+
+        Args:
+            x: the tokens :meth:`forward_features` returned.
+            pre_logits: return the pooled features instead of logits.
+        """
         x = self.head_drop(x.mean(dim=1))
         return x if pre_logits else self.fc(x)

@@ -14,7 +14,11 @@ _HEADS: dict[str, type[nn.Module]] = {}
 
 
 def register_head(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
-    """Class decorator: make a head buildable by name as ``Head(in_channels, t, h, w, num_classes=...)``."""
+    """Class decorator: make a head buildable by name as ``Head(in_channels, t, h, w, num_classes=...)``.
+
+    Args:
+        name: the registry name (``head=name`` in :func:`~taghead.wrap_backbone`).
+    """
 
     def decorator(cls: type[nn.Module]) -> type[nn.Module]:
         if name in _HEADS and _HEADS[name] is not cls:
@@ -40,7 +44,11 @@ def registered_head_name(head: str | type | nn.Module | Callable[..., nn.Module]
 
 
 def get_head_class(name: str) -> type[nn.Module]:
-    """The head class registered as ``name`` (an unknown name suggests the closest ones)."""
+    """The head class registered as ``name`` (an unknown name suggests the closest ones).
+
+    Args:
+        name: the registry name.
+    """
     if name not in _HEADS:
         close = difflib.get_close_matches(name, list(_HEADS), n=3)
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
@@ -52,7 +60,17 @@ def create_head(
     head: str | Callable[..., nn.Module], in_channels: int, t: int, h: int, w: int, *, num_classes: int,
     **kwargs: Any,
 ) -> nn.Module:
-    """Build a head from a registered name or from a factory with the same signature as the heads."""
+    """Build a head from a registered name or from a factory with the same signature as the heads.
+
+    Args:
+        head: a registered name, or a factory with the heads' signature.
+        in_channels: channels ``C`` of the feature map.
+        t: temporal size of the map.
+        h: height of the map.
+        w: width of the map.
+        num_classes: classifier outputs.
+        **kwargs: passed to the head.
+    """
     factory = get_head_class(head) if isinstance(head, str) else head
     if not callable(factory):
         raise TypeError(f"head must be a registered name or a callable returning an nn.Module, got {head!r}")

@@ -19,17 +19,19 @@ __all__ = ["TAGHead", "TAG_PRESETS", "REFERENCE_WIDTH"]
 # One node in a torch.fx graph (create_feature_extractor): the propagation checks its input's values.
 torch.fx.wrap("time_aligned_appnp")
 
-#: Token width of the reference head (R(2+1)D-34's 512 channels). By default tokens wider than this
-#: are projected to it, so that a wide backbone gets a head of the reference's size.
 REFERENCE_WIDTH = 512
+"""Token width of the reference head (R(2+1)D-34's 512 channels). By default tokens wider than this are
+projected to it, so that a wide backbone gets a head of the reference's size."""
 
-#: The reference configurations (R(2+1)D-34 at 112x112, a 7x7 map, 512 channels).
-#: ``num_frames`` is the clip length fed to the backbone; ``t`` the temporal size of its feature map.
 TAG_PRESETS: dict[str, dict[str, Any]] = {
     "haa500": dict(num_classes=500, num_frames=32, t=4, h=7, w=7, mlp_dim=512),
     "gym99": dict(num_classes=99, num_frames=64, t=8, h=7, w=7, mlp_dim=1024),
     "gym288": dict(num_classes=288, num_frames=64, t=8, h=7, w=7, mlp_dim=2048),
 }
+"""The reference configurations (R(2+1)D-34 at 112x112, a 7x7 map, 512 channels).
+
+``num_frames`` is the clip length fed to the backbone; ``t`` the temporal size of its feature map.
+"""
 
 
 @register_head("tag")
@@ -45,9 +47,9 @@ class TAGHead(VideoHead):
     The defaults are a light reference head: tokens at most 512 wide (wider ones projected), 2
     post-norm layers of 8 heads, dropout 0.5, ReLU, K=2, alpha=0.1, the feed-forward width of the
     lightest reference preset (HAA500's 512) and 99 classes; on every built-in backbone of at least
-    20 M parameters it adds at most about a fifth of the backbone's parameters (README, backbone
-    table). :meth:`from_preset` gives the HAA500, Gym99 and Gym288 presets exactly (512 channels in,
-    no projection, feed-forward 512 / 1024 / 2048).
+    20 M parameters it adds at most about a fifth of the backbone's parameters (the table in the heads
+    guide, ``docs/guides/heads.md``, section "Parameters and FLOPs"). :meth:`from_preset` gives the HAA500,
+    Gym99 and Gym288 presets exactly (512 channels in, no projection, feed-forward 512 / 1024 / 2048).
 
     Args:
         in_channels: channels ``C`` of the backbone's feature map.
@@ -142,7 +144,13 @@ class TAGHead(VideoHead):
 
     @classmethod
     def from_preset(cls, preset: str, in_channels: int = 512, **overrides: Any) -> TAGHead:
-        """The reference head for ``"haa500"``, ``"gym99"`` or ``"gym288"`` (keyword overrides allowed)."""
+        """The reference head for ``"haa500"``, ``"gym99"`` or ``"gym288"`` (keyword overrides allowed).
+
+        Args:
+            preset: ``"haa500"``, ``"gym99"`` or ``"gym288"`` (:data:`TAG_PRESETS`).
+            in_channels: channels of the backbone's feature map.
+            **overrides: constructor arguments that replace the preset's.
+        """
         if preset not in TAG_PRESETS:
             raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(TAG_PRESETS)}")
         cfg = {key: v for key, v in TAG_PRESETS[preset].items() if key != "num_frames"}
@@ -156,7 +164,11 @@ class TAGHead(VideoHead):
         return {"pos_embed.weight"} if self.pos_embed is not None else set()
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Refined tokens ``[B, N, embed_dim]`` (after the Transformer and the graph propagation)."""
+        """Refined tokens ``[B, N, embed_dim]`` (after the Transformer and the graph propagation).
+
+        Args:
+            x: the backbone's feature map ``[B, C, T, H, W]``.
+        """
         tokens, grid = self._positioned_tokens(x)
         if self.transformer is not None:
             tokens = self._encode(tokens)
@@ -174,6 +186,11 @@ class TAGHead(VideoHead):
         return tokens if self.transformer.norm is None else self.transformer.norm(tokens)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Mean over nodes, LayerNorm, then the classifier (skipped when ``pre_logits``)."""
+        """Mean over nodes, LayerNorm, then the classifier (skipped when ``pre_logits``).
+
+        Args:
+            x: the tokens :meth:`forward_features` returned.
+            pre_logits: return the pooled, normalised features instead of logits.
+        """
         x = self.head_drop(self.norm(x.mean(dim=1)))
         return x if pre_logits else self.fc(x)

@@ -44,6 +44,14 @@ class VideoClassifier(nn.Module, HubMixin):
 
     Built by :func:`taghead.wrap_backbone` and :func:`taghead.create_model`; rarely by hand.
 
+    Args:
+        backbone: the feature extractor.
+        head: the head, built for the extractor's feature map.
+        data_config: the input the backbone expects.
+        spec: the recipe that rebuilds the model (``None``: empty, the model cannot be rebuilt from its
+            config).
+        label_names: class names in classifier order.
+
     Attributes:
         backbone: the feature extractor (returns the last spatio-temporal feature map).
         head: a head (``TAGHead``, ``MeanPoolHead``, ...).
@@ -92,6 +100,7 @@ class VideoClassifier(nn.Module, HubMixin):
 
     @property
     def num_classes(self) -> int:
+        """Classifier outputs (the head's)."""
         return self.head.num_classes
 
     @property
@@ -160,16 +169,32 @@ class VideoClassifier(nn.Module, HubMixin):
         return next((name for name, m in self.named_modules() if m is classifier), None)
 
     def forward_features(self, video: Any) -> torch.Tensor:
-        """The feature map ``[B, C, T, H, W]`` the head sees."""
+        """The feature map ``[B, C, T, H, W]`` the head sees.
+
+        Args:
+            video: a clip batch ``[B, 3, T, H, W]`` (or the backbone's own input format).
+        """
         return self.backbone(video)
 
     def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """The head on a feature map (timm's ``forward_head``).
+
+        Args:
+            features: the feature map ``[B, C, T, H, W]`` (:meth:`forward_features`).
+            pre_logits: return the head's pooled representation instead of logits.
+        """
         return self.head.forward_head(self.head.forward_features(features), pre_logits=pre_logits)
 
     def forward(self, video: Any) -> torch.Tensor:
+        """Logits ``[B, num_classes]`` of a clip batch.
+
+        Args:
+            video: a clip batch ``[B, 3, T, H, W]`` (or the backbone's own input format).
+        """
         return self.head(self.backbone(video))
 
     def get_classifier(self) -> nn.Module:
+        """The final classifier (timm's ``get_classifier``): the head's."""
         return self.head.get_classifier()
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None, *,
@@ -197,6 +222,9 @@ class VideoClassifier(nn.Module, HubMixin):
         torchvision and pytorchvideo models, ...), the backbone's blocks keep only their inputs and are run again
         in the backward pass. Same outputs and gradients, less activation memory, about one more forward pass of
         compute. A backbone that cannot is left as it is, with a warning (a frozen one needs nothing).
+
+        Args:
+            enable: turn checkpointing on (``True``) or off.
         """
         head_fn = getattr(self.head, "set_grad_checkpointing", None)
         if callable(head_fn):
@@ -219,7 +247,11 @@ class VideoClassifier(nn.Module, HubMixin):
         """timm's ``group_matcher`` (layer-wise learning-rate decay, ``create_optimizer_v2(..., layer_decay=)``):
         the backbone's groups in order (its stages when ``coarse``, else its blocks; the adapter's
         :meth:`~taghead.adapters.FeatureExtractor.group_matcher`), then the whole head as the last group, so that
-        the head keeps the full learning rate and earlier backbone layers get smaller ones."""
+        the head keeps the full learning rate and earlier backbone layers get smaller ones.
+
+        Args:
+            coarse: group the backbone by stage instead of by block.
+        """
         backbone = self.backbone
         if isinstance(backbone, FeatureExtractor):
             prefix, inner = "backbone.model.", compile_matcher(backbone.group_matcher(coarse))
@@ -241,6 +273,10 @@ class VideoClassifier(nn.Module, HubMixin):
         """Auxiliary training losses of the head, by name (``{}`` for heads without any).
 
         Add them to your own criterion: ``loss = ce(logits, y) + sum(model.losses(logits, y).values())``.
+
+        Args:
+            logits: the model's output ``[B, num_classes]`` of the last forward.
+            target: the int64 class indices ``[B]``.
         """
         fn = getattr(self.head, "losses", None)
         return fn(logits, target) if fn is not None else {}
@@ -276,6 +312,11 @@ class VideoClassifier(nn.Module, HubMixin):
         (default) leaves the decaying groups without a ``weight_decay`` entry, so the optimizer's own default
         applies (``torch.optim.AdamW``: 0.01, ``Adam``: 0); a number sets it (``0.0``: one group per part,
         nothing to exempt). Frozen parameters (``requires_grad=False``) are left out; empty groups are dropped.
+
+        Args:
+            lr: the head's learning rate (``None``: timm's ``lr_scale`` convention).
+            backbone_lr_scale: the backbone's learning rate as a fraction of the head's.
+            weight_decay: weight decay of the decaying groups (``None``: the optimizer's default).
 
         Raises:
             ValueError: ``lr`` not > 0, ``backbone_lr_scale`` < 0 or ``weight_decay`` < 0.
@@ -326,7 +367,12 @@ class VideoClassifier(nn.Module, HubMixin):
     def hub_config(self, *, label_names: list[str] | None = None,
                    data_config: DataConfig | None = None) -> dict[str, Any]:
         """The content of ``config.json`` (``kind="model"``): the spec, the data config, the labels, the class
-        count, the registered model name and the provenance of the weights, when known."""
+        count, the registered model name and the provenance of the weights, when known.
+
+        Args:
+            label_names: class names that replace the model's own.
+            data_config: the input description that replaces the model's own.
+        """
         labels = self.label_names if label_names is None else self._checked_labels(label_names)
         data = self.data_config if data_config is None else data_config
         if not isinstance(data, DataConfig):
@@ -339,7 +385,15 @@ class VideoClassifier(nn.Module, HubMixin):
     def from_spec(cls, spec: dict[str, Any], data_config: DataConfig | dict[str, Any],
                   label_names: list[str] | None = None, backbone: nn.Module | None = None,
                   head: nn.Module | None = None) -> VideoClassifier:
-        """The architecture a spec describes, with random weights (arguments: :func:`taghead.models.spec.build_parts`)."""
+        """The architecture a spec describes, with random weights (arguments: :func:`taghead.models.spec.build_parts`).
+
+        Args:
+            spec: the recipe (:attr:`spec`, possibly read back from JSON).
+            data_config: the model's data config (or its dict).
+            label_names: class names in classifier order.
+            backbone: the backbone module when ``spec["backbone"]`` is ``None``.
+            head: the head module when ``spec["head"]`` is ``None``.
+        """
         extractor, head_module, data_config = build_parts(spec, data_config, backbone=backbone, head=head)
         return cls(extractor, head_module, data_config, spec=dict(spec), label_names=label_names)
 
@@ -348,8 +402,11 @@ class VideoClassifier(nn.Module, HubMixin):
                     source: str = "the model") -> VideoClassifier:
         """The model a ``config.json`` describes (``kind="model"``), with random weights.
 
-        ``backbone`` is the module to use when the model was saved around a backbone that taghead did not
-        recognise (``spec["backbone"] is None``); ``source`` names the checkpoint in error messages.
+        Args:
+            config: the ``config.json`` content.
+            backbone: the module to use when the model was saved around a backbone that taghead did not
+                recognise (``spec["backbone"] is None``).
+            source: the checkpoint, as error messages name it.
         """
         if config.get("kind") != "model":
             raise ValueError(
@@ -382,7 +439,14 @@ class VideoClassifier(nn.Module, HubMixin):
     @classmethod
     def from_pretrained(cls, repo_id_or_path: str | os.PathLike, *, backbone: nn.Module | None = None,
                         num_classes: int | None = None, **hub_kwargs: Unpack[HubDownloadKwargs]) -> VideoClassifier:
-        """A saved model from a folder or a Hub repository, in eval mode (see :func:`taghead.from_pretrained`)."""
+        """A saved model from a folder or a Hub repository, in eval mode (see :func:`taghead.from_pretrained`).
+
+        Args:
+            repo_id_or_path: a saved folder or a Hub repository id.
+            backbone: the backbone module, for a model saved around one taghead did not recognise.
+            num_classes: re-initialise the classifier for this class count.
+            **hub_kwargs: passed to :func:`taghead.hub.resolve_pretrained_folder`.
+        """
         folder = resolve_pretrained_folder(repo_id_or_path, **hub_kwargs)
         return cls.from_folder(folder, read_config(folder), source=repr(os.fspath(repo_id_or_path)),
                                backbone=backbone, num_classes=num_classes)
@@ -395,6 +459,13 @@ class VideoClassifier(nn.Module, HubMixin):
         The architecture is first built on the ``meta`` device and compared with the weights' header (names,
         shapes, dtypes), so a config that does not fit its weights fails before anything is allocated; with
         a user-supplied ``backbone`` (used as it is) only the head is compared this way.
+
+        Args:
+            folder: the saved folder.
+            config: its ``config.json`` content.
+            source: the folder or repository, as errors name it.
+            backbone: the backbone module, for a model saved around one taghead did not recognise.
+            num_classes: re-initialise the classifier for this class count.
         """
         header = read_weights_header(folder, config)
         spec = config["spec"]

@@ -81,6 +81,13 @@ def from_pretrained_config(
 
     Arguments as in :func:`from_pretrained`; ``num_classes`` builds another classifier width (the saved
     label names are then dropped). The module is left in training mode, as a freshly built one is.
+
+    Args:
+        repo_id_or_path: a saved folder or a Hub repository id.
+        backbone: the backbone module, for a model saved around one taghead did not recognise.
+        num_classes: another classifier width.
+        kind: ``"head"`` to build only the head of a full model; ``None``: what was saved.
+        **hub_kwargs: passed to :func:`taghead.hub.resolve_pretrained_folder`.
     """
     _check_kind(kind)
     folder = resolve_pretrained_folder(repo_id_or_path, config_only=True, **hub_kwargs)
@@ -103,7 +110,11 @@ def _check_kind(kind: str | None) -> None:
 
 
 def config_for(module: nn.Module) -> dict[str, Any]:
-    """The ``config.json`` content of a :class:`~taghead.VideoClassifier` or a head."""
+    """The ``config.json`` content of a :class:`~taghead.VideoClassifier` or a head.
+
+    Args:
+        module: a model or a head.
+    """
     if not isinstance(module, HubMixin):
         raise TypeError(f"expected a taghead VideoClassifier or a head (VideoHead), got {type(module).__name__}")
     return module.hub_config()
@@ -117,6 +128,12 @@ def module_from_config(config: dict[str, Any], *, backbone: nn.Module | None = N
     will be loaded into it: names, shapes, dtype kinds; see :func:`~taghead.heads.io.check_on_meta`), or,
     without weights, its size is checked (:func:`~taghead.heads.io.check_unverified`). With a
     user-supplied ``backbone`` only the head is built from the config, and checked.
+
+    Args:
+        config: the ``config.json`` content.
+        backbone: the backbone module, for a model saved around one taghead did not recognise.
+        source: the config, as errors name it.
+        weights: the state dict that will be loaded (``None``: only the size is checked).
     """
     spec = config["spec"]
     if config["kind"] == "head":

@@ -6,16 +6,16 @@ from ..config import PretrainedCfg
 
 __all__ = ["PretrainedCfg", "PRETRAINED_CFGS", "TAG_HEAD_CITATION", "REFERENCE_LICENSE", "reference_cfg"]
 
-#: BibTeX of the TAG-Head paper (ICPR 2026, arXiv 2604.11498).
 TAG_HEAD_CITATION = """@inproceedings{taghead2026,
   title     = {TAG-Head: Time-Aligned Graph Head for Fine-Grained Action Recognition},
   booktitle = {International Conference on Pattern Recognition (ICPR)},
   year      = {2026},
   note      = {arXiv:2604.11498}
 }"""
+"""BibTeX of the TAG-Head paper (ICPR 2026, arXiv 2604.11498)."""
 
-#: Licence of the authors' reference implementation (and so of the checkpoints it trains).
 REFERENCE_LICENSE = "mit"
+"""Licence of the authors' reference implementation (and so of the checkpoints it trains)."""
 
 _KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
 _KINETICS_STD = (0.22803, 0.22145, 0.216989)
@@ -43,7 +43,11 @@ _REFERENCE_DATA = {
 
 
 def reference_cfg(preset: str) -> PretrainedCfg:
-    """The pretrained config of the reference TAG-Head (R(2+1)D-34 backbone) for ``preset``."""
+    """The pretrained config of the reference TAG-Head (R(2+1)D-34 backbone) for ``preset``.
+
+    Args:
+        preset: ``"haa500"``, ``"gym99"`` or ``"gym288"``.
+    """
     if preset not in _REFERENCE_DATA:
         raise ValueError(f"unknown reference preset {preset!r}; choose one of {sorted(_REFERENCE_DATA)}")
     num_classes, num_frames, dataset, metrics = _REFERENCE_DATA[preset]
@@ -64,7 +68,6 @@ def _no_tag_weights(backbone_weights: str) -> str:
     )
 
 
-#: Pretrained configs of the built-in registered models, by model name.
 PRETRAINED_CFGS: dict[str, PretrainedCfg] = {
     "tag_r2plus1d_34_haa500": reference_cfg("haa500"),
     "tag_r2plus1d_34_gym99": reference_cfg("gym99"),
@@ -91,3 +94,4 @@ PRETRAINED_CFGS: dict[str, PretrainedCfg] = {
         source=_no_tag_weights("pytorchvideo model zoo `i3d_r50`, 8 frames"), citation=TAG_HEAD_CITATION,
     ),
 }
+"""Pretrained configs of the built-in registered models, by model name."""

@@ -40,13 +40,22 @@ _REQUIRED = ("pos_embedding", "classifier.0.weight", "classifier.1.weight", "tra
 
 
 def read_official_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """The reference state dict in ``path``: bare, or under ``model_state_dict`` (``module.`` prefixes removed)."""
+    """The reference state dict in ``path``: bare, or under ``model_state_dict`` (``module.`` prefixes removed).
+
+    Args:
+        path: a reference ``.pth`` checkpoint.
+    """
     return unwrap_official_state_dict(load_torch_checkpoint(path), repr(os.fspath(path)))
 
 
 def unwrap_official_state_dict(obj: dict[str, Any], source: str = "the checkpoint") -> dict[str, torch.Tensor]:
     """The reference state dict inside a loaded checkpoint ``obj`` (see :func:`~taghead.weights.unwrap_state_dict`),
-    checked to have the reference layout."""
+    checked to have the reference layout.
+
+    Args:
+        obj: the loaded checkpoint.
+        source: where it came from, named in errors.
+    """
     if "model_state_dict" in obj and not isinstance(obj["model_state_dict"], dict):
         raise CheckpointError(f"{source}: 'model_state_dict' holds a {type(obj['model_state_dict']).__name__}, "
                               "not a dict")
@@ -64,7 +73,11 @@ def unwrap_official_state_dict(obj: dict[str, Any], source: str = "the checkpoin
 
 
 def infer_preset(state: dict[str, torch.Tensor]) -> str:
-    """The reference preset (``haa500``, ``gym99``, ``gym288``) whose shapes the state dict has."""
+    """The reference preset (``haa500``, ``gym99``, ``gym288``) whose shapes the state dict has.
+
+    Args:
+        state: a reference state dict.
+    """
     found = dict(num_classes=int(state["classifier.1.weight"].shape[0]), tokens=int(state["pos_embedding"].shape[1]),
                  mlp_dim=int(state["transformer.layers.0.linear1.weight"].shape[0]))
     for name, p in TAG_PRESETS.items():
@@ -109,6 +122,11 @@ def convert_official_state_dict(
 
     Keys and shapes are checked against ``model`` (:class:`~taghead.weights.StateDictMismatchError`
     lists what differs), then ``edge_index`` is checked to be the time-aligned graph and dropped.
+
+    Args:
+        state: the reference state dict.
+        model: the taghead model whose keys to produce.
+        source: where the state dict came from, named in errors.
     """
     names = {id(m): name for name, m in model.named_modules()}
     prefixes = [names[id(stage)] for stage in _resnet_stages(model.backbone)]

@@ -48,6 +48,11 @@ def register_model(
     ``pretrained_cfg`` says which weights ``create_model(name, pretrained=True)`` loads and which
     input they expect; the entrypoint then also receives it as the ``pretrained_cfg`` keyword (with
     any overlay applied). Without one, ``num_classes`` must be passed to :func:`create_model`.
+
+    Args:
+        fn: the entrypoint (``None`` when used with arguments).
+        name: the registry name (``None``: the function's name).
+        pretrained_cfg: the weights the name loads with ``pretrained=True``.
     """
 
     def decorator(func: F) -> F:
@@ -67,12 +72,20 @@ def register_model(
 
 
 def is_model(name: str) -> bool:
-    """Whether a model is registered as ``name`` (``"hf-hub:"`` names are not registered)."""
+    """Whether a model is registered as ``name`` (``"hf-hub:"`` names are not registered).
+
+    Args:
+        name: a model name.
+    """
     return name in _MODELS
 
 
 def model_entrypoint(model_name: str) -> Callable[..., nn.Module]:
-    """The function registered as ``model_name`` (timm's ``model_entrypoint``); an unknown name suggests close ones."""
+    """The function registered as ``model_name`` (timm's ``model_entrypoint``); an unknown name suggests close ones.
+
+    Args:
+        model_name: the registered model name.
+    """
     if model_name not in _MODELS:
         raise _unknown(model_name)
     return _MODELS[model_name]
@@ -144,7 +157,11 @@ def _unknown(name: str) -> ValueError:
 
 
 def get_pretrained_cfg(name: str) -> PretrainedCfg | None:
-    """The pretrained config registered with model ``name`` (``None`` if it has none)."""
+    """The pretrained config registered with model ``name`` (``None`` if it has none).
+
+    Args:
+        name: the registered model name.
+    """
     if name not in _MODELS:
         raise _unknown(name)
     return _PRETRAINED_CFGS.get(name)
@@ -206,7 +223,15 @@ def load_pretrained(model: nn.Module, cfg: PretrainedCfg, *, name: str = "model"
     ``model``; keys are checked.
 
     Label names saved with the weights (a taghead folder's ``config.json``) replace the model's when their
-    count matches its classes. ``adapt_classifier``: see :func:`_load_into`.
+    count matches its classes.
+
+    Args:
+        model: the built model.
+        cfg: its pretrained config.
+        name: the model, as messages name it.
+        cache_dir: the Hugging Face cache for ``hf_hub_id`` weights (``None``: the default one).
+        adapt_classifier: load everything but the class-dependent weights when their width differs (with a
+            warning) instead of failing.
     """
     config, converted = None, False
     if cfg.file:
@@ -371,7 +396,9 @@ def create_model(
             ``timm.models.load_checkpoint`` does: the same files as ``file``, keys checked strictly.
         cache_dir: Hugging Face Hub cache folder for ``hf_hub_id`` / ``hf-hub:`` weights.
         scriptable: ``True`` is refused (taghead models are not TorchScript-scriptable; use
-            ``torch.export``); ``exportable`` and ``no_jit`` are accepted (nothing to change).
+            ``torch.export``).
+        exportable: timm's switch, accepted (nothing to change).
+        no_jit: timm's switch, accepted (nothing to change).
         num_classes: classifier width (default: the pretrained config's). With ``pretrained=True``
             and a different value, everything but the classifier is loaded, the classifier is
             re-initialised and a warning says so.

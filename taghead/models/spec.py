@@ -40,8 +40,9 @@ __all__ = ["SPEC_KEYS", "OPTIONAL_SPEC_KEYS", "build_parts", "build_feature_extr
            "apply_batchnorm_spec", "check_backbone_weights"]
 
 SPEC_KEYS = ("backbone", "backbone_kwargs", "adapter", "adapter_kwargs", "head", "head_config", "freeze_backbone")
-#: Keys a spec may lack (configs saved before they existed); ``None`` when absent.
+"""The keys every spec holds: how to rebuild the backbone, its adapter and the head."""
 OPTIONAL_SPEC_KEYS = ("backbone_weights", "batchnorm")
+"""Keys a spec may lack (configs saved before they existed); ``None`` when absent."""
 _PROVENANCE_KEYS = ("tag", "source", "filename", "license", "dataset")
 #: Provenance keys only some starts have (``revision``: the commit of a Hub repository's files).
 _OPTIONAL_PROVENANCE_KEYS = ("revision",)
@@ -49,7 +50,13 @@ _OPTIONAL_PROVENANCE_KEYS = ("revision",)
 
 def batchnorm_spec(momentum: float | None = None, eps: float | None = None,
                    freeze_stats: bool = False) -> dict[str, Any] | None:
-    """The spec's ``batchnorm`` entry for these options (``None`` when they change nothing); checked."""
+    """The spec's ``batchnorm`` entry for these options (``None`` when they change nothing); checked.
+
+    Args:
+        momentum: BatchNorm momentum (``None``: the architecture's).
+        eps: BatchNorm epsilon (``None``: the architecture's).
+        freeze_stats: keep the running statistics fixed during training.
+    """
     check_batchnorm_options(momentum, eps)
     if momentum is None and eps is None and not freeze_stats:
         return None
@@ -58,7 +65,12 @@ def batchnorm_spec(momentum: float | None = None, eps: float | None = None,
 
 
 def apply_batchnorm_spec(extractor: FeatureExtractor, settings: dict[str, Any] | None) -> None:
-    """Give the backbone's BatchNorm layers the spec's ``batchnorm`` settings (``None``: leave them)."""
+    """Give the backbone's BatchNorm layers the spec's ``batchnorm`` settings (``None``: leave them).
+
+    Args:
+        extractor: the feature extractor.
+        settings: the spec's ``batchnorm`` entry.
+    """
     if settings is None:
         return
     if not isinstance(settings, dict) or set(settings) != {"momentum", "eps", "freeze_stats"}:
@@ -70,7 +82,11 @@ def apply_batchnorm_spec(extractor: FeatureExtractor, settings: dict[str, Any] |
 
 def check_backbone_weights(provenance: Any) -> dict[str, Any] | None:
     """The spec's ``backbone_weights`` entry checked: ``None`` or a dict of the provenance keys (str or None; a
-    Hub repository's also ``revision``), whose ``filename`` is a base name (never a path)."""
+    Hub repository's also ``revision``), whose ``filename`` is a base name (never a path).
+
+    Args:
+        provenance: the entry to check.
+    """
     if provenance is None:
         return None
     ok = isinstance(provenance, dict) and set(_PROVENANCE_KEYS) <= set(provenance) <= {
@@ -83,7 +99,12 @@ def check_backbone_weights(provenance: Any) -> dict[str, Any] | None:
 
 def build_feature_extractor(spec: dict[str, Any], backbone: nn.Module | None = None) -> FeatureExtractor:
     """The feature extractor a spec describes (its ``backbone``, ``backbone_kwargs``, ``adapter`` and
-    ``adapter_kwargs``), with random weights; ``backbone`` as in :func:`build_parts`."""
+    ``adapter_kwargs``), with random weights; ``backbone`` as in :func:`build_parts`.
+
+    Args:
+        spec: the model's spec.
+        backbone: the backbone module when ``spec["backbone"]`` is ``None``.
+    """
     if spec["backbone"] is None:
         if backbone is None:
             raise ValueError("this spec has a user-supplied backbone (spec['backbone'] is None): pass backbone=, "

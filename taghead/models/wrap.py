@@ -94,8 +94,9 @@ def wrap_backbone(
             folder (see :func:`taghead.create_backbone`). The weights are loaded into the whole backbone before the
             adapter removes its classifier (never into the new head); the model's data config is then
             the weights' (frames and crop as given). ``None``: random weights.
-        bn_momentum, bn_eps: set on every BatchNorm layer of the backbone (``None``: the
-            architecture's). Momentum in PyTorch's sense (the weight of the current batch).
+        bn_momentum: set on every BatchNorm layer of the backbone (``None``: the architecture's).
+            Momentum in PyTorch's sense (the weight of the current batch).
+        bn_eps: set on every BatchNorm layer of the backbone (``None``: the architecture's).
         freeze_bn_stats: keep the backbone's BatchNorm running statistics fixed during training (the
             layers stay in eval mode; all parameters still train).
         head_kwargs: passed to the head (e.g. ``mlp_dim=2048``, ``embed_dim=256``).

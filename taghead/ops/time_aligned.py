@@ -339,6 +339,14 @@ def time_aligned_edge_index(
 
     For interoperability with torch_geometric and for tests: ``t*P*(P-1)`` intra-frame edges then
     ``2*(t-1)*P`` temporal edges, ``P = h*w``. :func:`time_aligned_appnp` never builds it.
+
+    Args:
+        t: time steps of the feature map.
+        h: its height.
+        w: its width.
+        intra: include the complete graph inside every frame.
+        temporal: include the edges between the same position in consecutive frames.
+        device: where to create the tensor.
     """
     _check_grid(t, h, w)
     p = h * w
@@ -372,6 +380,15 @@ def time_aligned_adjacency(
 
     With ``normalized=True`` returns :math:`\hat{A} = D^{-1/2}(A + I)D^{-1/2}` as APPNP uses it;
     otherwise the 0/1 adjacency ``A`` without self-loops.
+
+    Args:
+        t: time steps of the feature map.
+        h: its height.
+        w: its width.
+        intra: include the complete graph inside every frame.
+        temporal: include the edges between the same position in consecutive frames.
+        normalized: return the normalised adjacency with self-loops.
+        dtype: the matrix's dtype.
     """
     edge_index = time_aligned_edge_index(t, h, w, intra=intra, temporal=temporal)
     n = t * h * w

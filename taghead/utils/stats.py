@@ -27,6 +27,15 @@ class ModelStats:
     """Parameter and FLOP counts of a model split into backbone and head (FLOPs: multiply-add = 2).
 
     A model without ``.backbone`` and ``.head`` counts entirely as backbone.
+
+    Attributes:
+        input_shape: the input the counts are for, ``(B, 3, T, H, W)``.
+        feature_shape: the backbone's feature map ``(B, C, T', H', W')`` (``None`` without a backbone/head
+            split).
+        backbone_params: parameters of the backbone.
+        head_params: parameters of the head.
+        backbone_flops: FLOPs of the backbone's forward pass.
+        head_flops: FLOPs of the head's forward pass.
     """
 
     input_shape: tuple[int, ...]
@@ -38,10 +47,12 @@ class ModelStats:
 
     @property
     def params(self) -> int:
+        """Total parameters, backbone and head."""
         return self.backbone_params + self.head_params
 
     @property
     def flops(self) -> int:
+        """Total FLOPs, backbone and head."""
         return self.backbone_flops + self.head_flops
 
     @property
@@ -60,6 +71,7 @@ class ModelStats:
         return 100.0 * self.head_flops / self.backbone_flops if self.backbone_flops else float("nan")
 
     def to_dict(self) -> dict[str, Any]:
+        """The counts and the derived totals and overheads as a JSON-ready dict."""
         d = asdict(self)
         d.update(params=self.params, flops=self.flops, head_params_overhead=self.head_params_overhead,
                  head_flops_overhead=self.head_flops_overhead)
@@ -67,7 +79,11 @@ class ModelStats:
 
 
 def count_parameters(module: nn.Module) -> int:
-    """Number of distinct parameters (shared tensors counted once)."""
+    """Number of distinct parameters (shared tensors counted once).
+
+    Args:
+        module: the module to count.
+    """
     return sum(p.numel() for p in {id(p): p for p in module.parameters()}.values())
 
 
@@ -100,8 +116,11 @@ def _no_fused_attention() -> Iterator[None]:
 def count_flops(module: nn.Module, *inputs: Any, call: Any = None) -> tuple[int, Any]:
     """FLOPs of ``module(*inputs)`` (multiply-add = 2) and its output, under ``torch.no_grad()``.
 
-    ``call(module, *inputs)`` runs the module (default: a plain call; :func:`taghead.utils.meta.meta_call`
-    counts without arithmetic).
+    Args:
+        module: the module to count.
+        *inputs: its positional inputs.
+        call: runs the module as ``call(module, *inputs)`` (``None``: a plain call;
+            :func:`taghead.utils.meta.meta_call` counts without arithmetic).
     """
     call = call or (lambda m, *args: m(*args))
     mapping = _custom_mapping()
