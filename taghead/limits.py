@@ -174,7 +174,11 @@ def without_local_paths(kwargs: dict[str, Any], where: str) -> tuple[dict[str, A
 def without_local_builder_arguments(spec: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """A copy of a model spec whose ``backbone_kwargs`` and ``adapter_kwargs`` (``{}`` when unset) lack the
     arguments that name local files (:func:`without_local_paths`), and those found: what a spec written to a
-    file (a saved model's ``config.json``, a feature cache's ``cache.json``) may hold."""
+    file (a saved model's ``config.json``, a feature cache's ``cache.json``) may hold.
+
+    Args:
+        spec: the model spec; it is not modified.
+    """
     spec, dropped = dict(spec), []
     for key in ("backbone_kwargs", "adapter_kwargs"):
         spec[key], found = without_local_paths(dict(spec.get(key) or {}), f"spec.{key}")
