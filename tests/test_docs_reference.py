@@ -22,7 +22,10 @@ PUBLIC_MODULES = [
     "taghead", "taghead.ops", "taghead.heads", "taghead.adapters", "taghead.backbones", "taghead.data",
     "taghead.engine", "taghead.explanation", "taghead.text", "taghead.config", "taghead.convert", "taghead.weights",
     "taghead.utils", "taghead.hub", "taghead.models.classifier", "taghead.models.wrap", "taghead.models.registry",
-    "taghead.models.loading", "taghead.features", "taghead.limits",
+    "taghead.models.loading", "taghead.features", "taghead.limits", "taghead.layers", "taghead.layers.batchnorm",
+    "taghead.heads.attentive", "taghead.adapters.transformers", "taghead.backbones.weights",
+    "taghead.backbones.transformers", "taghead.backbones.transformers_hub", "taghead.features.cache",
+    "taghead.features.dataset", "taghead.features.extract", "taghead.engine.recipes", "taghead.utils.checkpointing",
 ]
 
 
@@ -92,3 +95,13 @@ def test_readme_links_point_at_existing_files():
     assert [t for t in local if not (ROOT / t).exists()] == []
     guides = {p.relative_to(ROOT).as_posix() for p in (ROOT / "docs" / "guides").glob("*.md")}
     assert guides - set(local) == set(), "the README's Documentation section must link every guide"
+
+
+def test_the_site_navigation_lists_every_page():
+    nav = re.findall(r":\s*([\w/.-]+\.md)\s*$|^\s*-\s*([\w/.-]+\.md)\s*$",
+                     (ROOT / "mkdocs.yml").read_text().split("\nnav:", 1)[1], re.MULTILINE)
+    listed = {a or b for a, b in nav}
+    pages = {p.relative_to(ROOT / "docs").as_posix() for p in (ROOT / "docs").rglob("*.md")
+             if not any(part.startswith("_") for part in p.relative_to(ROOT / "docs").parts)}
+    assert pages - listed == set(), "mkdocs.yml's nav must list every page of docs/ (guides and reference)"
+    assert listed - pages == set(), "mkdocs.yml's nav lists pages that do not exist"

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 MARKER = "<!-- taghead-cli-help -->"
-WIDTH = "100"  # argparse wraps help text to $COLUMNS
+WIDTH = "90"  # argparse wraps help text to $COLUMNS; about 93 characters fit the code column at 1280 px
 
 
 def _help_sections(repo_root: Path) -> str:
