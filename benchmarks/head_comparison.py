@@ -237,8 +237,9 @@ def plot_curves(settings: dict[str, dict[str, Any]], path: Path, chance: float) 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    fig, axes = plt.subplots(1, len(settings), figsize=(6.5 * len(settings), 4.2), layout="constrained", squeeze=False)
+    fig, axes = plt.subplots(1, len(settings), figsize=(6.5 * len(settings), 4.7), layout="constrained", squeeze=False)
     titles = {"a": "(a) tiny 3D CNN, trained end to end", "b": "(b) frozen V-JEPA 2 (random), heads only"}
     for ax, (key, s) in zip(axes[0], settings.items()):
         for i, (name, history) in enumerate(s["curves"].items()):
@@ -246,8 +247,11 @@ def plot_curves(settings: dict[str, dict[str, Any]], path: Path, chance: float) 
                     marker="o", markersize=3)
         ax.axhline(100 * chance, color="grey", linestyle=":", label="chance")
         ax.set(title=titles[key], xlabel="epoch", ylabel="validation Top-1 (%)", ylim=(0, 102))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8, loc="upper left")
+    # One legend for both panels, under them: inside a panel it would cover the curves.
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=8, frameon=False)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -32,7 +32,7 @@ import griffe  # the docs extra (pip install -e ".[docs]"), which make test inst
 import pytest
 
 from taghead.cli import build_parser
-from taghead.commands._args import plain_text
+from taghead.commands._args import fill_paragraphs, plain_text
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT / "docs" / "reference"
@@ -264,6 +264,30 @@ def test_command_help_is_plain_text():
 ])
 def test_plain_text_removes_markup_only(text, plain):
     assert plain_text(text) == plain
+
+
+def test_command_help_prose_fits_the_terminal(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    for name, parser in _command_parsers().items():
+        prose = [line for line in parser.format_help().splitlines() if line and not line[0].isspace()]
+        too_long = [line for line in prose if len(line) > 80 and " " in line.strip()]
+        assert not too_long, f"taghead {name} --help has prose lines wider than the terminal: {too_long}"
+
+
+def test_fill_paragraphs_fills_prose_and_keeps_indented_lines():
+    text = ("A first paragraph written\nover two short lines.\n\nexamples:\n"
+            "  taghead train --data synthetic --epochs 12 --batch-size 32 --output runs/tiny\n"
+            "- a list item long enough to wrap onto a second line\n- another item")
+    assert fill_paragraphs(text, 30).splitlines() == [
+        "A first paragraph written over",
+        "two short lines.",
+        "",
+        "examples:",
+        "  taghead train --data synthetic --epochs 12 --batch-size 32 --output runs/tiny",
+        "- a list item long enough to",
+        "  wrap onto a second line",
+        "- another item",
+    ]
 
 
 if __name__ == "__main__":

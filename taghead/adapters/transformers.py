@@ -55,8 +55,6 @@ __all__ = ["TransformersVideoFeatures", "VideoMAEFeatures", "TimesformerFeatures
 _IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 _CLIP = ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))
 
-#: Per family: ``(shortest edge, crop)`` of the processor's resize and centre crop, then mean and std of
-#: pixels in [0, 1] (module docstring). A model built for another crop keeps the resize-to-crop ratio.
 PROCESSOR_VALUES: dict[str, tuple[tuple[int, int], tuple[float, ...], tuple[float, ...]]] = {
     "videomae": ((224, 224), *_IMAGENET),
     "timesformer": ((224, 224), *_IMAGENET),
@@ -64,6 +62,8 @@ PROCESSOR_VALUES: dict[str, tuple[tuple[int, int], tuple[float, ...], tuple[floa
     "vjepa2": ((292, 256), *_IMAGENET),  # int(256 * 256 / 224)
     "xclip_vision": ((224, 224), *_CLIP),
 }
+"""Per family: ``(shortest edge, crop)`` of the processor's resize and centre crop, then mean and std of
+pixels in [0, 1] (module docstring). A model built for another crop keeps the resize-to-crop ratio."""
 
 
 def _models(module: str, *classes: str) -> list[str]:

@@ -94,14 +94,16 @@ _FAMILIES = {
                                       ("xclip", "xclip_vision_model"), "vision_config", ("vision_model",),
                                       _CLIP_PIXELS, "VideoMAEImageProcessor", ((224, 224), *_STANDARD))),
 }
-#: The families' checkpoint facts (:class:`~taghead.backbones.transformers_hub.HubFamily`), by family key.
 HUB_FAMILIES: dict[str, HubFamily] = {key: fam.hub for key, fam in _FAMILIES.items()}
+"""The families' checkpoint facts (:class:`~taghead.backbones.transformers_hub.HubFamily`), by family key
+(``"videomae"``, ``"timesformer"``, ``"vivit"``, ``"vjepa2"``, ``"xclip_vision"``)."""
 
-#: Registered name -> ``"module:ClassName"`` of the model it builds.
 TRANSFORMERS_BACKBONES: dict[str, str] = {
     f"{_PREFIX}{key}{suffix}": f"transformers.models.{fam.module}.modeling_{fam.module}:{cls}"
     for key, fam in _FAMILIES.items() for suffix, (cls, _) in fam.models.items()
 }
+"""Registered name -> ``"module:ClassName"`` of the model it builds
+(``"transformers/videomae"`` -> ``"transformers.models.videomae.modeling_videomae:VideoMAEModel"``)."""
 
 #: Extra constructor arguments (besides the config) of some model classes, and how to read them back.
 _MODEL_KWARGS = {"VivitModel": {"add_pooling_layer": lambda module: module.pooler is not None}}
@@ -117,7 +119,11 @@ def config_dict(config: Any) -> dict[str, Any]:
     (``transformers_version``, ``_name_or_path``, ``architectures``, ``dtype``) and label names, with
     ``num_labels`` (the width of a ``...ForVideoClassification`` classifier). Attributes that are no field of the
     config class (transformers keeps any keyword it is given, e.g. ``VivitConfig(patch_size=...)``, and its
-    models never read them) are left out."""
+    models never read them) are left out.
+
+    Args:
+        config: a transformers config object of one of the families (``VideoMAEConfig``, ...); not modified.
+    """
     known = _known_fields(type(config))
     values = {k: v for k, v in config.to_dict().items() if k in known and k not in _NOT_ARCHITECTURE}
     values["num_labels"] = int(config.num_labels)

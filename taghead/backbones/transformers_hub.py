@@ -62,6 +62,7 @@ __all__ = ["HUB_PREFIX", "HubFamily", "TransformersCheckpoint", "TransformersRep
            "fetch_checkpoint", "read_checkpoint_folder", "checkpoint_data_config", "load_checkpoint_state"]
 
 HUB_PREFIX = "hf-hub:"
+"""What starts a Hub repository's name: ``"hf-hub:<owner>/<repo>[@<revision>]"``."""
 CONFIG_FILE = "config.json"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 PROCESSOR_FILES = ("video_preprocessor_config.json", "preprocessor_config.json")
@@ -111,7 +112,21 @@ class HubFamily:
 @dataclass(frozen=True)
 class TransformersCheckpoint:
     """A model repository's files, read: where they came from, the commit, ``config.json``, the weights file, the
-    preprocessor config and the model card's metadata."""
+    preprocessor config and the model card's metadata.
+
+    Attributes:
+        source: ``"hf-hub:<owner>/<repo>"`` (without the revision), or the local folder's base name.
+        repo_id: the Hub repository id, ``"<owner>/<repo>"``; ``None`` for a local folder.
+        revision: the commit hash of the files (a Hub repository; the revision asked for when the commit is not
+            known), or ``None`` (a local folder, or the default branch).
+        config: the repository's ``config.json``, as read.
+        weights_file: ``model.safetensors``, else ``pytorch_model.bin``; ``None`` when the weights were not
+            asked for.
+        processor: ``video_preprocessor_config.json``, else ``preprocessor_config.json``, as read; ``None`` when
+            the repository has neither (or, offline, neither is in the cache).
+        card: the YAML metadata of the model card (``README.md``): ``license``, ``datasets``, ...; ``{}`` when
+            there is none.
+    """
 
     source: str  # "hf-hub:<repo>" or the local folder's base name
     repo_id: str | None
@@ -125,7 +140,14 @@ class TransformersCheckpoint:
 # ---------------------------------------------------------------------------------------------------- fetching
 def parse_hub_id(text: str) -> tuple[str, str | None]:
     """``"hf-hub:<owner>/<repo>[@<revision>]"`` -> ``(repo_id, revision)``, the repository id checked as the Hub
-    checks it (``huggingface_hub.utils.validate_repo_id``)."""
+    checks it (``huggingface_hub.utils.validate_repo_id``).
+
+    Args:
+        text: the name, starting with :data:`HUB_PREFIX`; ``revision`` is ``None`` without an ``@``.
+
+    Raises:
+        ValueError: no ``"hf-hub:"`` prefix, an invalid repository id, or nothing after the ``@``.
+    """
     from huggingface_hub.errors import HFValidationError
     from huggingface_hub.utils import validate_repo_id
 
@@ -211,7 +233,16 @@ def _unavailable(source: str, files: str, where: str, why: str) -> WeightsUnavai
 
 
 def read_checkpoint_folder(folder: str | os.PathLike, *, weights: bool = True) -> TransformersCheckpoint:
-    """The files of a local folder in a repository's layout (``save_pretrained`` output, a copied snapshot)."""
+    """The files of a local folder in a repository's layout (``save_pretrained`` output, a copied snapshot).
+
+    Args:
+        folder: the folder (``~`` is expanded); it must hold ``config.json``.
+        weights: require a weights file (``model.safetensors``, else ``pytorch_model.bin``); ``False``: the
+            architecture and preprocessing only (:attr:`TransformersCheckpoint.weights_file` is ``None``).
+
+    Raises:
+        FileNotFoundError: no ``config.json`` in the folder, or no weights file when ``weights`` is set.
+    """
     folder = Path(folder).expanduser()
     config_path = folder / CONFIG_FILE
     if not config_path.is_file():
@@ -251,7 +282,15 @@ def _family_config(checkpoint: TransformersCheckpoint, family: HubFamily,
 def checkpoint_data_config(processor: Mapping[str, Any] | None, family: HubFamily,
                            config: Mapping[str, Any]) -> DataConfig | None:
     """The data config of a checkpoint: frames and crop from its (family) ``config``, resize and normalisation
-    from its preprocessor config (the module docstring); ``None`` for a non-square model."""
+    from its preprocessor config (the module docstring); ``None`` for a non-square model.
+
+    Args:
+        processor: the checkpoint's preprocessor config (:attr:`TransformersCheckpoint.processor`); ``None``:
+            the family's processor defaults (:attr:`HubFamily.processor`) throughout.
+        family: the checkpoint's family (its clip fields, processor defaults and rescaling).
+        config: the family's config as a dict (the builder's ``config``), holding the frames and size fields
+            :attr:`HubFamily.clip_fields` names.
+    """
     frames_field, size_field = family.clip_fields
     size = config.get(size_field)
     height, width = (size, size) if isinstance(size, int) else tuple(size)  # type: ignore[misc]
@@ -306,6 +345,13 @@ def load_checkpoint_state(module: nn.Module, state: Mapping[str, torch.Tensor], 
     docstring, the parts of the published model the backbone lacks dropped, the entry's ``classifier`` parts loaded
     where they fit.
 
+    Args:
+        module: the backbone built from the checkpoint's config, loaded in place.
+        state: the checkpoint's state dict (:func:`~taghead.backbones.weights.read_weights_file`).
+        family: the checkpoint's family (where a checkpoint may hold the encoder's weights).
+        entry: the registered backbone (its ``classifier``: the parts the adapter replaces).
+        source: what the weights are, named in the error message.
+
     Raises:
         StateDictMismatchError: a key of the backbone missing or mis-shaped, or an unexpected key inside it.
     """
@@ -358,7 +404,13 @@ def _match_layout(module: nn.Module, state: Mapping[str, torch.Tensor],
 
 # ------------------------------------------------------------------------------------------------ the loaders
 class TransformersRepos:
-    """The :class:`~taghead.backbones.registry.RepoLoader` of one family's backbones (bare and with a head)."""
+    """The :class:`~taghead.backbones.registry.RepoLoader` of one family's backbones (bare and with a head).
+
+    Args:
+        family: the family whose checkpoints it loads.
+        config_dict: turns a transformers config object into the builder's ``config`` dict
+            (:func:`taghead.backbones.transformers.config_dict`).
+    """
 
     def __init__(self, family: HubFamily, config_dict: Callable[[Any], dict[str, Any]]) -> None:
         self.family = family
@@ -367,7 +419,18 @@ class TransformersRepos:
     def build(self, entry: BackboneEntry, source: BackboneWeights | str | Path, kwargs: dict[str, Any], *,
               load_weights: bool, progress: bool) -> BuiltBackbone:
         """Build ``entry`` from ``source`` (module docstring); ``kwargs["config"]`` overrides the checkpoint's
-        config fields (``{"drop_path_rate": 0.1}``, ``{"num_labels": 10}``)."""
+        config fields (``{"drop_path_rate": 0.1}``, ``{"num_labels": 10}``).
+
+        Args:
+            entry: the registered backbone to build (bare encoder or ``...ForVideoClassification``).
+            source: a registered tag's weights, a ``"hf-hub:<owner>/<repo>[@<revision>]"`` id, a local folder
+                in a repository's layout, or a single weights file (the module then built from ``kwargs``
+                alone).
+            kwargs: the builder's keyword arguments (its ``config`` entry is taken out of this dict).
+            load_weights: load the checkpoint's weights; ``False``: its architecture and data config with
+                random weights (no weights file fetched, no provenance).
+            progress: unused (the Hugging Face cache shows its own progress bars).
+        """
         if isinstance(source, Path) and source.is_file():
             return self._from_file(entry, source, kwargs)
         tag = source if isinstance(source, BackboneWeights) else self._registered(entry, source)
@@ -391,7 +454,13 @@ class TransformersRepos:
         return BuiltBackbone(module, entry.name, clip, provenance)
 
     def fetch(self, source: BackboneWeights | str | Path, *, weights: bool = True) -> TransformersCheckpoint:
-        """The checkpoint files of ``source``: a tag's or a ``"hf-hub:"`` repository, or a local folder."""
+        """The checkpoint files of ``source``: a tag's or a ``"hf-hub:"`` repository, or a local folder.
+
+        Args:
+            source: a registered tag's weights (its Hub repository, default branch), a
+                ``"hf-hub:<owner>/<repo>[@<revision>]"`` id, or a local folder.
+            weights: fetch the weights file too (``False``: the architecture and preprocessing only).
+        """
         if isinstance(source, Path):
             return read_checkpoint_folder(source, weights=weights)
         repo_id, revision = ((str(source.hf_hub_id), None) if isinstance(source, BackboneWeights)
@@ -399,6 +468,13 @@ class TransformersRepos:
         return fetch_checkpoint(repo_id, revision, weights=weights)
 
     def download(self, source: BackboneWeights | str, *, progress: bool) -> Path:
+        """Put the repository's files into the Hugging Face cache; returns the folder holding them (the
+        snapshot of the commit).
+
+        Args:
+            source: a registered tag's weights or a ``"hf-hub:<owner>/<repo>[@<revision>]"`` id.
+            progress: unused (the Hugging Face cache shows its own progress bars).
+        """
         checkpoint = self.fetch(source)
         return checkpoint.weights_file.parent  # type: ignore[union-attr]
 
@@ -438,7 +514,11 @@ def _text(value: Any) -> str | None:
 
 class HubNames:
     """The ``"hf-hub:<repo>"`` backbone names (a :class:`~taghead.backbones.registry.NamePrefixHandler`): the
-    family's bare encoder chosen from the repository's ``model_type``."""
+    family's bare encoder chosen from the repository's ``model_type``.
+
+    Args:
+        families: the families it recognises, by the ``model_type`` values of their checkpoints.
+    """
 
     def __init__(self, families: Sequence[HubFamily]) -> None:
         self.families = {model_type: family for family in families for model_type in family.model_types}
@@ -454,10 +534,26 @@ class HubNames:
         return get_backbone_entry(self.families[model_type].name)
 
     def build(self, name: str, kwargs: dict[str, Any], *, load_weights: bool, progress: bool) -> BuiltBackbone:
+        """The bare encoder of the repository ``name`` names, built by its family's
+        :meth:`TransformersRepos.build` (its ``config.json`` is fetched first to read the ``model_type``).
+
+        Args:
+            name: ``"hf-hub:<owner>/<repo>[@<revision>]"``.
+            kwargs: the builder's keyword arguments (``config``: fields overriding the checkpoint's).
+            load_weights: load the repository's weights; ``False``: its architecture with random weights.
+            progress: passed on to the family's loader.
+        """
         entry = self._entry(name)
         return entry.repo_loader.build(entry, name, kwargs, load_weights=load_weights,  # type: ignore[union-attr]
                                        progress=progress)
 
     def download(self, name: str, *, progress: bool) -> Path:
+        """Put the files of the repository ``name`` names into the Hugging Face cache; returns the folder holding
+        them.
+
+        Args:
+            name: ``"hf-hub:<owner>/<repo>[@<revision>]"``.
+            progress: passed on to the family's loader.
+        """
         entry = self._entry(name)
         return entry.repo_loader.download(name, progress=progress)  # type: ignore[union-attr]

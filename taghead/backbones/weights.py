@@ -54,13 +54,13 @@ __all__ = [
     "read_weights_file", "classifier_keys", "load_backbone_state_dict", "timm_backbone_weights", "weights_table",
 ]
 
-#: Seconds a download may wait for the server (connecting, or between two reads) before it fails.
 DOWNLOAD_TIMEOUT = 30.0
-#: torch.hub's rule (``torch.hub.HASH_REGEX`` itself): hex digits between a ``-`` and a ``.`` of the file name
-#: (``r2plus1d_18-91a641e6.pth``) are the start of the file's SHA-256.
+"""Seconds a download may wait for the server (connecting, or between two reads) before it fails."""
 HASH_REGEX = torch.hub.HASH_REGEX
-#: ``source`` of the provenance of weights read from a local file of no known tag.
+"""torch.hub's rule (``torch.hub.HASH_REGEX`` itself): hex digits between a ``-`` and a ``.`` of the file
+name (``r2plus1d_18-91a641e6.pth``) are the start of the file's SHA-256."""
 LOCAL_FILE_SOURCE = "local file"
+"""``source`` of the provenance of weights read from a local file of no known tag."""
 _TAG = re.compile(r"^[A-Za-z0-9_\-]+$")
 _CHUNK = 1 << 20
 
@@ -156,7 +156,11 @@ def local_file_provenance(path: str | os.PathLike) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------------- cache
 def torch_hub_cache_path(filename: str) -> Path:
     """Where torch.hub keeps a downloaded file: ``torch.hub.get_dir()/checkpoints/<filename>``
-    (``$TORCH_HOME/hub/checkpoints``)."""
+    (``$TORCH_HOME/hub/checkpoints``).
+
+    Args:
+        filename: the file's base name (the last part of its URL).
+    """
     return Path(torch.hub.get_dir()) / "checkpoints" / filename
 
 
@@ -170,14 +174,23 @@ def _hub_filenames(weights: BackboneWeights) -> list[str]:
 
 
 def hub_cache_location(repo_id: str) -> str:
-    """Where the Hugging Face cache keeps the files of the Hub repository ``repo_id`` (``HF_HUB_CACHE``)."""
+    """Where the Hugging Face cache keeps the files of the Hub repository ``repo_id`` (``HF_HUB_CACHE``).
+
+    Args:
+        repo_id: the Hub repository id, ``"<owner>/<name>"``.
+    """
     from huggingface_hub import constants
 
     return os.path.join(constants.HF_HUB_CACHE, "models--" + str(repo_id).replace("/", "--"))
 
 
 def cached_weights_file(weights: BackboneWeights) -> Path | None:
-    """The file of ``weights`` in the local cache, or ``None`` when it has not been downloaded."""
+    """The file of ``weights`` in the local cache, or ``None`` when it has not been downloaded.
+
+    Args:
+        weights: the published weights: looked up in torch.hub's cache (URL weights) or the Hugging Face
+            cache (Hub weights); nothing is downloaded.
+    """
     if weights.url is not None:
         path = torch_hub_cache_path(weights.filename)
         return path if path.is_file() else None
@@ -212,6 +225,12 @@ def fetch_weights_file(weights: BackboneWeights, *, progress: bool = True,
                        timeout: float = DOWNLOAD_TIMEOUT) -> Path:
     """The local file of ``weights``: from the cache, else downloaded into it (hash checked, see the module).
 
+    Args:
+        weights: the published weights to fetch.
+        progress: show a progress bar while a URL download runs.
+        timeout: seconds the server may take to answer or to send the next chunk of a URL download (Hub
+            downloads use ``huggingface_hub``'s own timeouts).
+
     Raises:
         WeightsUnavailableError: not cached, and the download failed (no network, timeout, HTTP error,
             ``HF_HUB_OFFLINE=1``); the message names the source, the cache path and the ways to give a file.
@@ -242,6 +261,11 @@ def _fetch_from_hub(weights: BackboneWeights) -> Path:
 def hub_file(repo_id: str, filenames: Sequence[str], *, revision: str | None = None) -> tuple[Path | None, str]:
     """The first of ``filenames`` that the Hub repository ``repo_id`` has: from the Hugging Face cache, else
     downloaded into it (``HF_HUB_OFFLINE=1``: the cache only).
+
+    Args:
+        repo_id: the Hub repository id, ``"<owner>/<name>"``.
+        filenames: the file names to try, in order; the first one found is returned.
+        revision: a branch, tag or commit hash of the repository (``None``: the default branch).
 
     Returns:
         ``(path, "")``, or ``(None, why)`` when none of the files is available (why: offline, the Hub
@@ -279,9 +303,22 @@ def download_url(url: str, dest: str | os.PathLike, *, hash_prefix: str | None =
                  timeout: float = DOWNLOAD_TIMEOUT, progress: bool = True) -> Path:
     """Download ``url`` to ``dest`` atomically: a temporary file beside it, then ``os.replace``.
 
-    ``hash_prefix``: the SHA-256 of the file must start with it (torch.hub's check), else nothing is kept
-    and a :class:`CheckpointError` is raised. ``timeout``: seconds the server may take to answer or to
-    send the next chunk. Network errors propagate (``urllib.error.URLError``, ``TimeoutError``).
+    Network errors propagate (``urllib.error.URLError``, ``TimeoutError``).
+
+    Args:
+        url: the address of the file.
+        dest: the file to write (its folder is created when missing); replaced only once the whole file
+            has arrived and passed the hash check.
+        hash_prefix: hex digits the SHA-256 of the file must start with (torch.hub's check; ``None``: not
+            checked).
+        timeout: seconds the server may take to answer or to send the next chunk.
+        progress: show a progress bar (tqdm) while downloading.
+
+    Returns:
+        ``dest``, as a :class:`~pathlib.Path`.
+
+    Raises:
+        CheckpointError: the file's SHA-256 does not start with ``hash_prefix`` (nothing is kept).
     """
     from tqdm.auto import tqdm
 
@@ -306,7 +343,11 @@ def download_url(url: str, dest: str | os.PathLike, *, hash_prefix: str | None =
 
 
 def sha256_file(path: str | os.PathLike) -> str:
-    """The hex SHA-256 of a file."""
+    """The hex SHA-256 of a file.
+
+    Args:
+        path: the file to hash (read in chunks of 1 MiB).
+    """
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         while chunk := fh.read(_CHUNK):
@@ -319,9 +360,15 @@ def read_weights_file(path: str | os.PathLike, state_key: str | None = None) -> 
     """The state dict in a weights file: ``.safetensors``, or a ``torch.save`` file (``.pth``, ``.pt``, ``.pyth``,
     ...) read with ``torch.load(weights_only=True)``.
 
-    ``state_key``: the entry holding the state dict (pytorchvideo's ``"model_state"``); without it the usual
-    wrappers are unwrapped (``model_state``, ``model_state_dict``, ``state_dict``, a taghead training
-    checkpoint, a ``module.`` prefix).
+    Args:
+        path: the weights file (``~`` is expanded); a folder is refused.
+        state_key: the entry holding the state dict (pytorchvideo's ``"model_state"``); ``None``: the usual
+            wrappers are unwrapped (``model_state``, ``model_state_dict``, ``state_dict``, a taghead training
+            checkpoint, a ``module.`` prefix). Not used for ``.safetensors`` files.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        CheckpointError: no state dict under ``state_key``, or entries that are not tensors.
     """
     path = Path(path).expanduser()
     if path.is_dir():
@@ -355,7 +402,13 @@ def _submodule(module: nn.Module, path: str) -> nn.Module:
 
 def classifier_keys(module: nn.Module, classifier: Sequence[str]) -> set[str]:
     """The state-dict keys of the classifier submodules ``classifier`` (paths such as ``"fc"`` or
-    ``"blocks.-1.proj"``) of ``module``; a path ``module`` does not have is skipped."""
+    ``"blocks.-1.proj"``) of ``module``; a path ``module`` does not have is skipped.
+
+    Args:
+        module: the backbone.
+        classifier: dotted submodule paths of ``module``; a numeric part indexes a container and may count
+            from the end (``"blocks.-1.proj"``).
+    """
     names = {id(m): name for name, m in module.named_modules()}
     keys: set[str] = set()
     for path in classifier:
@@ -375,6 +428,13 @@ def load_backbone_state_dict(module: nn.Module, state: Mapping[str, torch.Tensor
     Every key but the classifier's (``classifier``: state-dict keys, see :func:`classifier_keys`) must
     match the module, name and shape. The file's classifier is loaded when it has the module's classifier
     keys with the module's shapes, and dropped otherwise (the module keeps its own, freshly initialised).
+
+    Args:
+        module: the backbone to load into (in place).
+        state: the pretrained state dict (e.g. from :func:`read_weights_file`).
+        classifier: the state-dict keys of the classifier (:func:`classifier_keys`); empty: the backbone
+            has no classifier and every key must match.
+        source: what the weights are, named in the error message.
 
     Returns:
         whether the classifier was loaded too.
@@ -397,7 +457,15 @@ def load_backbone_state_dict(module: nn.Module, state: Mapping[str, torch.Tensor
 # ------------------------------------------------------------------------------------------------------- timm
 def timm_backbone_weights(model_name: str, tag: str | None = None) -> BackboneWeights:
     """The :class:`BackboneWeights` of timm's pretrained config ``model_name.tag`` (``tag=None``: timm's default
-    tag), read from timm's own registry (``timm.models.get_pretrained_cfg``)."""
+    tag), read from timm's own registry (``timm.models.get_pretrained_cfg``).
+
+    Args:
+        model_name: the timm architecture name, without the ``timm/`` prefix (``"resnet50"``).
+        tag: the pretrained tag (``"a1_in1k"``); ``None``: timm's default tag.
+
+    Raises:
+        ValueError: timm does not know ``model_name``, or it has no published weights of that tag.
+    """
     import timm
     from timm.models import get_pretrained_cfg
 
@@ -439,7 +507,12 @@ def _row(weights: BackboneWeights, default: bool) -> list[str]:
 
 def weights_table(weights: Iterable[tuple[BackboneWeights, bool]]) -> str:
     """A Markdown table of ``(weights, marked as the default)`` pairs: name, dataset, classes, clip (frames x
-    crop), licence and the file (linked to its URL or Hub repository)."""
+    crop), licence and the file (linked to its URL or Hub repository).
+
+    Args:
+        weights: ``(weights, is_default)`` pairs, one row each in this order; a default's name is marked
+            ``(default)``.
+    """
     lines = ["| " + " | ".join(_COLUMNS) + " |", "| " + " | ".join("---" for _ in _COLUMNS) + " |"]
     lines += ["| " + " | ".join(_row(w, default)) + " |" for w, default in weights]
     return "\n".join(lines)

@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
 __all__ = ["add_command_parser", "add_device_argument", "add_video_model_arguments", "add_run_arguments", "fail",
            "run_reporting_errors", "positive_int", "non_negative_int", "finite_float", "positive_float",
-           "non_negative_float", "unit_float", "resolve_device", "HelpFormatter", "plain_text"]
+           "non_negative_float", "unit_float", "resolve_device", "HelpFormatter", "plain_text",
+           "fill_paragraphs"]
 
 _LITERAL = re.compile(r"``(.+?)``", re.DOTALL)
 _ROLE = re.compile(r":(?:class|func|meth|attr|data|mod|exc|obj|const|math):`~?(.+?)`")
@@ -40,9 +41,50 @@ def plain_text(text: str) -> str:
     return _EMPHASIS.sub(r"\1", text)
 
 
+_ITEM = re.compile(r"(?:[-*]|\d+[.)]) ")
+
+
+def fill_paragraphs(text: str, width: int) -> str:
+    """``text`` with its prose paragraphs filled to ``width`` columns and everything indented kept as written.
+
+    A paragraph is a run of lines that start at column 0; a list item (``- ``, ``* ``, ``1. ``) starts a new one
+    and its wrapped lines hang under its text. Indented lines (examples, aligned tables) and blank lines are
+    left untouched, so a command line in an epilog is never broken.
+
+    Args:
+        text: a description or epilog.
+        width: the columns to fill to.
+    """
+    out: list[str] = []
+    paragraph: list[str] = []
+
+    def flush() -> None:
+        if paragraph:
+            hang = " " * len(m[0]) if (m := _ITEM.match(paragraph[0])) else ""
+            out.extend(textwrap.wrap(" ".join(paragraph), width, subsequent_indent=hang,
+                                     break_long_words=False, break_on_hyphens=False))
+            paragraph.clear()
+
+    for line in text.splitlines():
+        if not line.strip() or line[0].isspace():
+            flush()
+            out.append(line)
+        else:
+            if _ITEM.match(line):
+                flush()
+            paragraph.append(line.strip())
+    flush()
+    return "\n".join(out)
+
+
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Description and epilog as written; every option's help ends with its default (``(default: 8)``) unless the
-    help already speaks of its default, or there is none to show (``None``, a flag's ``False``)."""
+    """Description and epilog with their prose paragraphs filled to the terminal's width and indented lines
+    (examples) as written (:func:`fill_paragraphs`); every option's help ends with its default
+    (``(default: 8)``) unless the help already speaks of its default, or there is none to show (``None``, a
+    flag's ``False``)."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return textwrap.indent(fill_paragraphs(text, max(width, 20)), indent)
 
     @staticmethod
     def _shows_default(action: argparse.Action) -> bool:

@@ -16,6 +16,7 @@ command line overrides its recipe value; :func:`resolve_recipe` says which were 
 from __future__ import annotations
 
 import argparse
+import textwrap
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,8 +25,8 @@ __all__ = ["Recipe", "FROM_SCRATCH", "FINE_TUNING", "RECIPE_OPTIONS", "ResolvedR
 
 _OPTIMIZER_NAMES = {"adam": "Adam", "adamw": "AdamW"}
 
-#: The ``taghead train`` options whose defaults depend on the recipe (argparse destinations).
 RECIPE_OPTIONS = ("epochs", "optimizer", "lr", "weight_decay", "warmup_epochs")
+"""The ``taghead train`` options whose defaults depend on the recipe (argparse destinations)."""
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,11 @@ class Recipe:
     Attributes:
         name: ``"from scratch"`` or ``"fine-tuning"``.
         when: the situation, in words.
-        epochs, optimizer, lr, weight_decay, warmup_epochs: the :class:`~taghead.engine.trainer.TrainConfig`
-            values.
+        epochs: training epochs.
+        optimizer: ``"adam"`` or ``"adamw"``.
+        lr: peak learning rate (after the warm-up, before the cosine decay).
+        weight_decay: decoupled weight decay (AdamW) or L2 penalty (Adam).
+        warmup_epochs: epochs of linear warm-up; ``0`` for none.
         tag_head_kwargs: TAG-Head options for a head built with ``--backbone``/``--head tag`` (each only
             where ``--head-kwargs`` does not give it).
         basis: where the numbers come from.
@@ -56,18 +60,25 @@ class Recipe:
 FROM_SCRATCH = Recipe(
     name="from scratch", when="the backbone starts from random weights", epochs=60, optimizer="adamw", lr=1e-3,
     weight_decay=0.05, warmup_epochs=1.0, tag_head_kwargs={"depth": 1, "dropout": 0.0},
-    basis="the README's study 'Which TAG-Head settings learn from scratch', benchmarks/RESULTS.md",
+    basis="the study 'Which TAG-Head settings learn from scratch' (docs/guides/training.md, "
+    "benchmarks/RESULTS.md)",
 )
+"""Random weights: AdamW with weight decay and a warm-up, and a one-layer TAG-Head without dropout."""
 FINE_TUNING = Recipe(
     name="fine-tuning", when="a pretrained backbone (--pretrained-backbone) or a saved model (--init)", epochs=60,
     optimizer="adam", lr=1e-5, weight_decay=0.0, warmup_epochs=0.0,
     basis="the TAG-Head paper's recipe (2 Transformer layers, dropout 0.5: the head's defaults)",
 )
+"""A pretrained backbone or a saved model: the TAG-Head paper's fine-tuning (Adam, lr 1e-5, no warm-up)."""
 
 
 def choose_recipe(args: argparse.Namespace) -> Recipe:
     """:data:`FINE_TUNING` when the run starts from trained weights (``--pretrained-backbone``, ``--init``),
-    :data:`FROM_SCRATCH` otherwise."""
+    :data:`FROM_SCRATCH` otherwise.
+
+    Args:
+        args: ``taghead train``'s parsed options.
+    """
     pretrained = getattr(args, "pretrained_backbone", None) is not None or getattr(args, "init", None) is not None
     return FINE_TUNING if pretrained else FROM_SCRATCH
 
@@ -110,7 +121,12 @@ class ResolvedRecipe:
 def resolve_recipe(args: argparse.Namespace, head_kwargs: dict[str, Any]) -> ResolvedRecipe:
     """The recipe for ``args`` (``taghead train``'s namespace; recipe options left at ``None`` take the
     recipe's value) and the head options: the recipe's TAG-Head settings apply to a TAG-Head built with
-    ``--backbone``/``--head`` (not to a registered ``--model`` or an ``--init`` model, whose head is fixed)."""
+    ``--backbone``/``--head`` (not to a registered ``--model`` or an ``--init`` model, whose head is fixed).
+
+    Args:
+        args: ``taghead train``'s parsed options.
+        head_kwargs: the head options of ``--head-kwargs``; the recipe's TAG-Head settings fill what they lack.
+    """
     recipe = choose_recipe(args)
     options, given = {}, []
     for name in RECIPE_OPTIONS:
@@ -149,6 +165,7 @@ def recipes_help() -> str:
         head = ", ".join(f"{k}={v}" for k, v in r.tag_head_kwargs.items()) or "the head's defaults"
         lines += [f"  {r.name}: {r.when}",
                   f"      {_OPTIMIZER_NAMES[r.optimizer]}, lr {r.lr:g}, weight decay {r.weight_decay:g}, warm-up "
-                  f"{r.warmup_epochs:g} epoch(s), cosine to 0, {r.epochs} epochs; TAG-Head: {head}",
-                  f"      basis: {r.basis}"]
+                  f"{r.warmup_epochs:g} epoch(s), cosine to 0, {r.epochs} epochs",
+                  f"      TAG-Head: {head}",
+                  *textwrap.wrap(f"basis: {r.basis}", 84, initial_indent="      ", subsequent_indent="        ")]
     return "\n".join(lines)

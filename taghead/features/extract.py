@@ -57,10 +57,11 @@ from .cache import (
 
 __all__ = ["extract_features", "DEFAULT_SHARD_CLIPS", "SHARD_BYTES"]
 
-#: Clips per shard (per process) unless ``shard_size`` is given: the most a killed extraction loses.
 DEFAULT_SHARD_CLIPS = 256
-#: ... and at most this many bytes of features per shard (held in memory until the shard is written).
+"""Clips per shard (per process) unless ``shard_size`` is given: the most a killed extraction loses."""
 SHARD_BYTES = 256 * 2**20
+"""The most bytes of features per shard (held in memory until the shard is written); with
+:data:`DEFAULT_SHARD_CLIPS`, the smaller limit decides."""
 #: Index settings that must match when an extraction resumes.
 _SETTINGS = ("views", "dtype", "amp", "num_items", "sources", "class_names", "transform", "seed", "feature_shape")
 _AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}

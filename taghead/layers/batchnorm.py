@@ -19,12 +19,25 @@ __all__ = ["batchnorm_layers", "configure_batchnorm", "set_batchnorm_eval", "che
 
 
 def batchnorm_layers(module: nn.Module) -> list[_BatchNorm]:
-    """Every BatchNorm layer inside ``module`` (``BatchNorm1d/2d/3d``, ``SyncBatchNorm``, ...), in module order."""
+    """Every BatchNorm layer inside ``module`` (``BatchNorm1d/2d/3d``, ``SyncBatchNorm``, ...), in module order.
+
+    Args:
+        module: any module; itself included when it is a BatchNorm layer.
+    """
     return [m for m in module.modules() if isinstance(m, _BatchNorm)]
 
 
 def check_batchnorm_options(momentum: float | None = None, eps: float | None = None) -> None:
-    """Raise a ``ValueError`` unless ``momentum`` is ``None`` or in ``[0, 1]`` and ``eps`` is ``None`` or ``> 0``."""
+    """Raise a ``ValueError`` unless ``momentum`` is ``None`` or in ``[0, 1]`` and ``eps`` is ``None`` or ``> 0``.
+
+    Args:
+        momentum: a BatchNorm momentum in PyTorch's sense, or ``None`` (keep the layer's).
+        eps: a BatchNorm eps, or ``None`` (keep the layer's).
+
+    Raises:
+        ValueError: naming the option, what it must be and the value given (booleans and non-finite numbers
+            are refused too).
+    """
     for name, value, ok, expected in (
         ("momentum", momentum, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]"),
         ("eps", eps, lambda v: v > 0.0, "a number > 0"),
@@ -62,10 +75,16 @@ def configure_batchnorm(module: nn.Module, *, momentum: float | None = None, eps
 
 def set_batchnorm_eval(module: nn.Module) -> int:
     """Put every BatchNorm layer inside ``module`` in eval mode: it normalises with its running statistics and
-    no longer updates them (its affine weight and bias still train). Returns how many layers were set.
+    no longer updates them (its affine weight and bias still train).
 
     ``module.train()`` switches them back; :meth:`taghead.adapters.FeatureExtractor.freeze_bn_stats` keeps
     a backbone's layers in eval mode across ``train()`` calls.
+
+    Args:
+        module: any module (a backbone, a whole model).
+
+    Returns:
+        the number of BatchNorm layers set.
     """
     layers = batchnorm_layers(module)
     for layer in layers:

@@ -16,6 +16,14 @@ def resample_pos_embed_3d(
 
     The 3D analogue of timm's ``resample_abs_pos_embed`` (``align_corners=False``). Computed in
     float32 and cast back, so half-precision embeddings resample accurately.
+
+    Args:
+        pos_embed: the embedding, ``[1, T*H*W, D]`` with ``(T, H, W) = old_grid``.
+        old_grid: its ``(t, h, w)`` grid.
+        new_grid: the grid to resample to; the same grid returns ``pos_embed`` itself.
+
+    Raises:
+        ValueError: ``pos_embed`` does not have ``t*h*w`` positions of ``old_grid``.
     """
     t, h, w = old_grid
     if pos_embed.shape[-2] != t * h * w:
@@ -33,6 +41,12 @@ class PositionalEmbedding3d(nn.Module):
 
     Initialised from a standard normal, as the reference TAG-Head does. ``forward`` takes the grid of
     the incoming tokens; a different grid is resampled with :func:`resample_pos_embed_3d`.
+
+    Args:
+        t: frames of the grid the embedding is learned for.
+        h: its height in tokens.
+        w: its width in tokens.
+        dim: token width ``D``.
     """
 
     def __init__(self, t: int, h: int, w: int, dim: int) -> None:
@@ -41,6 +55,12 @@ class PositionalEmbedding3d(nn.Module):
         self.weight = nn.Parameter(torch.randn(1, t * h * w, dim))
 
     def forward(self, tokens: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
+        """``tokens`` plus the embedding of ``grid`` (resampled when it differs from the learned grid).
+
+        Args:
+            tokens: ``[B, t*h*w, D]``, t-major.
+            grid: their ``(t, h, w)``.
+        """
         if tuple(grid) == self.grid:  # no resampling (and no shape check, which torch.fx could not trace)
             return tokens + self.weight.to(tokens.dtype)
         return tokens + resample_pos_embed_3d(self.weight, self.grid, grid).to(tokens.dtype)

@@ -55,6 +55,12 @@ def checkpoint_call(fn: Callable[..., Any], *args: Any, enabled: bool = True, ow
 
     ``owner`` is the module ``fn`` runs (default: ``fn`` itself when it is one); its BatchNorm running statistics
     are restored after the backward pass re-runs it, so they are updated once per step as without checkpointing.
+
+    Args:
+        fn: the function or module to run.
+        *args: its inputs.
+        enabled: checkpoint at all (``False`` simply calls ``fn``).
+        owner: the module whose BatchNorm statistics to keep (default: ``fn`` when it is a module).
     """
     if not _active(enabled):
         return fn(*args)
@@ -67,7 +73,14 @@ def checkpoint_call(fn: Callable[..., Any], *args: Any, enabled: bool = True, ow
 
 def run_checkpointed(layers: Iterable[Callable[..., Any]], x: Any, *args: Any, enabled: bool = True) -> Any:
     """``x = layer(x, *args)`` for every layer in turn, each checkpointed when ``enabled`` (see
-    :func:`checkpoint_call`); ``args`` (e.g. the memory of a Transformer decoder) go to every layer."""
+    :func:`checkpoint_call`).
+
+    Args:
+        layers: the layers, in order.
+        x: the input of the first layer.
+        *args: further inputs of every layer (e.g. the memory of a Transformer decoder).
+        enabled: checkpoint each layer (``False`` runs them plainly).
+    """
     for layer in layers:
         x = checkpoint_call(layer, x, *args, enabled=enabled)
     return x
