@@ -5,7 +5,7 @@ Two settings on the synthetic fine-grained benchmark (800 training and 200 valid
 
 - **(a) end to end**, the ``taghead demo`` recipe: the tiny 3D CNN (width 8, map 32x4x8x8) trained from scratch
   with each head, 10 epochs;
-- **(b) frozen backbone**: a small V-JEPA 2 (🤗 Transformers ``VJEPA2Model``: 2 layers, 64-d, 4 heads, tubelets
+- **(b) frozen backbone**: a small V-JEPA 2 (Hugging Face Transformers ``VJEPA2Model``: 2 layers, 64-d, 4 heads, tubelets
   2x8x8, map 64x8x8x8), randomly initialised and frozen; its feature maps are computed once and each head is
   trained on them alone, 20 epochs. Random rather than pretrained: what a frozen probe needs here is fixed tokens
   that hold the local events but not the answer, and a random V-JEPA 2 gives exactly that (each tubelet's
@@ -23,7 +23,7 @@ round-robin over the heads in one run so that the load of the machine affects al
 the weights that TAG-Head's graph propagation followed by its mean pooling gives each frame (see
 ``docs/guides/attentive-probe.md``).
 
-    nice -n 5 python benchmarks/head_comparison.py --threads 1     # about 40 min on a busy 2-core CPU
+    nice -n 5 python benchmarks/head_comparison.py --threads 1     # 15 min on a quiet 2-core CPU, 40-60 on a busy one
     python benchmarks/head_comparison.py --setting b                # the frozen-backbone probe only
     python benchmarks/head_comparison.py --quick                    # seconds: smoke test, writes nothing
 """

@@ -1,4 +1,4 @@
-r"""Adapters for 🤗 Transformers video models: VideoMAE, TimeSformer, ViViT, V-JEPA 2 and X-CLIP's vision tower.
+r"""Adapters for Hugging Face Transformers video models: VideoMAE, TimeSformer, ViViT, V-JEPA 2 and X-CLIP's vision tower.
 
 Each adapter takes the bare encoder (``VideoMAEModel``, ...) or its ``...ForVideoClassification`` model, feeds it
 taghead's clip ``[B, 3, T, H, W]`` in the layout the model expects (``pixel_values [B, T, C, H, W]``, or
@@ -110,7 +110,7 @@ class TransformersVideoFeatures(FeatureExtractor):
 
     @property
     def config(self) -> Any:
-        """The 🤗 Transformers config of the model."""
+        """The Hugging Face Transformers config of the model."""
         return self.model.config
 
     # -- the clip ----------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Backbones: taghead's own (the reference R(2+1)D-34, a tiny demo CNN), a registry of named ones with their
 published weights, and the recognition of a module as one of them."""
 
-from . import transformers as _transformers  # noqa: F401  (registers the 🤗 Transformers backbones)
+from . import transformers as _transformers  # noqa: F401  (registers the Hugging Face Transformers backbones)
 from .r2plus1d import r2plus1d_34
 from .recognize import Recognition, module_structure, recognize_backbone
 from .registry import (

@@ -15,7 +15,7 @@ backbones whose ``model_class`` is the module's class, built with the arguments 
 a timm model ``"timm/<architecture>"`` from the model's own ``pretrained_cfg``, with ``num_classes``,
 ``in_chans``, ``img_size``, ``global_pool``, ``dynamic_img_size``, ``drop_rate`` and
 ``drop_path_rate`` read back from it. The arguments that equal the builder's defaults are left out of the
-result, except for entries registered with ``records_defaults`` (🤗 Transformers models: the whole config is
+result, except for entries registered with ``records_defaults`` (Hugging Face Transformers models: the whole config is
 kept). A module that was changed (a replaced layer, other widths,
 another stride) matches no candidate and is not recognised; nor is one converted to another dtype.
 """

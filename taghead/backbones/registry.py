@@ -71,7 +71,7 @@ class BackboneEntry:
             are dropped when their width is not the model's.
         num_classes_kwarg: the builder argument that sets the classifier width.
         repo_loader: builds the backbone from a whole model repository (config, weights and preprocessing,
-            as 🤗 Transformers models are published) where one weights file is not enough.
+            as Hugging Face Transformers models are published) where one weights file is not enough.
     """
 
     name: str
@@ -511,7 +511,7 @@ def create_backbone(name: str, pretrained: Pretrained = False, **kwargs: Any) ->
     Args:
         name: a registered name (:func:`list_backbones`), optionally with a weights tag:
             ``"torchvision/r2plus1d_18.kinetics400_v1"`` (:func:`list_backbones` with ``pretrained=True``);
-            or a Hugging Face Hub repository of a 🤗 Transformers video model, ``"hf-hub:<owner>/<repo>"``
+            or a Hugging Face Hub repository of a Hugging Face Transformers video model, ``"hf-hub:<owner>/<repo>"``
             (optionally ``@<revision>``), built as the ``transformers/...`` backbone its config names
             (:mod:`taghead.backbones.transformers_hub`).
         pretrained: ``False``: random weights. ``True``: the name's tag, else the backbone's default

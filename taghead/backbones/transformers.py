@@ -1,4 +1,4 @@
-"""🤗 Transformers video models as registered backbones, built from a config (random weights, no download).
+"""Hugging Face Transformers video models as registered backbones, built from a config (random weights, no download).
 
 Registered names (``create_backbone(name, config={...})``; the config is a plain dict of the family's config
 class, default: the class defaults, which are the family's base published configuration):

@@ -1,4 +1,4 @@
-"""🤗 Transformers checkpoints as backbone weights: a repository (on the Hugging Face Hub or in a local folder) holds a
+"""Hugging Face Transformers checkpoints as backbone weights: a repository (on the Hugging Face Hub or in a local folder) holds a
 model's ``config.json``, its weights and its preprocessing; the backbone is built from that config and the weights
 are loaded into it.
 
@@ -529,7 +529,7 @@ class HubNames:
         model_type = fetch_checkpoint(repo_id, revision, weights=False).config.get("model_type")
         if model_type not in self.families:
             known = sorted({f.title for f in self.families.values()})
-            raise ValueError(f"{name} holds a model of model_type {model_type!r}; taghead wraps the 🤗 Transformers "
+            raise ValueError(f"{name} holds a model of model_type {model_type!r}; taghead wraps the Hugging Face Transformers "
                              f"video families {known} (model_type {sorted(self.families)})")
         return get_backbone_entry(self.families[model_type].name)
 

@@ -8,7 +8,7 @@ __all__ = ["register", "run_list", "run_download"]
 
 DESCRIPTION = """\
 Published backbone weights, by tag (NAME.TAG, as create_backbone, wrap_backbone(pretrained_backbone=...) and
---pretrained-backbone take them), and Hugging Face Hub repositories of 🤗 Transformers video models (hf-hub:REPO). `list` shows them with their dataset, classes, clip, licence and whether the
+--pretrained-backbone take them), and Hugging Face Hub repositories of Hugging Face Transformers video models (hf-hub:REPO). `list` shows them with their dataset, classes, clip, licence and whether the
 file is in the local cache; `download` puts files into the ordinary caches (torch.hub's $TORCH_HOME/hub/checkpoints
 for URL weights, the Hugging Face cache for Hub weights), for example on a login node, so that compute nodes
 without network find them.

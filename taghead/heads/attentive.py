@@ -21,7 +21,7 @@ class AttentiveProbeHead(VideoHead):
     The evaluation head of V-JEPA (Bardes et al., 2024, "Revisiting Feature Prediction for Learning Visual
     Representations from Video", its ``AttentivePooler`` + ``AttentiveClassifier``) and V-JEPA 2 (Assran et
     al., 2025, "V-JEPA 2: Self-Supervised Video Models Enable Understanding, Prediction and Planning"; in
-    🤗 Transformers ``VJEPA2AttentivePooler`` inside ``VJEPA2ForVideoClassification``), the usual baseline
+    Hugging Face Transformers ``VJEPA2AttentivePooler`` inside ``VJEPA2ForVideoClassification``), the usual baseline
     for frozen video foundation models. On a feature map ``x [B, C, T, H, W]``:
 
     1. tokens ``[B, N, C]`` (``N = T*H*W``, t-major), an optional linear projection to ``embed_dim`` and a

@@ -68,7 +68,7 @@ def wrap_backbone(
     Args:
         model_or_name: a backbone module (modified in place: its pooling and classifier are removed;
             pass ``copy.deepcopy(model)`` to keep the original), or a registered name
-            (:func:`taghead.list_backbones`, or ``"timm/<model>"``, optionally ``"name.tag"``; or a 🤗
+            (:func:`taghead.list_backbones`, or ``"timm/<model>"``, optionally ``"name.tag"``; or a Hugging Face
             Transformers repository ``"hf-hub:<owner>/<repo>"``), built with random weights unless
             ``pretrained_backbone`` says otherwise.
             A module of a registered architecture (:func:`taghead.recognize_backbone`: same classes,
