@@ -274,6 +274,15 @@ def test_command_help_prose_fits_the_terminal(monkeypatch):
         assert not too_long, f"taghead {name} --help has prose lines wider than the terminal: {too_long}"
 
 
+@pytest.mark.parametrize("columns", ["60", "137"])
+def test_command_help_keeps_hyphenated_words_whole(monkeypatch, columns):
+    monkeypatch.setenv("COLUMNS", columns)
+    for name, parser in _command_parsers().items():
+        prose = " ".join(line for line in parser.format_help().splitlines() if line and not line[0].isspace())
+        split = re.findall(r"\b\w+- \w+", prose)  # "per- class": a word broken at its hyphen, then re-joined
+        assert not split, f"taghead {name} --help at {columns} columns shows {split}"
+
+
 def test_fill_paragraphs_fills_prose_and_keeps_indented_lines():
     text = ("A first paragraph written\nover two short lines.\n\nexamples:\n"
             "  taghead train --data synthetic --epochs 12 --batch-size 32 --output runs/tiny\n"

@@ -6,7 +6,6 @@ import argparse
 import copy
 import math
 import re
-import shutil
 import sys
 import textwrap
 from collections.abc import Callable
@@ -172,10 +171,9 @@ def resolve_device(choice: str | None) -> torch.device:
 def add_command_parser(subparsers: argparse._SubParsersAction, name: str, *, help: str, description: str,
                        epilog: str | None = None) -> argparse.ArgumentParser:
     """The sub-command's parser: ``description`` (one paragraph, any line breaks; markup removed by
-    :func:`plain_text`) wrapped to the terminal, ``epilog`` (examples) printed as written, defaults shown
-    (:class:`HelpFormatter`)."""
-    width = max(min(shutil.get_terminal_size().columns, 100) - 2, 40)
-    description = textwrap.fill(" ".join(plain_text(description).split()), width)
+    :func:`plain_text`) filled to the terminal when help is printed, ``epilog`` (examples) as written, defaults
+    shown (:class:`HelpFormatter`)."""
+    description = " ".join(plain_text(description).split())
     return subparsers.add_parser(name, help=help, description=description, epilog=epilog,
                                  formatter_class=HelpFormatter)
 
